@@ -1,0 +1,427 @@
+"""Chat fan-out on one process: ONE Redis Streams reader per broadcast, many local sockets.
+
+The reader XREADs new entries, turns a batch into ONE frame (serialised once: a JSON object for one
+event, an array for several) and offers it to every local client; each client has a bounded queue
+and its own sender, and a client whose queue is full is closed (4008, too slow) without delaying
+anyone. A joining client is registered before its history is read: events that arrive meanwhile
+are held and then sent if they are newer than the history, so no event is lost or repeated. A
+Redis error in the reader is treated as a possible gap: it reconnects and resumes from its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from jangteo import metrics
+from jangteo.keys import text
+from jangteo.tokens import Claims
+
+from .publish import stream_key
+from .store import ChatStore
+
+log = logging.getLogger(__name__)
+
+HISTORY = 50
+SEND_QUEUE = 1024  # frames queued for one client, at most
+SLOW_AFTER_S = 3.0  # a client whose oldest unsent frame is older than this is too slow
+PRESENCE_INTERVAL = 2.0
+HEARTS_INTERVAL = 0.2
+CLOSE_TOO_SLOW = 4008
+
+Sender = Callable[[str], Awaitable[None]]
+Closer = Callable[[int, str], Awaitable[None]]
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def decode_entry(entry_id: Any, fields: Any) -> dict[str, Any]:
+    """The event with its stream id as ``sid`` (resume with the last ``sid`` seen). ``id`` is the
+    stream id too, except for ``deleted``, whose ``id`` names the deleted message (API.md)."""
+    event: dict[str, Any] = json.loads(fields[b"e"])
+    event["sid"] = text(entry_id)
+    event.setdefault("id", event["sid"])
+    return event
+
+
+def frame_of(events: list[dict[str, Any]]) -> str:
+    public = [{k: v for k, v in e.items() if k != "to"} for e in events]
+    doc: Any = public[0] if len(public) == 1 else public
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class ClientState(enum.Enum):
+    JOINING = "joining"
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+class Client:
+    def __init__(self, claims: Claims, send: Sender, close: Closer) -> None:
+        self.claims = claims
+        self.id = secrets.token_hex(6)
+        self._send = send
+        self._close = close
+        self.state = ClientState.JOINING
+        self.last_id: tuple[int, int] = (0, 0)
+        self.held: list[dict[str, Any]] = []
+        self.queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue(maxsize=SEND_QUEUE)
+        self._sending_since: float | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.too_slow = False
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"chat-send-{self.id}")
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                queued_at, frame = await self.queue.get()
+                self._sending_since = queued_at  # how old the frame on the wire is
+                await self._send(frame)
+                self._sending_since = None
+        except Exception:  # the socket went away; the receive loop notices and detaches
+            self.state = ClientState.CLOSED
+
+    def offer(self, frame: str) -> bool:
+        if self.state is ClientState.CLOSED:
+            return False
+        now = time.monotonic()
+        stuck = self._sending_since is not None and now - self._sending_since > SLOW_AFTER_S
+        if stuck or self.queue.full():
+            self.too_slow = True
+            self.state = ClientState.CLOSED
+            return False
+        self.queue.put_nowait((now, frame))
+        return True
+
+    def visible(self, event: dict[str, Any]) -> bool:
+        to = event.get("to")
+        return to is None or to == self.claims.user_id
+
+    async def aclose(self, code: int | None = None, reason: str = "") -> None:
+        self.state = ClientState.CLOSED
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if code is not None:
+            with contextlib.suppress(Exception):
+                await self._close(code, reason)
+
+
+class BroadcastChat:
+    def __init__(
+        self, bid: str, redis: Redis, store: ChatStore, process: str, batch_s: float = 0.05
+    ) -> None:
+        self.bid = bid
+        self.batch_s = batch_s
+        self.redis = redis
+        self.store = store
+        self.process = process
+        self.clients: set[Client] = set()
+        self.cursor: str = "$"
+        self.hearts_pending = 0
+        self.viewers = 0
+        self.extra_viewers: Callable[[], int] = lambda: 0
+        self.deliveries = 0
+        self.dropped_slow = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reaper: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        last: Any = await self.redis.xrevrange(stream_key(self.bid), count=1)
+        self.cursor = text(last[0][0]) if last else "0-0"
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(), name=f"chat-read-{self.bid}"),
+            loop.create_task(self._hearts(), name=f"chat-hearts-{self.bid}"),
+            loop.create_task(self._presence(), name=f"chat-presence-{self.bid}"),
+        ]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(c.aclose(1001, "server closing") for c in self.clients))
+        self.clients.clear()
+        for task in list(self._reaper):
+            task.cancel()
+        await asyncio.gather(*self._reaper, return_exceptions=True)
+
+    # -- reading and fan-out ---------------------------------------------------------------------
+    async def _read(self) -> None:
+        key = stream_key(self.bid)
+        while True:
+            try:
+                got: Any = await self.redis.xread({key: self.cursor}, count=1000, block=5000)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("chat reader: %s; reconnecting", exc, extra={"bid": self.bid})
+                await asyncio.sleep(0.5)
+                await self._after_reconnect(key)
+                continue
+            if not got:
+                continue
+            entries = got[0][1]
+            self.cursor = text(entries[-1][0])
+            events = [decode_entry(i, f) for i, f in entries]
+            if self.batch_s:
+                self.dispatch(events)
+                # let events gather: a busy broadcast sends fewer, larger frames
+                await asyncio.sleep(self.batch_s)
+            else:
+                for event in events:
+                    self.dispatch([event])
+
+    async def _after_reconnect(self, key: str) -> None:
+        """A reconnect may hide a gap: if our cursor is no longer in the stream (trimmed, or Redis
+        lost its data), every client gets ``reset`` and fresh history."""
+        try:
+            if self.cursor in ("0-0", "$") or await self.redis.xrange(
+                key, self.cursor, self.cursor, count=1
+            ):
+                return
+            events = await self._history(key)
+        except (RedisError, OSError):
+            return  # still down: the read loop retries
+        last: Any = await self.redis.xrevrange(key, count=1)
+        self.cursor = text(last[0][0]) if last else "0-0"
+        log.warning("chat reader lost its place; clients reset", extra={"bid": self.bid})
+        reset = json.dumps({"type": "reset"})
+        for client in tuple(self.clients):
+            client.offer(reset)
+            visible = [e for e in events if client.visible(e)]
+            if visible:
+                client.offer(frame_of(visible))
+                client.last_id = id_key(visible[-1]["sid"])
+
+    def dispatch(self, events: list[dict[str, Any]]) -> None:
+        public = all("to" not in e for e in events)
+        shared = frame_of(events) if public else None
+        first, last = id_key(events[0]["sid"]), id_key(events[-1]["sid"])
+        slow: list[Client] = []
+        for client in tuple(self.clients):
+            if client.state is ClientState.JOINING:
+                client.held.extend(events)
+                continue
+            if client.state is not ClientState.LIVE:
+                continue
+            if shared is not None and client.last_id < first:
+                ok = client.offer(shared)
+                n = len(events)
+            else:
+                mine = [
+                    e for e in events if client.visible(e) and id_key(e["sid"]) > client.last_id
+                ]
+                ok = client.offer(frame_of(mine)) if mine else True
+                n = len(mine)
+            if not ok:
+                slow.append(client)
+                continue
+            client.last_id = max(client.last_id, last)
+            self.deliveries += n
+        for client in slow:
+            self.dropped_slow += 1
+            self._drop(client, CLOSE_TOO_SLOW, "too slow: messages were piling up")
+
+    def _drop(self, client: Client, code: int, reason: str) -> None:
+        self.clients.discard(client)
+        task = asyncio.get_running_loop().create_task(client.aclose(code, reason))
+        self._reaper.add(task)
+        task.add_done_callback(self._reaper.discard)
+
+    # -- joining ---------------------------------------------------------------------------------
+    async def attach(self, client: Client, last_id: str | None) -> None:
+        """Register ``client``, send its history (or the gap since ``last_id``), go live."""
+        self.clients.add(client)
+        client.start()
+        key = stream_key(self.bid)
+        first: list[str] = []
+        events: list[dict[str, Any]]
+        if last_id:
+            try:
+                since = id_key(last_id)
+            except ValueError:
+                since = None
+            still_there = since is not None and bool(
+                await self.redis.xrange(key, last_id, last_id, count=1)
+            )
+            if still_there:
+                raw: Any = await self.redis.xrange(key, f"({last_id}", "+")
+                events = [decode_entry(i, f) for i, f in raw]
+            else:
+                first.append(json.dumps({"type": "reset"}))
+                events = await self._history(key)
+        else:
+            events = await self._history(key)
+        events = [e for e in events if client.visible(e)]
+        settings = await self.store.settings(self.bid)
+        hello = {"type": "settings", **settings.public()}
+        frames = [*first, json.dumps(hello, ensure_ascii=False)]
+        if settings.announcement:
+            frames.append(
+                json.dumps(
+                    {"type": "announcement", "text": settings.announcement}, ensure_ascii=False
+                )
+            )
+        frames.append(json.dumps({"type": "viewers", "count": self.viewers}))
+        for f in frames:
+            client.offer(f)
+        if events:
+            client.offer(frame_of(events))
+            client.last_id = id_key(events[-1]["sid"])
+        elif last_id and not first:
+            client.last_id = id_key(last_id)
+        else:
+            client.last_id = id_key(self.cursor) if self.cursor not in ("$", "0-0") else (0, 0)
+        held = [e for e in client.held if id_key(e["sid"]) > client.last_id and client.visible(e)]
+        client.held = []
+        if held:
+            client.offer(frame_of(held))
+            client.last_id = id_key(held[-1]["sid"])
+        if client.state is ClientState.JOINING:
+            client.state = ClientState.LIVE
+
+    async def _history(self, key: str) -> list[dict[str, Any]]:
+        raw: Any = await self.redis.xrevrange(key, count=HISTORY * 2)
+        events = [decode_entry(i, f) for i, f in reversed(raw)]
+        gone = await self.store.deleted(self.bid, [e["sid"] for e in events if e["type"] == "chat"])
+        events = [e for e in events if e["sid"] not in gone and e["type"] != "deleted"]
+        return events[-HISTORY:]
+
+    async def detach(self, client: Client) -> None:
+        self.clients.discard(client)
+        await client.aclose()
+
+    # -- hearts and presence ---------------------------------------------------------------------
+    def tap(self, count: int) -> None:
+        self.hearts_pending += count
+
+    async def _hearts(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTS_INTERVAL)
+            n, self.hearts_pending = self.hearts_pending, 0
+            if n:
+                try:
+                    await self.store.add_hearts(self.bid, n)
+                except (RedisError, OSError):
+                    self.hearts_pending += n  # keep the taps; try again next window
+
+    async def flush_hearts(self) -> None:
+        n, self.hearts_pending = self.hearts_pending, 0
+        if n:
+            await self.store.add_hearts(self.bid, n)
+
+    async def _presence(self) -> None:
+        while True:
+            try:
+                local = max(len(self.clients), self.extra_viewers())
+                total = await self.store.report_presence(
+                    self.bid, self.process, local, fresh_s=PRESENCE_INTERVAL * 2.5
+                )
+            except (RedisError, OSError):
+                total = self.viewers
+            if total != self.viewers:
+                self.viewers = total
+                frame = json.dumps({"type": "viewers", "count": total})
+                for c in tuple(self.clients):
+                    if c.state is ClientState.LIVE:
+                        c.offer(frame)
+            await asyncio.sleep(PRESENCE_INTERVAL)
+
+
+class ChatHub:
+    """Every broadcast with chat sockets on this process.
+
+    A broadcast's reader (and the Redis connection its blocking XREAD holds) lives while sockets
+    hold it: ``join`` takes a hold, ``release`` gives it back, and a broadcast left without holds
+    for ``IDLE_S`` is closed, so a long-running process does not keep a reader per broadcast it
+    ever served.
+    """
+
+    IDLE_S = 10.0
+
+    def __init__(self, redis: Redis, store: ChatStore, batch_s: float = 0.05) -> None:
+        self.redis = redis
+        self.batch_s = batch_s
+        self.store = store
+        self.process = secrets.token_hex(6)
+        self.broadcasts: dict[str, BroadcastChat] = {}
+        self.media_viewers: Callable[[str], int] = lambda bid: 0
+        self._lock = asyncio.Lock()
+        self._holds: dict[str, int] = {}
+        self._reapers: set[asyncio.Task[None]] = set()
+        self._closed_deliveries = 0
+        self._closed_dropped = 0
+        metrics.CHAT_SOCKETS.read = lambda: [
+            ({}, float(sum(len(c.clients) for c in self.broadcasts.values())))
+        ]
+        metrics.CHAT_DELIVERIES.read = lambda: [
+            (
+                {},
+                float(
+                    self._closed_deliveries + sum(c.deliveries for c in self.broadcasts.values())
+                ),
+            )
+        ]
+        metrics.CHAT_DROPPED_SLOW.read = lambda: [
+            (
+                {},
+                float(self._closed_dropped + sum(c.dropped_slow for c in self.broadcasts.values())),
+            )
+        ]
+
+    async def join(self, bid: str) -> BroadcastChat:
+        """The broadcast's chat, with a hold on it until :meth:`release`."""
+        async with self._lock:
+            chat = self.broadcasts.get(bid)
+            if chat is None:
+                chat = BroadcastChat(bid, self.redis, self.store, self.process, self.batch_s)
+                chat.extra_viewers = lambda: self.media_viewers(bid)
+                await chat.start()
+                self.broadcasts[bid] = chat
+            self._holds[bid] = self._holds.get(bid, 0) + 1
+            return chat
+
+    def release(self, bid: str) -> None:
+        self._holds[bid] = self._holds.get(bid, 1) - 1
+        if self._holds[bid] <= 0:
+            task = asyncio.get_running_loop().create_task(
+                self._close_if_idle(bid), name=f"chat-idle-{bid}"
+            )
+            self._reapers.add(task)
+            task.add_done_callback(self._reapers.discard)
+
+    async def _close_if_idle(self, bid: str) -> None:
+        await asyncio.sleep(self.IDLE_S)
+        async with self._lock:
+            if self._holds.get(bid, 0) > 0 or bid not in self.broadcasts:
+                return
+            chat = self.broadcasts.pop(bid)
+            self._holds.pop(bid, None)
+        await chat.aclose()
+        self._closed_deliveries += chat.deliveries
+        self._closed_dropped += chat.dropped_slow
+
+    async def aclose(self) -> None:
+        for task in list(self._reapers):
+            task.cancel()
+        await asyncio.gather(*self._reapers, return_exceptions=True)
+        chats = list(self.broadcasts.values())
+        self.broadcasts.clear()
+        await asyncio.gather(*(c.aclose() for c in chats), return_exceptions=True)

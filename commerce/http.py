@@ -1,0 +1,294 @@
+"""Catalog, pin and order routes (contract: ../shared/API.md, Commerce)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from chat.publish import publish
+from jangteo.api import MAX_JSON, json_body, parse_json_object
+from jangteo.context import AppContext, bearer, claims, ctx, is_admin, read_body
+from jangteo.problems import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from jangteo.tokens import Claims, Role
+
+from . import export
+from .catalog import check_deal, check_id, validate_product
+from .errors import DealEnded, KeyReused, LimitExceeded, OrderConflict, SoldOut
+from .orders import bid_of, public_order
+from .payments import TestProvider
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
+MAX_QTY = 99
+PROVIDER = TestProvider()  # real PG adapters implement commerce.payments.Provider
+
+
+def _host(request: Request, *roles: Role) -> Claims | None:
+    """The caller must be the admin or hold one of ``roles`` (default: host) for this broadcast."""
+    if is_admin(request):
+        return None
+    c = claims(request, request.path_params["bid"])
+    c.require_role(*(roles or (Role.HOST,)))
+    return c
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+# -- catalog --------------------------------------------------------------------------------------
+async def put_product(request: Request) -> JSONResponse:
+    _host(request)
+    bid, pid = request.path_params["bid"], request.path_params["pid"]
+    app = ctx(request)
+    await app.store.get(bid)
+    product, stock = validate_product(pid, await json_body(request))
+    existed = await app.catalog.put(bid, product, stock)
+    body = await app.catalog.get(bid, pid)
+    await publish(app.redis, bid, {"type": "product", "product": body, "ts": _now()})
+    return JSONResponse(body, status_code=200 if existed else 201)
+
+
+async def list_products(request: Request) -> JSONResponse:
+    bid = request.path_params["bid"]
+    app = ctx(request)
+    await app.store.get(bid)
+    return JSONResponse(
+        {"products": await app.catalog.all(bid), "pinned": await app.catalog.pin(bid)}
+    )
+
+
+async def product_image(request: Request) -> Response:
+    bid, pid = request.path_params["bid"], request.path_params["pid"]
+    jpeg = await ctx(request).catalog.image(bid, pid)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+
+async def snapshot_product(request: Request) -> JSONResponse:
+    """A flash product whose image is the current composed frame (show it, price it, sell)."""
+    _host(request)
+    bid = request.path_params["bid"]
+    app = ctx(request)
+    await app.store.get(bid)
+    doc = await json_body(request)
+    pid = doc.get("id") or f"flash-{secrets.token_hex(3)}"
+    check_id(pid)
+    media = app.hub.get(bid)
+    jpeg = await asyncio.to_thread(_jpeg, media.compositor.snapshot_bgr) if media else None
+    if jpeg is None:
+        raise Conflict("nothing is live to take a picture of", code="no_picture")
+    image = f"/api/broadcasts/{bid}/products/{pid}/image"
+    product, stock = validate_product(pid, doc | {"image": image})
+    await app.catalog.put_image(bid, pid, jpeg)
+    await app.catalog.put(bid, product, stock)
+    body = await app.catalog.get(bid, pid)
+    await publish(app.redis, bid, {"type": "product", "product": body, "ts": _now()})
+    return JSONResponse(body, status_code=201)
+
+
+def _jpeg(take: Callable[[], Any]) -> bytes | None:
+    """The picture ``take`` returns, as a JPEG at most 640 wide (colour conversion, scaling and
+    encoding all run here, off the event loop)."""
+    picture = take()
+    if picture is None:
+        return None
+    h, w = picture.shape[:2]
+    scale = min(1.0, 640 / w)
+    small = cv2.resize(picture, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return bytes(buf)
+
+
+# -- pin ------------------------------------------------------------------------------------------
+async def pin(request: Request) -> JSONResponse:
+    _host(request, Role.HOST, Role.COHOST)
+    bid = request.path_params["bid"]
+    app = ctx(request)
+    await app.store.get(bid)
+    doc = await json_body(request)
+    product = await app.catalog.get(bid, check_id(doc.get("product_id")))
+    record = check_deal(product, doc, _now())
+    await app.catalog.set_pin(bid, record)
+    event = {"type": "pin", "product": product | {"deal": _deal(record)}, "ts": _now()}
+    await publish(app.redis, bid, event)
+    return JSONResponse(record | {"product": product})
+
+
+async def unpin(request: Request) -> Response:
+    _host(request, Role.HOST, Role.COHOST)
+    bid = request.path_params["bid"]
+    app = ctx(request)
+    await app.catalog.set_pin(bid, None)
+    await publish(app.redis, bid, {"type": "pin", "product": None, "ts": _now()})
+    return Response(status_code=204)
+
+
+def _deal(record: dict[str, Any]) -> dict[str, Any] | None:
+    if record.get("deal_price") is None:
+        return None
+    return {"price": record["deal_price"], "ends_at": record.get("deal_ends_at")}
+
+
+# -- orders ---------------------------------------------------------------------------------------
+_REFUSALS: dict[str, tuple[type[Exception], str]] = {
+    "sold_out": (SoldOut, "sold out"),
+    "limit_exceeded": (LimitExceeded, "over the per-buyer limit for this product"),
+    "deal_ended": (DealEnded, "the deal has ended"),
+    "key_reused": (KeyReused, "this Idempotency-Key was used with a different order"),
+}
+
+
+async def place_order(
+    app: AppContext, bid: str, token: str | None, idem: str | None, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Everything an order request does after its body is read: (status, headers, JSON body).
+
+    Shared by the routed handler and the fast path (commerce/fastpath.py); refusals raise
+    ``Problem``s.
+    """
+    if token is None:
+        raise Unauthorized("send a token: Authorization: Bearer <token>")
+    c = app.signer.verify(token)
+    c.require_broadcast(bid)
+    if c.role is Role.HOST:
+        raise Forbidden("the host cannot buy from their own broadcast", code="wrong_role")
+    if not idem:
+        raise BadRequest(
+            "send an Idempotency-Key header (one per tap)", code="missing_idempotency_key"
+        )
+    if not _KEY.match(idem):
+        raise BadRequest(
+            "Idempotency-Key: 1-100 visible ASCII characters", code="bad_idempotency_key"
+        )
+    doc = parse_json_object(body)
+    pid = check_id(doc.get("product_id"))
+    qty = doc.get("qty")
+    if not isinstance(qty, int) or isinstance(qty, bool) or not 1 <= qty <= MAX_QTY:
+        raise BadRequest(f"qty must be an integer 1..{MAX_QTY}", code="bad_qty")
+    option = doc.get("option")
+    if option is not None:
+        option = check_id(option, "option")
+    status, rest = await app.orders.reserve(
+        bid, product_id=pid, qty=qty, option=option, buyer_id=c.user_id, buyer_name=c.name,
+        idempotency_key=idem,
+    )  # fmt: skip
+    if status == "ok":
+        return 201, {"Location": f"/api/orders/{_oid(rest[0])}"}, rest[0].encode()
+    if status == "replay":
+        return 201, {"Idempotent-Replayed": "true"}, rest[0].encode()
+    if status in _REFUSALS:
+        cls, detail = _REFUSALS[status]
+        extra = {"left": int(rest[0])} if rest and status in ("sold_out", "limit_exceeded") else {}
+        raise cls(detail, **extra)  # type: ignore[call-arg]
+    if status == "unknown_product":
+        raise NotFound(f"no product {pid!r}", code="unknown_product")
+    if status in ("unknown_option", "option_required"):
+        raise BadRequest("choose one of the product's options" if status == "option_required"
+                         else f"no option {option!r}", code=status)  # fmt: skip
+    if status == "unknown_broadcast":
+        raise NotFound(f"no broadcast {bid!r}")
+    if status == "ended":
+        raise Conflict("the broadcast has ended", code="broadcast_ended")
+    raise RuntimeError(f"unexpected reserve result {status}")
+
+
+async def create_order(request: Request) -> Response:
+    body = await read_body(request, MAX_JSON, ("application/json",))
+    status, headers, content = await place_order(
+        ctx(request),
+        request.path_params["bid"],
+        bearer(request),
+        request.headers.get("idempotency-key"),
+        body,
+    )
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
+
+
+def _oid(answer: str) -> str:
+    return str(json.loads(answer)["id"])
+
+
+async def _order_for(request: Request) -> tuple[str, dict[str, str], Claims | None]:
+    oid = request.path_params["oid"]
+    app = ctx(request)
+    row = await app.orders.get(oid)
+    if row is None:
+        raise NotFound(f"no order {oid!r}", code="unknown_order")
+    if is_admin(request):
+        return oid, row, None
+    c = claims(request, bid_of(oid))
+    if c.user_id != row["buyer_id"] and c.role is not Role.HOST:
+        raise Forbidden("only the buyer or the host may do this", code="not_your_order")
+    return oid, row, c
+
+
+async def get_order(request: Request) -> JSONResponse:
+    _, row, _ = await _order_for(request)
+    body = public_order(row)
+    if body["status"] == "reserved":
+        body["payment"] = PROVIDER.checkout(body)
+    return JSONResponse(body)
+
+
+async def _move(request: Request, target: str) -> JSONResponse:
+    oid, _, _ = await _order_for(request)
+    app = ctx(request)
+    status, state = await app.orders.move(oid, target)
+    if status in ("ok", "same"):
+        row = await app.orders.get(oid)
+        assert row is not None
+        return JSONResponse(public_order(row))
+    if status == "expired":
+        raise OrderConflict("the hold expired; the stock went back on sale", code="order_expired")
+    if status == "sold_out":
+        raise SoldOut("sold out before payment (first paid, first served)")
+    raise OrderConflict(f"the order is {state}; it cannot become {target}", code="bad_order_state")
+
+
+async def confirm_order(request: Request) -> JSONResponse:
+    return await _move(request, "paid")
+
+
+async def cancel_order(request: Request) -> JSONResponse:
+    return await _move(request, "cancelled")
+
+
+async def list_orders(request: Request) -> Response:
+    _host(request)
+    bid = request.path_params["bid"]
+    app = ctx(request)
+    await app.store.get(bid)
+    orders = await app.orders.all(bid)
+    if request.query_params.get("format") == "csv":
+        return Response(
+            export.to_csv(orders),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="orders-{bid}.csv"'},
+        )
+    return JSONResponse({"orders": [public_order(o) for o in orders]})
+
+
+routes = [
+    Route("/api/broadcasts/{bid}/products", list_products, methods=["GET"]),
+    Route("/api/broadcasts/{bid}/products/snapshot", snapshot_product, methods=["POST"]),
+    Route("/api/broadcasts/{bid}/products/{pid}", put_product, methods=["PUT"]),
+    Route("/api/broadcasts/{bid}/products/{pid}/image", product_image, methods=["GET"]),
+    Route("/api/broadcasts/{bid}/pin", pin, methods=["POST"]),
+    Route("/api/broadcasts/{bid}/pin", unpin, methods=["DELETE"]),
+    Route("/api/broadcasts/{bid}/orders", create_order, methods=["POST"]),
+    Route("/api/broadcasts/{bid}/orders", list_orders, methods=["GET"]),
+    Route("/api/orders/{oid}", get_order, methods=["GET"]),
+    Route("/api/orders/{oid}/confirm", confirm_order, methods=["POST"]),
+    Route("/api/orders/{oid}/cancel", cancel_order, methods=["POST"]),
+]

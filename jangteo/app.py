@@ -1,0 +1,234 @@
+"""The Starlette app: API, WHIP/WHEP, pages, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+import chat.http
+import commerce.http
+import commerce.payments
+import stream.http
+from chat.hub import ChatHub
+from chat.store import ChatStore
+from chat.ws import chat_socket
+from commerce.catalog import Catalog
+from commerce.fastpath import OrderFastPath
+from commerce.orders import Orders
+from commerce.sweeper import Sweeper
+from commerce.webhooks import Webhooks
+from stream.hub import MediaHub
+from stream.rtc import configure_host_addresses
+
+from . import api, metrics, openapi
+from .broadcasts import BroadcastStore
+from .config import Settings, with_payment_secret
+from .context import AppContext, ctx
+from .problems import (
+    MethodNotAllowed,
+    NotFound,
+    Problem,
+    Unavailable,
+    handle_problem,
+    problem_response,
+)
+from .redismux import RedisMux
+from .tokens import TokenSigner
+
+STATIC = Path(__file__).parent / "static"
+REDIS_CONNECTIONS = 64
+CHAT_REDIS_CONNECTIONS = 512  # each broadcast's chat reader holds one in XREAD BLOCK
+SEND_BUFFER = 64 * 1024
+WS_MAX_SIZE = 4096  # chat frames over 4 KiB close the socket with 1009
+# no permessage-deflate: one frame goes to a thousand sockets, compressing it a thousand times costs
+# more than the bytes it saves
+log = logging.getLogger(__name__)
+# pages and their scripts change with the server: browsers revalidate instead of keeping old copies
+_NO_CACHE = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    hub = ctx(request).hub
+    packets = octets = 0
+    for media in list(hub.broadcasts.values()):
+        p, o = await media.traffic()
+        packets, octets = packets + p, octets + o
+    skips = sum(
+        b.skips
+        for m in hub.broadcasts.values()
+        for b in (*m.compositor.video_buses.values(), m.compositor.audio_bus)
+    )
+    metrics.PACKETS_OUT.read = lambda: [({}, float(packets))]
+    metrics.BYTES_OUT.read = lambda: [({}, float(octets))]
+    metrics.VIEWER_SKIPS.read = lambda: [({}, float(skips))]
+    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(openapi.document())
+
+
+async def healthz(request: Request) -> Response:
+    await ctx(request).redis.ping()
+    return JSONResponse({"ok": True})
+
+
+def _page(name: str):  # type: ignore[no-untyped-def]
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=_NO_CACHE)
+
+    return page
+
+
+async def static_file(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        raise NotFound(f"no file {name!r}")
+    return FileResponse(path, headers=_NO_CACHE)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    problem: Problem
+    if exc.status_code == 405:
+        problem = MethodNotAllowed("this method is not allowed here")
+    elif exc.status_code == 404:
+        problem = NotFound("no such route")
+    else:
+        problem = Problem(str(exc.detail))
+        problem.status = exc.status_code  # type: ignore[misc]
+    return problem_response(problem, request.url.path)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, with a modest send buffer that accepted connections inherit.
+
+    Linux autotunes a socket's send buffer up to megabytes, which would let a chat client that
+    stopped reading hide for minutes; with 64 KiB its frames back up into our bounded queue
+    within seconds and it is cut (chat/hub.py). HTTP and chat frames are small; media is UDP.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when it is explicit
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _redis(url: str, connections: int) -> Redis:
+    """A client whose pool waits for a free connection instead of failing under a burst."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=10, health_check_interval=30
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def redis_error(request: Request, exc: Exception) -> Response:
+    log.warning("redis error on %s: %s", request.url.path, exc)
+    return problem_response(Unavailable("storage is unavailable; try again"), request.url.path)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return problem_response(Problem("internal error; it has been logged"), request.url.path)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url (the CLI starts the embedded Redis)")
+    configure_host_addresses(settings.ice_host_addresses)
+    settings = with_payment_secret(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = _redis(settings.redis_url or "", REDIS_CONNECTIONS)
+        hub = MediaHub(settings)
+        chat_store = ChatStore(redis, settings.chat_rate_messages, settings.chat_rate_window_s)
+        # the chat readers block in XREAD: they get their own connection pool
+        chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
+        chat_hub = ChatHub(chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000)
+        chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
+        mux = RedisMux(settings.redis_url or "")
+        orders = Orders(redis, settings.hold_s, mux)
+        sweeper = Sweeper(redis, orders)
+        app.state.ctx = AppContext(
+            settings=settings,
+            redis=redis,
+            store=BroadcastStore(redis),
+            signer=TokenSigner(settings.secret, settings.token_ttl_s),
+            hub=hub,
+            chat=chat_hub,
+            chat_store=chat_store,
+            catalog=Catalog(redis),
+            orders=orders,
+        )
+        sweeper.start()
+        webhooks: Webhooks | None = None
+        if settings.webhook_url:
+            webhooks = Webhooks(redis, orders, settings.webhook_url, settings.webhook_secret,
+                                retry_base_s=settings.webhook_retry_base_s)  # fmt: skip
+            webhooks.start()
+        try:
+            yield
+        finally:
+            if webhooks is not None:
+                await webhooks.aclose()
+            await sweeper.aclose()
+            await chat_hub.aclose()
+            await hub.aclose()
+            await chat_redis.aclose()
+            await mux.aclose()
+            await redis.aclose()
+
+    routes = [
+        *api.routes,
+        *stream.http.routes,
+        *chat.http.routes,
+        *commerce.http.routes,
+        *commerce.payments.routes,
+        WebSocketRoute("/ws/{bid}", chat_socket),
+        Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi_endpoint),
+        Route("/healthz", healthz),
+        Route("/watch/{bid}", _page("watch.html")),
+        Route("/studio/{bid}", _page("studio.html")),
+        Route("/static/{name}", static_file),
+    ]
+    cors = Middleware(
+        CORSMiddleware,  # type: ignore[arg-type]
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        expose_headers=["Location", "ETag", "Link", "Accept-Post"],
+        max_age=600,
+    )
+    app = Starlette(
+        routes=routes,
+        middleware=[cors],
+        lifespan=lifespan,
+        exception_handlers={
+            Problem: handle_problem,
+            HTTPException: http_error,
+            RedisError: redis_error,
+            Exception: unexpected_error,
+        },
+    )
+    # the order route skips the middleware stack: see commerce/fastpath.py
+    return OrderFastPath(app, settings.cors_origins)  # type: ignore[return-value]

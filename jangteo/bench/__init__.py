@@ -1,0 +1,14 @@
+"""``jangteo bench <name>``: benchmarks printing one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_commands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True)
+    from . import chat, fanout, orders
+
+    fanout.add_command(sub)
+    chat.add_command(sub)
+    orders.add_command(sub)

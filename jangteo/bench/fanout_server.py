@@ -1,0 +1,143 @@
+"""The server side of ``jangteo bench fanout``: the real app plus a synthetic studio.
+
+Run as its own process (so its CPU time is measured alone). With ``--naive``, a second WHEP route
+``/naive/whep/{bid}`` serves the anchor: every viewer's RTCRtpSender encodes the composed frames
+itself through aiortc's MediaRelay, as aiortc's examples do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import os
+import sys
+from pathlib import Path
+
+from aiortc import RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+from av.video.frame import VideoFrame
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from jangteo.config import Settings
+from jangteo.context import claims, ctx, read_body
+from jangteo.testing import running_server
+from jangteo.tokens import Role
+from stream.compose import Compositor
+from stream.encode import VIDEO_CLOCK
+from stream.rtc import MAX_SDP_BYTES, new_peer_connection
+from stream.synthetic import SyntheticStudio
+
+
+class ComposedTrack(MediaStreamTrack):
+    """The compositor's output pictures as a decoded-frame track (the naive anchor's input)."""
+
+    kind = "video"
+
+    def __init__(self, compositor: Compositor) -> None:
+        super().__init__()
+        self.compositor = compositor
+        self._queue: asyncio.Queue[VideoFrame] = asyncio.Queue(maxsize=2)
+        compositor.taps.append(self._tap)
+
+    def _tap(self, index: int) -> None:
+        picture = self.compositor.last_picture
+        if picture is None:
+            return
+        frame = VideoFrame.from_ndarray(picture, format="yuv420p")
+        frame.pts = index * (VIDEO_CLOCK // self.compositor.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(frame)
+
+    async def recv(self) -> VideoFrame:
+        return await self._queue.get()
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        redis_url=args.redis_url,
+        admin_key="bench",
+        secret="bench-secret",
+        data_dir=Path("var"),
+        ice_host_addresses=("127.0.0.1",),
+        video_width=args.width,
+        video_height=args.height,
+        video_fps=args.fps,
+        video_bitrate=args.bitrate,
+    )
+    async with running_server(settings) as server:
+        app = server.ctx
+        b = await server.create_broadcast("bench")
+        bid = b["id"]
+        media = app.hub.ensure(bid)
+        studio = SyntheticStudio(
+            media.compositor,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            texture=True,
+            prerender=60,
+        )
+        studio.start()
+        await app.store.ensure_live(bid)
+        relay = MediaRelay()
+        composed = ComposedTrack(media.compositor)
+        pcs = set()
+
+        async def naive_whep(request: Request) -> Response:
+            c = claims(request, request.path_params["bid"])
+            offer = (await read_body(request, MAX_SDP_BYTES, ("application/sdp",))).decode()
+            pc = new_peer_connection(ctx(request).settings)
+            pcs.add(pc)
+            pc.addTrack(relay.subscribe(composed, buffered=False))
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            del c
+            return Response(
+                pc.localDescription.sdp,
+                201,
+                media_type="application/sdp",
+                headers={"Location": f"/naive/whep/{bid}/{id(pc)}"},
+            )
+
+        server.app.router.routes.insert(0, Route("/naive/whep/{bid}", naive_whep, methods=["POST"]))
+        while studio.source.video_frames == 0:  # noqa: ASYNC110 - startup only
+            await asyncio.sleep(0.01)
+        token, _ = app.signer.issue(bid, Role.VIEWER, "bench")
+        print(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "base_url": server.base_url,
+                    "bid": bid,
+                    "token": token,
+                    "fps": args.fps,
+                    "t0": studio.clock_t0(),
+                }
+            ),
+            flush=True,
+        )
+        # run until the parent closes our stdin
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+        await studio.aclose()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--bitrate", type=int, default=2_500_000)
+    from jangteo.cli import run
+
+    run(main(p.parse_args()))

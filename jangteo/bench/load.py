@@ -1,0 +1,96 @@
+"""Load viewers for ``jangteo bench fanout``: many WHEP sessions in one process, cheap.
+
+ICE and DTLS are real (aiortc); once SRTP is up, incoming RTP is neither decrypted nor decoded:
+packets are counted and frames are counted by the RTP marker bit, so a load process costs far less
+than the server it loads. Prints one JSON line with the counts inside ``[start_at, stop_at]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import aiortc.rtcdtlstransport as dtls_mod
+import httpx
+import pylibsrtp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from stream.rtc import configure_host_addresses
+
+COUNTS = {"frames": 0, "packets": 0, "bytes": 0}
+
+
+class _ClearRtpSession:
+    """SRTP session that leaves incoming RTP as it is: RTP headers travel in the clear, so
+    packets and frames (marker bit) can be counted without decrypting. RTCP stays real."""
+
+    def __init__(self, policy: Any) -> None:
+        self._real = pylibsrtp.Session(policy)
+
+    def unprotect(self, data: bytes) -> bytes:
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def _count_rtp(self: Any, data: bytes, arrival_time_ms: int) -> None:
+    COUNTS["packets"] += 1
+    COUNTS["bytes"] += len(data)
+    if data[1] & 0x80:  # marker: last packet of a video frame
+        COUNTS["frames"] += 1
+
+
+dtls_mod.Session = _ClearRtpSession  # type: ignore[attr-defined,misc,assignment]
+dtls_mod.RTCDtlsTransport._handle_rtp_data = _count_rtp  # type: ignore[method-assign]
+
+
+async def viewer(http: httpx.AsyncClient, url: str, token: str) -> RTCPeerConnection:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    r = await http.post(
+        url,
+        content=pc.localDescription.sdp,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
+    )
+    r.raise_for_status()
+    await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+    return pc
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_host_addresses(["127.0.0.1"])
+    pcs: list[RTCPeerConnection] = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        for _ in range(args.viewers):
+            pcs.append(await viewer(http, args.url, args.token))
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))
+    connected = sum(pc.connectionState == "connected" for pc in pcs)
+    start, cpu0 = dict(COUNTS), time.process_time()
+    await asyncio.sleep(max(0.0, args.stop_at - time.time()))
+    end, cpu1 = dict(COUNTS), time.process_time()
+    print(
+        json.dumps(
+            {"viewers": args.viewers, "connected": connected, "cpu_s": cpu1 - cpu0}
+            | {k: end[k] - start[k] for k in COUNTS}
+        ),
+        flush=True,
+    )
+    for pc in pcs:
+        with contextlib.suppress(Exception):
+            await pc.close()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--viewers", type=int, required=True)
+    p.add_argument("--start-at", type=float, required=True)
+    p.add_argument("--stop-at", type=float, required=True)
+    asyncio.run(main(p.parse_args()))

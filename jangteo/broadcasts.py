@@ -1,0 +1,173 @@
+"""Broadcasts: the state machine and its Redis records.
+
+``scheduled → live → ended`` (and ``scheduled → ended``). One transition function checks the move;
+:class:`BroadcastStore` applies it atomically in Redis and publishes a ``status`` event into the
+broadcast's stream.
+
+Keys: ``jt:{bid}:meta`` (hash), ``jt:broadcasts`` (sorted set of ids by creation time, the one key
+outside a broadcast's slot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from chat import publish
+
+from .keys import key, text
+from .problems import Conflict, NotFound
+
+
+class Status(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+_MOVES: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.LIVE, Status.ENDED}),
+    Status.LIVE: frozenset({Status.ENDED}),
+    Status.ENDED: frozenset(),
+}
+
+
+class BadTransition(Conflict):
+    default_code = "bad_state"
+
+
+def transition(current: Status, target: Status) -> Status:
+    """The one place that decides which status moves are allowed."""
+    if target not in _MOVES[current]:
+        code = "broadcast_ended" if current is Status.ENDED else "bad_state"
+        raise BadTransition(
+            f"broadcast is {current.value}; cannot become {target.value}", code=code
+        )
+    return target
+
+
+def meta_key(bid: str) -> str:
+    return key(bid, "meta")
+
+
+INDEX_KEY = "jt:broadcasts"
+
+# KEYS[1] meta; ARGV: expected status, new status, timestamp field, now_ms
+_CAS_STATUS = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {err='missing'} end
+if cur ~= ARGV[1] then return cur end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4])
+return 'OK'
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Broadcast:
+    id: str
+    title: str
+    status: Status
+    created_at: int  # epoch ms
+    started_at: int | None
+    ended_at: int | None
+    host_user: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+def _opt_int(raw: str | None) -> int | None:
+    return int(raw) if raw else None
+
+
+def new_broadcast_id() -> str:
+    return "b" + secrets.token_hex(5)
+
+
+RECENT_S = 7 * 24 * 3600
+
+
+async def recent_ids(redis: Redis, within_s: float = RECENT_S) -> list[str]:
+    """Broadcasts created in the last ``within_s`` (what background workers look after)."""
+    since = (time.time() - within_s) * 1000
+    raw: Any = await redis.zrangebyscore(INDEX_KEY, since, "+inf")
+    return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+
+class BroadcastStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._cas = redis.register_script(_CAS_STATUS)
+
+    async def create(self, title: str, host_user: str, bid: str | None = None) -> Broadcast:
+        bid = bid or new_broadcast_id()
+        now = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                meta_key(bid),
+                mapping={
+                    "id": bid,
+                    "title": title,
+                    "status": Status.SCHEDULED.value,
+                    "created_at": now,
+                    "host_user": host_user,
+                },
+            )
+            pipe.zadd(INDEX_KEY, {bid: now})
+            await pipe.execute()
+        return Broadcast(bid, title, Status.SCHEDULED, now, None, None, host_user)
+
+    async def get(self, bid: str) -> Broadcast:
+        raw = await self.redis.hgetall(meta_key(bid))
+        if not raw:
+            raise NotFound(f"no broadcast {bid!r}")
+        f = {text(k): text(v) for k, v in raw.items()}
+        return Broadcast(
+            id=f["id"],
+            title=f["title"],
+            status=Status(f["status"]),
+            created_at=int(f["created_at"]),
+            started_at=_opt_int(f.get("started_at")),
+            ended_at=_opt_int(f.get("ended_at")),
+            host_user=f.get("host_user", ""),
+        )
+
+    async def move(self, bid: str, target: Status) -> Broadcast:
+        """Apply ``current → target`` atomically; a lost race re-checks against the new status."""
+        for _ in range(3):
+            current = (await self.get(bid)).status
+            transition(current, target)
+            field = "started_at" if target is Status.LIVE else "ended_at"
+            now = int(time.time() * 1000)
+            result = await self._cas(
+                keys=[meta_key(bid)], args=[current.value, target.value, field, now]
+            )
+            if result == b"OK":
+                await publish(
+                    self.redis, bid, {"type": "status", "status": target.value, "ts": now}
+                )
+                return await self.get(bid)
+        raise BadTransition("broadcast status changed concurrently; try again")
+
+    async def ensure_live(self, bid: str) -> Broadcast:
+        b = await self.get(bid)
+        if b.status is Status.SCHEDULED:
+            try:
+                return await self.move(bid, Status.LIVE)
+            except BadTransition:
+                b = await self.get(bid)
+        if b.status is Status.ENDED:
+            raise Conflict("the broadcast has ended", code="broadcast_ended")
+        return b

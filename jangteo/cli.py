@@ -1,0 +1,235 @@
+"""The ``jangteo`` command: ``serve``, ``demo``, ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, cast
+
+import uvicorn
+
+from . import logs
+from .config import (
+    ConfigError,
+    Settings,
+    from_env,
+    parse_ice_servers,
+    parse_size,
+    with_generated_secrets,
+)
+from .redisproc import EmbeddedRedisError, RedisServer
+
+log = logging.getLogger("jangteo")
+
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="listen address (env JANGTEO_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (env JANGTEO_PORT, default 8080)")
+    p.add_argument("--redis-url", help="Redis to use (env REDIS_URL); none: start an embedded one")
+    p.add_argument("--admin-key", help="operator key (env JANGTEO_ADMIN_KEY)")
+    p.add_argument(
+        "--ice-servers",
+        help="STUN/TURN urls, comma-separated or JSON (env JANGTEO_ICE_SERVERS; default none)",
+    )
+    p.add_argument(
+        "--ice-host-addresses",
+        help="local addresses to gather, comma-separated (env JANGTEO_ICE_HOST_ADDRESSES)",
+    )
+    p.add_argument(
+        "--announced-address",
+        help="address written into our ICE candidates (env JANGTEO_ANNOUNCED_ADDRESS)",
+    )
+    p.add_argument("--video-size", help="output frame size, e.g. 1280x720 (env JANGTEO_VIDEO_SIZE)")
+    p.add_argument("--fps", type=int, help="output frame rate (env JANGTEO_VIDEO_FPS, default 30)")
+    p.add_argument(
+        "--data-dir",
+        help="where the embedded Redis keeps its AOF (env JANGTEO_DATA_DIR, default var/)",
+    )
+    p.add_argument("--log-level", default=os.environ.get("JANGTEO_LOG_LEVEL", "info"))
+    p.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default=os.environ.get("JANGTEO_LOOP", "auto"),
+        help="event loop (auto: uvloop when installed)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {
+        "host": args.host,
+        "port": args.port,
+        "redis_url": args.redis_url,
+        "admin_key": args.admin_key,
+        "announced_address": args.announced_address,
+        "video_fps": args.fps,
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+    }
+    if args.ice_servers is not None:
+        overrides["ice_servers"] = parse_ice_servers(args.ice_servers)
+    if args.ice_host_addresses is not None:
+        overrides["ice_host_addresses"] = tuple(
+            a.strip() for a in args.ice_host_addresses.split(",") if a.strip()
+        )
+    if args.video_size:
+        overrides["video_width"], overrides["video_height"] = parse_size(args.video_size)
+    return from_env(None, **cast(dict[str, Any], overrides))
+
+
+@contextlib.asynccontextmanager
+async def redis_for(settings: Settings, subdir: str) -> AsyncIterator[Settings]:
+    """Yield settings with a Redis URL: the configured one, or an embedded child's."""
+    if settings.redis_url:
+        yield settings
+        return
+    server = RedisServer(settings.data_dir / subdir)
+    url = await asyncio.to_thread(server.start)
+    log.info("embedded redis-server started (%s, AOF fsync always)", url)
+    try:
+        yield dataclasses.replace(settings, redis_url=url)
+    finally:
+        await asyncio.to_thread(server.stop)
+        log.info("embedded redis-server stopped")
+
+
+async def _serve(settings: Settings, on_started=None) -> None:  # type: ignore[no-untyped-def]
+    from .app import WS_MAX_SIZE, create_app, listen
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, lifespan="on",
+        ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, timeout_graceful_shutdown=5,
+        access_log=False, server_header=False,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    sock = listen(settings.host, settings.port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                await task
+                raise SystemExit(1)
+            await asyncio.sleep(0.05)
+        if on_started is not None:
+            await on_started(app)
+        await task
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve(settings: Settings) -> None:
+    settings, generated = with_generated_secrets(settings)
+    for name in generated:
+        log.warning("%s not set: generated one for this run (tokens die with the process)", name)
+    if "JANGTEO_ADMIN_KEY" in generated:
+        print(f"admin key for this run: {settings.admin_key}", flush=True)
+    async with redis_for(settings, "redis") as s:
+        await _serve(s)
+
+
+async def demo(settings: Settings) -> None:
+    from stream.synthetic import SyntheticStudio
+
+    from .context import AppContext
+    from .tokens import Role
+
+    settings, _ = with_generated_secrets(settings)
+    async with redis_for(settings, "demo-redis") as s:
+        studio: list[SyntheticStudio] = []
+
+        async def on_started(app) -> None:  # type: ignore[no-untyped-def]
+            ctx: AppContext = app.state.ctx
+            b = await ctx.store.create("장터 데모 라이브 · Jangteo demo", host_user="u_synthetic")
+            host_token, _ = ctx.signer.issue(b.id, Role.HOST, "사장님", user_id="u_host")
+            viewer_token, _ = ctx.signer.issue(b.id, Role.VIEWER, "시청자")
+            media = ctx.hub.ensure(b.id)
+            st = SyntheticStudio(
+                media.compositor, width=s.video_width, height=s.video_height, fps=s.video_fps
+            )
+            st.start()
+            studio.append(st)
+            await ctx.store.ensure_live(b.id)
+            base = s.base_url
+            print(
+                "\n".join(
+                    [
+                        "",
+                        "Jangteo demo is live (synthetic studio: test pattern + 440 Hz tone)",
+                        f"  viewer page : {base}/watch/{b.id}?token={viewer_token}",
+                        f"  studio page : {base}/studio/{b.id}?token={host_token}",
+                        f"  WHEP        : {base}/whep/{b.id}   (Bearer {viewer_token})",
+                        f"  WHIP        : {base}/whip/{b.id}   (Bearer {host_token})",
+                        f"  status      : {base}/api/broadcasts/{b.id}",
+                        f"  metrics     : {base}/metrics    OpenAPI: {base}/openapi.json",
+                        f"  admin key   : {s.admin_key}",
+                        "Ctrl-C stops the server and its Redis.",
+                        "",
+                    ]
+                ),
+                flush=True,
+            )
+
+        try:
+            await _serve(s, on_started)
+        finally:
+            for st in studio:
+                await st.aclose()
+
+
+def run(coro: Coroutine[Any, Any, None], loop: str = "auto") -> None:
+    """Run ``coro`` on uvloop when it is installed (and not refused), else on asyncio's loop."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop != "asyncio":
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            if loop == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="jangteo", description="Live-commerce broadcasting server"
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _server_flags(sub.add_parser("serve", help="run the server"))
+    _server_flags(
+        sub.add_parser("demo", help="server + embedded Redis + a synthetic live broadcast")
+    )
+    bench = sub.add_parser("bench", help="benchmarks (one JSON line each)")
+    from .bench import add_bench_commands
+
+    add_bench_commands(bench)
+    args = parser.parse_args(argv)
+    if args.cmd == "bench":
+        result: int = args.run(args)
+        return result
+    logs.setup(args.log_level)
+    try:
+        settings = settings_from(args)
+        if args.cmd == "serve":
+            run(serve(settings), args.loop)
+        else:
+            run(demo(settings), args.loop)
+    except (ConfigError, EmbeddedRedisError) as exc:
+        print(f"jangteo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Configuration: one frozen ``Settings`` read from the environment, overridden by CLI flags.
+
+Every process of a deployment shares ``REDIS_URL``, ``JANGTEO_ADMIN_KEY`` and ``JANGTEO_SECRET``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IceServer:
+    urls: str
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    admin_key: str = ""
+    secret: str = ""
+    data_dir: Path = Path("var")
+    # ICE: servers handed to every RTCPeerConnection (default none: no public STUN).
+    ice_servers: tuple[IceServer, ...] = ()
+    # Local addresses aioice may gather (empty: every interface but loopback).
+    ice_host_addresses: tuple[str, ...] = ()
+    # Address written into our candidates for clients behind NAT / in the cloud.
+    announced_address: str | None = None
+    video_width: int = 1280
+    video_height: int = 720
+    video_fps: int = 30
+    video_bitrate: int = 2_500_000
+    token_ttl_s: int = 12 * 3600
+    cors_origins: tuple[str, ...] = ("*",)
+    public_url: str | None = None
+    chat_max_chars: int = 200
+    chat_rate_messages: int = 5  # per user, per chat_rate_window_s (the host is exempt)
+    chat_rate_window_s: float = 10.0
+    # events of one tick go out as one frame per socket; 0 sends every event as its own frame
+    # (the naive anchor of `jangteo bench chat`)
+    chat_batch_ms: int = 50
+    hold_s: float = 600.0  # a reservation's life before its stock goes back on sale
+    payment_secret: str = ""  # signs payment callbacks (default: derived from the token secret)
+    webhook_url: str | None = None  # the merchant's shop: order.created/paid/cancelled
+    webhook_secret: str = ""  # whsec_<base64 key> (Standard Webhooks)
+    webhook_retry_base_s: float = 1.0
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def parse_ice_servers(value: str) -> tuple[IceServer, ...]:
+    """``stun:host:3478,turn:host:3478`` or a JSON list of RTCIceServer dicts."""
+    value = value.strip()
+    if not value:
+        return ()
+    if value.startswith("["):
+        try:
+            servers: list[IceServer] = []
+            for s in json.loads(value):
+                urls = [s["urls"]] if isinstance(s["urls"], str) else list(s["urls"])
+                if not urls or not all(isinstance(u, str) for u in urls):
+                    raise TypeError("urls must be a string or a list of strings")
+                servers += [IceServer(u, s.get("username"), s.get("credential")) for u in urls]
+            return tuple(servers)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"JANGTEO_ICE_SERVERS is not a JSON list of servers: {exc}") from exc
+    return tuple(IceServer(urls=u) for u in _split(value))
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in value.lower().split("x"))
+    except ValueError as exc:
+        raise ConfigError(f"video size must look like 1280x720, not {value!r}") from exc
+    if w < 64 or h < 64 or w % 2 or h % 2 or w > 3840 or h > 2160:
+        raise ConfigError(f"video size {value!r}: even numbers between 64x64 and 3840x2160")
+    return w, h
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    env = os.environ if env is None else env
+    w, h = parse_size(env.get("JANGTEO_VIDEO_SIZE", "1280x720"))
+    values: dict[str, object] = {
+        "host": env.get("JANGTEO_HOST", "127.0.0.1"),
+        "port": _int(env, "JANGTEO_PORT", 8080),
+        "redis_url": env.get("REDIS_URL") or None,
+        "admin_key": env.get("JANGTEO_ADMIN_KEY", ""),
+        "secret": env.get("JANGTEO_SECRET", ""),
+        "data_dir": Path(env.get("JANGTEO_DATA_DIR", "var")),
+        "ice_servers": parse_ice_servers(env.get("JANGTEO_ICE_SERVERS", "")),
+        "ice_host_addresses": _split(env.get("JANGTEO_ICE_HOST_ADDRESSES", "")),
+        "announced_address": env.get("JANGTEO_ANNOUNCED_ADDRESS") or None,
+        "video_width": w,
+        "video_height": h,
+        "video_fps": _int(env, "JANGTEO_VIDEO_FPS", 30),
+        "video_bitrate": _int(env, "JANGTEO_VIDEO_BITRATE", 2_500_000),
+        "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),
+        "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "*")),
+        "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
+        "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
+        "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
+        "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),
+        "chat_batch_ms": _int(env, "JANGTEO_CHAT_BATCH_MS", 50),
+        "hold_s": float(_int(env, "JANGTEO_HOLD_S", 600)),
+        "payment_secret": env.get("JANGTEO_PAYMENT_SECRET", ""),
+        "webhook_url": env.get("JANGTEO_WEBHOOK_URL") or None,
+        "webhook_secret": env.get("JANGTEO_WEBHOOK_SECRET", ""),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not 1 <= settings.video_fps <= 60:
+        raise ConfigError("JANGTEO_VIDEO_FPS must be between 1 and 60")
+    return settings
+
+
+def with_generated_secrets(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill a missing admin key or token secret with random ones; say which were generated."""
+    generated: list[str] = []
+    admin_key, secret = settings.admin_key, settings.secret
+    if not admin_key:
+        admin_key = secrets.token_urlsafe(24)
+        generated.append("JANGTEO_ADMIN_KEY")
+    if not secret:
+        secret = secrets.token_urlsafe(32)
+        generated.append("JANGTEO_SECRET")
+    return dataclasses.replace(settings, admin_key=admin_key, secret=secret), generated
+
+
+def with_payment_secret(settings: Settings) -> Settings:
+    """Derive the payment callback secret from the token secret when none is configured."""
+    if settings.payment_secret or not settings.secret:
+        return settings
+    derived = hmac.new(settings.secret.encode(), b"jangteo-payments", hashlib.sha256).hexdigest()
+    return dataclasses.replace(settings, payment_secret=derived)

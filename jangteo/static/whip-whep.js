@@ -1,0 +1,356 @@
+// Jangteo — shared WHIP (RFC 9725) / WHEP client for our pages. Plain ES module, no build step.
+//
+// A MediaSession is one WHIP publish or WHEP playback that keeps itself up: it POSTs an SDP
+// offer (all candidates gathered first: the server does not do trickle ICE), sets the answer,
+// remembers the Location to DELETE, and reconnects with backoff when the connection fails,
+// disconnects for too long, or (for playback) stops receiving media.
+
+export const GATHER_TIMEOUT_MS = 3000; // gather what we can, then send it anyway
+export const DISCONNECT_GRACE_MS = 4000; // 'disconnected' often heals by itself
+export const STALL_MS = 8000; // playback: no bytes for this long while connected -> reconnect
+export const CONNECT_TIMEOUT_MS = 15000; // answer received but ICE/DTLS never connects -> retry
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+
+/** An HTTP error answer, read from application/problem+json when there is one. */
+export class HttpProblem extends Error {
+  constructor(status, code, detail) {
+    super(detail || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || "";
+  }
+}
+
+export async function problemOf(resp) {
+  let code = "";
+  let detail = `HTTP ${resp.status}`;
+  try {
+    const doc = await resp.json();
+    code = doc.code || "";
+    detail = doc.detail || detail;
+  } catch (_) {
+    /* not JSON */
+  }
+  return new HttpProblem(resp.status, code, detail);
+}
+
+/** Resolves once ICE gathering is complete (or after timeoutMs, with what was gathered). */
+export function iceGathered(pc, timeoutMs = GATHER_TIMEOUT_MS) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onState);
+      pc.removeEventListener("icecandidate", onCandidate);
+      resolve();
+    };
+    const onState = () => pc.iceGatheringState === "complete" && done();
+    const onCandidate = (e) => !e.candidate && done();
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onState);
+    pc.addEventListener("icecandidate", onCandidate);
+  });
+}
+
+/** Offer -> POST -> answer. Returns the absolute session URL (from Location). */
+export async function negotiate(pc, url, token) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc);
+  const resp = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+    body: pc.localDescription.sdp,
+  });
+  if (resp.status !== 201) throw await problemOf(resp);
+  const location = resp.headers.get("Location");
+  const answer = await resp.text();
+  await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  return location ? new URL(location, url).href : null;
+}
+
+/** DELETE a session; never throws. keepalive lets it outlive the page (pagehide). */
+export function deleteSession(sessionUrl, token, keepalive = false) {
+  if (!sessionUrl) return Promise.resolve();
+  return fetch(sessionUrl, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${token}` },
+    keepalive,
+  }).catch(() => {});
+}
+
+/** Video codecs this browser can send, e.g. ["video/VP8", "video/H264", ...]. */
+export function sendableVideoCodecs() {
+  const caps = (window.RTCRtpSender && RTCRtpSender.getCapabilities?.("video")?.codecs) || [];
+  return [...new Set(caps.map((c) => c.mimeType))];
+}
+
+/** Put `mime` first in the transceiver's codec list (the rest stay as fallbacks). */
+export function preferCodec(transceiver, mime) {
+  if (!transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return false;
+  const caps = RTCRtpSender.getCapabilities(mime.split("/")[0].toLowerCase())?.codecs || [];
+  const same = (c) => c.mimeType.toLowerCase() === mime.toLowerCase();
+  const wanted = caps.filter(same);
+  if (!wanted.length) return false;
+  transceiver.setCodecPreferences([...wanted, ...caps.filter((c) => !same(c))]);
+  return true;
+}
+
+/** Problems that retrying will not fix. */
+function isFatal(err) {
+  if (!(err instanceof HttpProblem)) return false; // network errors: retry
+  if (err.status === 401) return false; // caller may refresh the token
+  return err.status === 400 || err.status === 403 || err.status === 404 ||
+    err.status === 409 || err.status === 413 || err.status === 415;
+}
+
+const connectedPcs = new WeakSet(); // peer connections that reached 'connected' once
+
+/**
+ * One WHIP or WHEP session that reconnects by itself.
+ *
+ * options: kind ("whip" | "whep"), url, getToken(refresh: boolean) -> Promise<string>,
+ *   tracks (whip: MediaStreamTracks to send), videoCodec (whip: e.g. "video/VP8"),
+ *   onStream(MediaStream) (whep), onState(state, detail).
+ * States: idle, connecting, connected, reconnecting, stopped, failed (fatal: see `error`).
+ */
+export class MediaSession {
+  constructor(options) {
+    this.o = options;
+    this.state = "idle";
+    this.error = null;
+    this.pc = null;
+    this.sessionUrl = null;
+    this.token = null;
+    this.attempt = 0; // consecutive failures
+    this.connects = 0; // sessions that reached 'connected'
+    this._timer = null;
+    this._watch = null;
+    this._generation = 0;
+    this.lastReason = null; // why we last reconnected
+  }
+
+  _set(state, detail) {
+    this.state = state;
+    this.o.onState?.(state, detail);
+  }
+
+  start() {
+    if (this.state !== "idle" && this.state !== "stopped" && this.state !== "failed") return;
+    this.attempt = 0;
+    this.error = null;
+    this._connect(false);
+  }
+
+  /** Leave for good: DELETE the session (keepalive when the page is going away). */
+  stop({ keepalive = false } = {}) {
+    this._generation++;
+    clearTimeout(this._timer);
+    clearInterval(this._watch);
+    const done = deleteSession(this.sessionUrl, this.token, keepalive);
+    this.sessionUrl = null;
+    this._closePc();
+    this._set("stopped");
+    return done;
+  }
+
+  _closePc() {
+    if (this.pc) {
+      this.pc.onconnectionstatechange = null;
+      this.pc.ontrack = null;
+      this.pc.close();
+      this.pc = null;
+    }
+  }
+
+  _retry(reason) {
+    this._generation++;
+    clearTimeout(this._timer);
+    clearInterval(this._watch);
+    deleteSession(this.sessionUrl, this.token); // best effort: free the server side now
+    this.sessionUrl = null;
+    this._closePc();
+    const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    this.attempt++;
+    this.lastReason = reason;
+    this._set("reconnecting", { reason, delay, attempt: this.attempt });
+    this._timer = setTimeout(() => this._connect(false), delay);
+  }
+
+  async _connect(refreshToken) {
+    const gen = ++this._generation;
+    this._set(this.connects || this.attempt ? "reconnecting" : "connecting");
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    try {
+      if (this.o.kind === "whip") {
+        for (const track of this.o.tracks) {
+          const t = pc.addTransceiver(track, { direction: "sendonly" });
+          if (track.kind === "video" && this.o.videoCodec) preferCodec(t, this.o.videoCodec);
+        }
+      } else {
+        const stream = new MediaStream();
+        pc.addTransceiver("video", { direction: "recvonly" });
+        pc.addTransceiver("audio", { direction: "recvonly" });
+        pc.ontrack = (e) => {
+          stream.addTrack(e.track);
+          this.o.onStream?.(stream);
+        };
+      }
+      pc.onconnectionstatechange = () => gen === this._generation && this._onPcState(pc);
+      this.token = await this.o.getToken(refreshToken);
+      const url = await negotiate(pc, this.o.url, this.token);
+      if (gen !== this._generation) {
+        deleteSession(url, this.token); // stopped while we were negotiating
+        return;
+      }
+      this.sessionUrl = url;
+      this._startWatchdog(pc, gen);
+      if (pc.connectionState !== "connected") {
+        clearTimeout(this._timer);
+        this._timer = setTimeout(() => {
+          if (this.pc === pc && pc.connectionState !== "connected") this._retry("connect timeout");
+        }, CONNECT_TIMEOUT_MS);
+      }
+    } catch (err) {
+      if (gen !== this._generation) return;
+      if (err instanceof HttpProblem && err.status === 401 && !refreshToken) {
+        this._closePc();
+        return this._connect(true); // expired or bad token: ask for a new one once
+      }
+      if (isFatal(err)) {
+        this._closePc();
+        this.error = err;
+        this._set("failed", err);
+        return;
+      }
+      this._retry(err.message || String(err));
+    }
+  }
+
+  _onPcState(pc) {
+    const s = pc.connectionState;
+    if (s === "connected") {
+      clearTimeout(this._timer);
+      this.attempt = 0;
+      if (!connectedPcs.has(pc)) {
+        connectedPcs.add(pc);
+        this.connects++;
+      }
+      this._set("connected");
+    } else if (s === "failed" || s === "closed") {
+      this._retry(`connection ${s}`);
+    } else if (s === "disconnected") {
+      this._set("reconnecting", { reason: "disconnected" });
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => {
+        if (this.pc === pc && pc.connectionState !== "connected") this._retry("disconnected");
+      }, DISCONNECT_GRACE_MS);
+    }
+  }
+
+  // Playback watchdog: a server that drops us may not say so; bytes that stop flowing do.
+  _startWatchdog(pc, gen) {
+    clearInterval(this._watch);
+    if (this.o.kind !== "whep") return;
+    let last = -1;
+    let lastChange = performance.now();
+    this._watch = setInterval(async () => {
+      if (gen !== this._generation || this.pc !== pc) return;
+      const bytes = await inboundBytes(pc);
+      const now = performance.now();
+      if (bytes !== last) {
+        last = bytes;
+        lastChange = now;
+      } else if (pc.connectionState === "connected" && now - lastChange > STALL_MS) {
+        this._retry("no media");
+      }
+    }, 1000);
+  }
+
+  /** A few numbers for the status line and for tests. */
+  async stats() {
+    const out = { state: this.state, connects: this.connects, codec: null, frames: 0, bytes: 0 };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    const rtpType = this.o.kind === "whip" ? "outbound-rtp" : "inbound-rtp";
+    report.forEach((s) => {
+      if (s.type !== rtpType || s.kind !== "video") return;
+      out.frames += (this.o.kind === "whip" ? s.framesEncoded : s.framesDecoded) || 0;
+      out.bytes += (this.o.kind === "whip" ? s.bytesSent : s.bytesReceived) || 0;
+      const codec = s.codecId && report.get(s.codecId);
+      if (codec) out.codec = codec.mimeType;
+      if (s.frameWidth) out.size = `${s.frameWidth}x${s.frameHeight}`;
+    });
+    return out;
+  }
+}
+
+async function inboundBytes(pc) {
+  let total = 0;
+  try {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") total += s.bytesReceived || 0;
+    });
+  } catch (_) {
+    /* closing */
+  }
+  return total;
+}
+
+/** The broadcast id from /watch/{bid} or /studio/{bid}. */
+export function broadcastId() {
+  const parts = location.pathname.split("/").filter(Boolean);
+  return decodeURIComponent(parts[parts.length - 1] || "");
+}
+
+/**
+ * The page's token: ?token=… (then hidden from the address bar and kept for reloads in
+ * sessionStorage), else what this tab stored before. null when there is none.
+ */
+export function pageToken(bid, kind) {
+  const key = `jangteo:${kind}:${bid}`;
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get("token");
+  if (fromUrl) {
+    try {
+      sessionStorage.setItem(key, fromUrl);
+    } catch (_) {
+      /* storage disabled */
+    }
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+    return fromUrl;
+  }
+  try {
+    return sessionStorage.getItem(key);
+  } catch (_) {
+    return null;
+  }
+}
+
+/** A guest viewer token (no auth needed). */
+export async function guestToken(bid, name = "guest") {
+  const resp = await fetch(`/api/broadcasts/${encodeURIComponent(bid)}/tokens`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ role: "viewer", name }),
+  });
+  if (resp.status !== 201) throw await problemOf(resp);
+  return (await resp.json()).token;
+}
+
+/** GET /api/broadcasts/{bid}; null on network errors. Throws HttpProblem (e.g. 404). */
+export async function broadcastInfo(bid) {
+  let resp;
+  try {
+    resp = await fetch(`/api/broadcasts/${encodeURIComponent(bid)}`, { cache: "no-store" });
+  } catch (_) {
+    return null;
+  }
+  if (!resp.ok) throw await problemOf(resp);
+  return resp.json();
+}
+
+/** Two-language label helper: "한국어 · English". */
+export const t = (ko, en) => `${ko} · ${en}`;

@@ -1,0 +1,245 @@
+"""One compositor per broadcast: it owns the output size and rate.
+
+Every ``1/fps`` s it takes the host's latest picture (or the slate when the host is away), scales
+it into the output frame (letterboxed, in I420, no colour conversion), and encodes the result once
+per codec that has viewers. Every 20 ms it mixes the publishers' audio (silence when there is none)
+and encodes it once with Opus. Pixel and codec work runs in the broadcast's own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from av.audio.frame import AudioFrame
+from av.video.frame import VideoFrame
+from numpy.typing import NDArray
+
+from jangteo import metrics
+from jangteo.tokens import Role
+
+from .encode import AUDIO_SAMPLES, AudioEncoder, Codec, EncodedFrame, KeyframeLimiter, VideoEncoder
+from .fanout import FrameBus
+from .ingest import Source
+from .slate import slate_i420
+
+log = logging.getLogger(__name__)
+
+I420 = NDArray[np.uint8]
+
+
+def fit(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
+    """Letterbox: (x, y, w, h) of the largest even-sized src-aspect box centred in dst."""
+    scale = min(dst_w / src_w, dst_h / src_h)
+    w = min(dst_w, max(2, int(src_w * scale) // 2 * 2))
+    h = min(dst_h, max(2, int(src_h * scale) // 2 * 2))
+    x = (dst_w - w) // 4 * 2
+    y = (dst_h - h) // 4 * 2
+    return x, y, w, h
+
+
+def letterbox(frame: VideoFrame, width: int, height: int) -> I420:
+    """``frame`` scaled into a ``width``x``height`` I420 canvas, black bars where aspect differs."""
+    x, y, w, h = fit(frame.width, frame.height, width, height)
+    scaled = np.asarray(frame.reformat(width=w, height=h, format="yuv420p").to_ndarray(), np.uint8)
+    if (w, h) == (width, height):
+        return scaled
+    canvas = np.empty((height * 3 // 2, width), np.uint8)
+    canvas[:height] = 16
+    canvas[height:] = 128
+    canvas[y : y + h, x : x + w] = scaled[:h]
+    # U then V follow the luma plane, each a (h/2 x w/2) plane stored contiguously
+    src, dst = scaled.reshape(-1), canvas.reshape(-1)
+    sq, dq = w * h // 4, width * height // 4
+    for i in (0, 1):
+        plane = src[w * h + i * sq : w * h + (i + 1) * sq].reshape(h // 2, w // 2)
+        out = dst[width * height + i * dq : width * height + (i + 1) * dq]
+        out.reshape(height // 2, width // 2)[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = plane
+    return canvas
+
+
+class Compositor:
+    def __init__(self, bid: str, width: int, height: int, fps: int, bitrate: int) -> None:
+        self.bid = bid
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.bitrate = bitrate
+        self.sources: dict[str, Source] = {}
+        self.limiter = KeyframeLimiter(0.5)
+        self.video_buses: dict[Codec, FrameBus] = {}
+        self.audio_bus = FrameBus("audio", lambda: None)
+        self.frames_composed = 0
+        self.last_picture: I420 | None = None
+        self.on_slate = True
+        self._encoders: dict[Codec, VideoEncoder] = {}  # touched only in the video thread
+        self._audio_encoder: AudioEncoder | None = None
+        self._video_pool = concurrent.futures.ThreadPoolExecutor(1, f"compose-{bid}")
+        self._audio_pool = concurrent.futures.ThreadPoolExecutor(1, f"audio-{bid}")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        # called on the loop after each composed frame with its index (benchmarks, snapshots)
+        self.taps: list[Callable[[int], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._video_loop(), name=f"compose-video-{self.bid}"),
+            loop.create_task(self._audio_loop(), name=f"compose-audio-{self.bid}"),
+        ]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for bus in (*self.video_buses.values(), self.audio_bus):
+            bus.close()
+        self._video_pool.shutdown(wait=True)
+        self._audio_pool.shutdown(wait=True)
+
+    # -- inputs and outputs ----------------------------------------------------------------------
+    def add_source(self, source: Source) -> None:
+        self.sources[source.publisher_id] = source
+
+    def remove_source(self, source: Source) -> None:
+        self.sources.pop(source.publisher_id, None)
+
+    def host(self) -> Source | None:
+        hosts = [s for s in self.sources.values() if s.role is Role.HOST]
+        return hosts[-1] if hosts else None
+
+    def bus(self, codec: Codec) -> FrameBus:
+        if codec is Codec.OPUS:
+            return self.audio_bus
+        if codec not in self.video_buses:
+            self.video_buses[codec] = FrameBus("video", self.limiter.request)
+        return self.video_buses[codec]
+
+    # -- video -----------------------------------------------------------------------------------
+    async def _video_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1 / self.fps
+        index = 0
+        next_at = loop.time()
+        while True:
+            next_at += period
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -2 * period:  # far behind: skip ticks rather than burst
+                skipped = int(-delay / period)
+                next_at += skipped * period
+                index += skipped
+            index += 1
+            codecs = [c for c, b in self.video_buses.items() if b.subscribers]
+            host = self.host()
+            picture = host.fresh_video(time.monotonic()) if host else None
+            self.on_slate = picture is None
+            force = self.limiter.take(time.monotonic()) if codecs else False
+            try:
+                out = await loop.run_in_executor(
+                    self._video_pool, self._compose_and_encode, picture, index, codecs, force
+                )
+            except Exception:
+                log.exception("compose failed", extra={"bid": self.bid})
+                continue
+            for codec, frames in out.items():
+                self.video_buses[codec].publish(frames)
+            for tap in self.taps:
+                tap(index)
+
+    def _compose(self, picture: VideoFrame | None) -> I420:
+        if picture is None:
+            return slate_i420(self.width, self.height)
+        return letterbox(picture, self.width, self.height)
+
+    def _compose_and_encode(
+        self, picture: VideoFrame | None, index: int, codecs: list[Codec], force: bool
+    ) -> dict[Codec, list[EncodedFrame]]:
+        canvas = self._compose(picture)
+        self.last_picture = canvas
+        self.frames_composed += 1
+        metrics.FRAMES_COMPOSED.inc()
+        out: dict[Codec, list[EncodedFrame]] = {}
+        if not codecs:
+            return out
+        frame = VideoFrame.from_ndarray(canvas, format="yuv420p")
+        if force:
+            metrics.KEYFRAMES_FORCED.inc()
+        for codec in codecs:
+            encoder = self._encoders.get(codec)
+            if encoder is None:
+                encoder = self._encoders[codec] = VideoEncoder(
+                    codec, self.width, self.height, self.fps, self.bitrate
+                )
+                force_this = True
+            else:
+                force_this = force
+            t0 = time.perf_counter()
+            out[codec] = encoder.encode(frame, index, force_this)
+            metrics.ENCODE_SECONDS.inc(time.perf_counter() - t0, codec=codec.value)
+            metrics.FRAMES_ENCODED.inc(codec=codec.value)
+        for codec in set(self._encoders) - set(codecs):
+            del self._encoders[codec]  # nobody watches this codec any more
+        return out
+
+    def snapshot_bgr(self) -> NDArray[np.uint8] | None:
+        """The last composed picture as BGR (for the flash-product snapshot)."""
+        pic = self.last_picture
+        if pic is None:
+            return None
+        return np.asarray(cv2.cvtColor(pic, cv2.COLOR_YUV2BGR_I420), np.uint8)
+
+    # -- audio -----------------------------------------------------------------------------------
+    def _mix(self) -> NDArray[np.int16]:
+        acc: NDArray[np.int32] | None = None
+        for source in list(self.sources.values()):
+            chunk = source.audio.pull(AUDIO_SAMPLES)
+            if chunk is None:
+                continue
+            acc = chunk.astype(np.int32) if acc is None else acc + chunk
+        if acc is None:
+            return np.zeros(AUDIO_SAMPLES * 2, np.int16)
+        return np.clip(acc, -32768, 32767).astype(np.int16)
+
+    def _encode_audio(self, samples: NDArray[np.int16], index: int) -> list[EncodedFrame]:
+        if self._audio_encoder is None:
+            self._audio_encoder = AudioEncoder()
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        return self._audio_encoder.encode(frame, index)
+
+    async def _audio_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = AUDIO_SAMPLES / 48000
+        index = 0
+        next_at = loop.time()
+        while True:
+            next_at += period
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -5 * period:
+                skipped = int(-delay / period)
+                next_at += skipped * period
+                index += skipped
+            index += 1
+            samples = self._mix()  # always drain the sources, even with no listener
+            if not self.audio_bus.subscribers:
+                self._audio_encoder = None
+                continue
+            with contextlib.suppress(RuntimeError):  # pool shut down while closing
+                frames = await loop.run_in_executor(
+                    self._audio_pool, self._encode_audio, samples, index
+                )
+                self.audio_bus.publish(frames)

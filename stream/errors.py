@@ -1,0 +1,27 @@
+"""The stream package's errors, all :class:`jangteo.problems.Problem` subclasses.
+
+::
+
+    BadSdp (400)          the offer does not parse or carries nothing we can use
+    HostLive (409)        another host identity is already publishing
+    BroadcastEnded (409)  publishing or playing an ended broadcast
+    SessionNotFound (404) unknown WHIP/WHEP session
+"""
+
+from jangteo.problems import BadRequest, Conflict, NotFound
+
+
+class BadSdp(BadRequest):
+    default_code = "bad_sdp"
+
+
+class HostLive(Conflict):
+    default_code = "host_live"
+
+
+class BroadcastEnded(Conflict):
+    default_code = "broadcast_ended"
+
+
+class SessionNotFound(NotFound):
+    default_code = "session_not_found"

@@ -1,0 +1,133 @@
+"""WHIP (RFC 9725) ingest and WHEP playback endpoints.
+
+``POST /whip/{bid}`` and ``POST /whep/{bid}`` take an SDP offer and answer 201 with the SDP answer
+and ``Location`` of the session; ``DELETE`` on the session ends it (same token only); ``PATCH`` is
+405 (no trickle ICE: our answers carry every candidate); ``OPTIONS`` answers CORS preflights.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from jangteo.broadcasts import Status
+from jangteo.context import claims, ctx, read_body
+from jangteo.problems import Forbidden, MethodNotAllowed
+from jangteo.tokens import Role
+
+from .errors import BroadcastEnded
+from .hub import BroadcastMedia
+from .rtc import MAX_SDP_BYTES, check_offer
+
+SDP = "application/sdp"
+_PREFLIGHT_HEADERS = {
+    "Accept-Post": SDP,
+    "Allow": "OPTIONS, POST, DELETE, PATCH",
+}
+
+
+async def _offer(request: Request) -> str:
+    body = await read_body(request, MAX_SDP_BYTES, (SDP,))
+    try:
+        return body.decode("utf-8").replace("\r\n", "\n").replace("\n", "\r\n")
+    except UnicodeDecodeError:
+        from .errors import BadSdp
+
+        raise BadSdp("the SDP offer is not UTF-8") from None
+
+
+def _created(kind: str, bid: str, sid: str, answer: str) -> Response:
+    return Response(
+        answer,
+        status_code=201,
+        media_type=SDP,
+        headers={"Location": f"/{kind}/{bid}/{sid}", "ETag": f'"{sid}"'},
+    )
+
+
+async def whip_post(request: Request) -> Response:
+    bid = request.path_params["bid"]
+    c = claims(request, bid)
+    c.require_role(Role.HOST, Role.COHOST)
+    app = ctx(request)
+    broadcast = await app.store.get(bid)
+    if broadcast.status is Status.ENDED:
+        raise BroadcastEnded("the broadcast has ended")
+    offer = await _offer(request)
+    check_offer(offer, need_send=True)
+    async with app.hub.session_scope(bid) as media:
+        publisher, answer = await media.add_publisher(c, offer)
+    if c.role is Role.HOST:
+        try:
+            await app.store.ensure_live(bid)
+        except BaseException:
+            await media.remove_publisher(publisher.id)
+            raise
+    return _created("whip", bid, publisher.id, answer)
+
+
+async def whep_post(request: Request) -> Response:
+    bid = request.path_params["bid"]
+    c = claims(request, bid)
+    app = ctx(request)
+    broadcast = await app.store.get(bid)
+    if broadcast.status is Status.ENDED:
+        raise BroadcastEnded("the broadcast has ended")
+    offer = await _offer(request)
+    check_offer(offer, need_send=False)
+    async with app.hub.session_scope(bid) as media:
+        viewer, answer = await media.add_viewer(c, offer)
+    if (await app.store.get(bid)).status is Status.ENDED:  # ended while we negotiated
+        await app.hub.end(bid)
+        raise BroadcastEnded("the broadcast has ended")
+    return _created("whep", bid, viewer.id, answer)
+
+
+def _media_of(request: Request) -> BroadcastMedia:
+    from .errors import SessionNotFound
+
+    media = ctx(request).hub.get(request.path_params["bid"])
+    if media is None:
+        raise SessionNotFound("no media session on this broadcast")
+    return media
+
+
+async def session_delete(request: Request) -> Response:
+    kind = request.url.path.split("/")[1]
+    bid, sid = request.path_params["bid"], request.path_params["sid"]
+    c = claims(request, bid)
+    media = _media_of(request)
+    session = media.session(kind, sid)
+    if session.claims.user_id != c.user_id and c.role is not Role.HOST:
+        raise Forbidden("this session belongs to someone else", code="not_your_session")
+    if kind == "whip":
+        await media.remove_publisher(sid)
+    else:
+        await media.remove_viewer(sid)
+    return Response(status_code=200)
+
+
+async def session_patch(request: Request) -> Response:
+    raise MethodNotAllowed(
+        "trickle ICE and ICE restarts are not supported: the answer carries every candidate",
+        headers={"Allow": "OPTIONS, DELETE"},
+    )
+
+
+async def preflight(request: Request) -> Response:
+    return Response(status_code=204, headers=_PREFLIGHT_HEADERS)
+
+
+routes = [
+    Route("/whip/{bid}", whip_post, methods=["POST"]),
+    Route("/whep/{bid}", whep_post, methods=["POST"]),
+    Route("/whip/{bid}", preflight, methods=["OPTIONS"]),
+    Route("/whep/{bid}", preflight, methods=["OPTIONS"]),
+    Route("/whip/{bid}/{sid}", session_delete, methods=["DELETE"]),
+    Route("/whep/{bid}/{sid}", session_delete, methods=["DELETE"]),
+    Route("/whip/{bid}/{sid}", session_patch, methods=["PATCH"]),
+    Route("/whep/{bid}/{sid}", session_patch, methods=["PATCH"]),
+    Route("/whip/{bid}/{sid}", preflight, methods=["OPTIONS"]),
+    Route("/whep/{bid}/{sid}", preflight, methods=["OPTIONS"]),
+]

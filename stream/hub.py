@@ -1,0 +1,294 @@
+"""A broadcast's media on this process, and the hub that holds them.
+
+:class:`BroadcastMedia` owns the compositor, the WHIP publishers and the WHEP viewers of one
+broadcast; :class:`MediaHub` creates them on demand and closes them all on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from jangteo import metrics
+from jangteo.config import Settings
+from jangteo.tokens import Claims, Role
+
+from .compose import Compositor
+from .encode import Codec
+from .errors import BadSdp, HostLive, SessionNotFound
+from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
+from .ingest import Publisher, PublisherState, Source
+from .rtc import announce, check_offer, close_peer, negotiated_codec, new_peer_connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(eq=False)
+class Viewer:
+    id: str
+    claims: Claims
+    pc: RTCPeerConnection
+    tracks: list[ViewerTrack]
+    video_codec: Codec | None
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for track in self.tracks:
+            track.stop()
+        await close_peer(self.pc)
+
+    def senders(self) -> list[RTCRtpSender]:
+        return [t.sender for t in self.pc.getTransceivers() if t.sender.track is not None]
+
+
+async def _answer(pc: RTCPeerConnection, offer: str) -> str:
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    except Exception as exc:  # aiortc raises ValueError/OperationError/... for offers it cannot use
+        raise BadSdp(f"cannot use this offer: {exc}") from exc
+    await pc.setLocalDescription(await pc.createAnswer())
+    return pc.localDescription.sdp
+
+
+class BroadcastMedia:
+    def __init__(self, bid: str, settings: Settings) -> None:
+        self.bid = bid
+        self.settings = settings
+        self.compositor = Compositor(
+            bid, settings.video_width, settings.video_height, settings.video_fps,
+            settings.video_bitrate,
+        )  # fmt: skip
+        self.publishers: dict[str, Publisher] = {}
+        self.viewers: dict[str, Viewer] = {}
+        self._closed = False
+        self._watchers: set[asyncio.Task[None]] = set()
+        self.packets_out_closed = 0
+        self.bytes_out_closed = 0
+
+    def start(self) -> None:
+        self.compositor.start()
+
+    # -- WHIP ------------------------------------------------------------------------------------
+    def host_publisher(self) -> Publisher | None:
+        for p in self.publishers.values():
+            if p.claims.role is Role.HOST and p.state != PublisherState.CLOSED:
+                return p
+        return None
+
+    async def add_publisher(self, claims: Claims, offer: str) -> tuple[Publisher, str]:
+        check_offer(offer, need_send=True)
+        if claims.role is Role.HOST:
+            current = self.host_publisher()
+            if current is not None:
+                if current.claims.user_id != claims.user_id:
+                    raise HostLive(
+                        "another host is already publishing to this broadcast",
+                    )
+                log.info(
+                    "host reconnects; replacing session %s", current.id, extra={"bid": self.bid}
+                )
+                await self.remove_publisher(current.id)
+        pid = secrets.token_hex(8)
+        pc = new_peer_connection(self.settings)
+        source = Source(pid, claims.role, claims.user_id, claims.name)
+        publisher = Publisher(id=pid, claims=claims, pc=pc, source=source)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            publisher.attach(track)
+
+        self._watch(pc, lambda: self.remove_publisher(pid), publisher_id=pid)
+        try:
+            answer = await _answer(pc, offer)
+        except BaseException:
+            await pc.close()
+            raise
+        self.publishers[pid] = publisher
+        self.compositor.add_source(source)
+        log.info("publisher %s joined as %s", pid, claims.role.value, extra={"bid": self.bid})
+        return publisher, announce(answer, self.settings.announced_address)
+
+    async def remove_publisher(self, pid: str) -> None:
+        publisher = self.publishers.pop(pid, None)
+        if publisher is None:
+            return
+        self.compositor.remove_source(publisher.source)
+        await publisher.aclose()
+        log.info("publisher %s left", pid, extra={"bid": self.bid})
+
+    # -- WHEP ------------------------------------------------------------------------------------
+    async def add_viewer(self, claims: Claims, offer: str) -> tuple[Viewer, str]:
+        desc = check_offer(offer, need_send=False)
+        kinds = {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
+        vid = secrets.token_hex(8)
+        pc = new_peer_connection(self.settings)
+        holder: dict[str, Codec] = {}
+
+        def video_bus() -> FrameBus:
+            return self.compositor.bus(holder["video"])
+
+        tracks: list[ViewerTrack] = []
+        if "audio" in kinds:
+            audio = ViewerTrack("audio", lambda: self.compositor.bus(Codec.OPUS))
+            pc.addTrack(audio)
+            tracks.append(audio)
+            for t in pc.getTransceivers():
+                if t.kind == "audio":
+                    caps = RTCRtpSender.getCapabilities("audio").codecs
+                    t.setCodecPreferences([c for c in caps if c.mimeType.lower() == "audio/opus"])
+        if "video" in kinds:
+            video = ViewerTrack("video", video_bus)
+            sender = pc.addTrack(video)
+            route_keyframe_requests(sender, self.compositor.limiter.request)
+            tracks.append(video)
+        try:
+            answer = await _answer(pc, offer)
+            if "video" in kinds:
+                name = negotiated_codec(answer, "video")
+                if name not in ("vp8", "h264"):
+                    raise BadSdp("the offer has no video codec we send (VP8 or H.264)")
+                holder["video"] = Codec(name)
+        except BaseException:
+            for track in tracks:
+                track.stop()
+            await pc.close()
+            raise
+        viewer = Viewer(vid, claims, pc, tracks, holder.get("video"))
+        self.viewers[vid] = viewer
+        self._watch(pc, lambda: self.remove_viewer(vid))
+        log.info("viewer %s joined (%s)", vid, holder.get("video"), extra={"bid": self.bid})
+        return viewer, announce(answer, self.settings.announced_address)
+
+    async def remove_viewer(self, vid: str) -> None:
+        viewer = self.viewers.pop(vid, None)
+        if viewer is None:
+            return
+        packets, octets = await _sent(viewer)
+        self.packets_out_closed += packets
+        self.bytes_out_closed += octets
+        await viewer.aclose()
+        log.info("viewer %s left", vid, extra={"bid": self.bid})
+
+    def audience(self) -> int:
+        """WHEP sessions of viewers (the studio's own preview of its output does not count)."""
+        return sum(1 for v in self.viewers.values() if v.claims.role is Role.VIEWER)
+
+    def session(self, kind: str, sid: str) -> Publisher | Viewer:
+        found = (self.publishers if kind == "whip" else self.viewers).get(sid)
+        if found is None:
+            raise SessionNotFound(f"no {kind.upper()} session {sid!r} on this broadcast")
+        return found
+
+    async def traffic(self) -> tuple[int, int]:
+        packets, octets = self.packets_out_closed, self.bytes_out_closed
+        for viewer in list(self.viewers.values()):
+            p, o = await _sent(viewer)
+            packets += p
+            octets += o
+        return packets, octets
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _watch(
+        self,
+        pc: RTCPeerConnection,
+        on_gone: Callable[[], Coroutine[Any, Any, None]],
+        publisher_id: str | None = None,
+    ) -> None:
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if publisher_id and state == "connected" and publisher_id in self.publishers:
+                self.publishers[publisher_id].state = PublisherState.CONNECTED
+            if state in ("failed", "closed") and not self._closed:
+                task = asyncio.get_running_loop().create_task(on_gone())
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(
+            *(p.aclose() for p in self.publishers.values()),
+            *(v.aclose() for v in self.viewers.values()),
+            return_exceptions=True,
+        )
+        self.publishers.clear()
+        self.viewers.clear()
+        await self.compositor.aclose()
+        for task in list(self._watchers):
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
+
+async def _sent(viewer: Viewer) -> tuple[int, int]:
+    packets = octets = 0
+    for sender in viewer.senders():
+        try:
+            report = await sender.getStats()
+        except Exception:  # a closing transport has no stats; count what we have
+            continue
+        for stat in report.values():
+            if getattr(stat, "type", "") == "outbound-rtp":
+                packets += int(stat.packetsSent or 0)
+                octets += int(stat.bytesSent or 0)
+    return packets, octets
+
+
+class MediaHub:
+    """Every broadcast with media on this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broadcasts: dict[str, BroadcastMedia] = {}
+        metrics.BROADCASTS.read = lambda: [({}, float(len(self.broadcasts)))]
+        metrics.PUBLISHERS.read = lambda: [
+            ({}, float(sum(len(b.publishers) for b in self.broadcasts.values())))
+        ]
+        metrics.VIEWERS.read = lambda: [
+            ({}, float(sum(len(b.viewers) for b in self.broadcasts.values())))
+        ]
+
+    def get(self, bid: str) -> BroadcastMedia | None:
+        return self.broadcasts.get(bid)
+
+    def ensure(self, bid: str) -> BroadcastMedia:
+        media = self.broadcasts.get(bid)
+        if media is None:
+            media = self.broadcasts[bid] = BroadcastMedia(bid, self.settings)
+            media.start()
+        return media
+
+    @contextlib.asynccontextmanager
+    async def session_scope(self, bid: str) -> AsyncIterator[BroadcastMedia]:
+        """The broadcast's media for adding a session; if the add fails and this request created
+        the media, it is closed again (a refused offer leaves nothing running)."""
+        created = bid not in self.broadcasts
+        media = self.ensure(bid)
+        try:
+            yield media
+        except BaseException:
+            if created and not media.publishers and not media.viewers:
+                await self.end(bid)
+            raise
+
+    async def end(self, bid: str) -> None:
+        media = self.broadcasts.pop(bid, None)
+        if media is not None:
+            await media.aclose()
+
+    async def aclose(self) -> None:
+        medias = list(self.broadcasts.values())
+        self.broadcasts.clear()
+        await asyncio.gather(*(m.aclose() for m in medias), return_exceptions=True)

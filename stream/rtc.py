@@ -1,0 +1,140 @@
+"""Peer connections, ICE settings and the SDP helpers shared by WHIP and WHEP.
+
+Pure functions (``negotiated_codec``, ``announce``, ``check_offer``) take and return text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, sdp
+
+from jangteo.config import Settings
+
+from . import rtc_hooks  # noqa: F401  (installs the DTLS and ICE consent hooks)
+from .errors import BadSdp
+
+MAX_SDP_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
+
+_original_get_host_addresses: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+
+
+def configure_host_addresses(addresses: Sequence[str]) -> None:
+    """Make aioice gather exactly ``addresses`` (default: every interface but loopback).
+
+    aioice never gathers 127.0.0.1 on its own; listing it here is how loopback-only runs work.
+    Process-wide, like the setting it implements. Guarded by tests/test_aiortc_hooks.py.
+    """
+    if not addresses:
+        aioice.ice.get_host_addresses = _original_get_host_addresses  # type: ignore[assignment]
+        return
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[assignment]
+
+
+def rtc_configuration(settings: Settings) -> RTCConfiguration:
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in settings.ice_servers
+        ]
+    )
+
+
+def new_peer_connection(settings: Settings) -> RTCPeerConnection:
+    return RTCPeerConnection(configuration=rtc_configuration(settings))
+
+
+PC_CLOSE_TIMEOUT_S = 5.0
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, giving up after a few seconds: a peer that vanished mid-handshake must not
+    hold a broadcast's shutdown (or the server's) forever."""
+    try:
+        await asyncio.wait_for(pc.close(), PC_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("peer connection did not close in %.0f s; dropped", PC_CLOSE_TIMEOUT_S)
+
+
+def check_offer(text: str, *, need_send: bool) -> sdp.SessionDescription:
+    """Parse an offer; BadSdp unless it has an audio/video section in a usable direction."""
+    if not text.startswith("v=0"):
+        raise BadSdp("the body is not an SDP offer (it must start with v=0)")
+    try:
+        desc = sdp.SessionDescription.parse(text)
+    except Exception as exc:  # aiortc's parser raises whatever its regexes hit
+        raise BadSdp(f"the SDP offer does not parse: {exc}") from exc
+    media = [m for m in desc.media if m.kind in ("audio", "video")]
+    if not media:
+        raise BadSdp("the SDP offer has no audio or video section")
+    wanted = ("sendonly", "sendrecv") if need_send else ("recvonly", "sendrecv")
+    if not any(m.direction in wanted for m in media):
+        side = "send" if need_send else "receive"
+        raise BadSdp(f"the SDP offer does not {side} any media")
+    for m in media:
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+            raise BadSdp("the SDP offer lacks ICE credentials (ice-ufrag, ice-pwd)")
+        if not m.dtls or not m.dtls.fingerprints:
+            raise BadSdp("the SDP offer lacks a DTLS fingerprint")
+        for fp in m.dtls.fingerprints:
+            size = _FINGERPRINT_BYTES.get(fp.algorithm.lower())
+            if size is None or not re.fullmatch(
+                rf"[0-9A-Fa-f]{{2}}(:[0-9A-Fa-f]{{2}}){{{size - 1}}}", fp.value
+            ):
+                raise BadSdp(f"the SDP offer has a malformed {fp.algorithm} fingerprint")
+    return desc
+
+
+_FINGERPRINT_BYTES = {"sha-1": 20, "sha-224": 28, "sha-256": 32, "sha-384": 48, "sha-512": 64}
+
+_MLINE = re.compile(r"^m=(\w+) \d+ \S+ (.*)$")
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/\s]+)/")
+
+
+def negotiated_codec(answer: str, kind: str) -> str | None:
+    """The codec name (lower case) of the first payload type of the answer's ``kind`` section."""
+    current: str | None = None
+    first_pt: str | None = None
+    for line in answer.splitlines():
+        m = _MLINE.match(line)
+        if m:
+            if current == kind and first_pt is not None:
+                break
+            current = m.group(1)
+            pts = m.group(2).split()
+            first_pt = pts[0] if pts and current == kind else None
+            continue
+        if current == kind and first_pt is not None:
+            r = _RTPMAP.match(line)
+            if r and r.group(1) == first_pt:
+                return r.group(2).lower()
+    return None
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$")
+
+
+def announce(answer: str, address: str | None) -> str:
+    """Write ``address`` into our host candidates (and c= lines) for clients behind NAT."""
+    if not address:
+        return answer
+    out = []
+    for line in answer.split("\r\n"):
+        m = _CANDIDATE.match(line)
+        if m:
+            line = f"{m.group(1)}{address}{m.group(3)}"
+        elif line.startswith("c=IN IP"):
+            line = f"c=IN IP{'6' if ':' in address else '4'} {address}"
+        out.append(line)
+    return "\r\n".join(out)

@@ -1,0 +1,175 @@
+"""Guards for the private aiortc/aioice internals stream/ relies on (aiortc pinned at 1.16.0).
+
+If one of these fails after an upgrade, the hook in stream/fanout.py or stream/rtc.py must change.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+
+import aioice
+import aioice.ice
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+)
+
+from stream.fanout import FrameBus, ViewerTrack, route_keyframe_requests
+from stream.rtc import _original_get_host_addresses, configure_host_addresses
+
+
+def test_aiortc_is_the_pinned_version() -> None:
+    assert importlib.metadata.version("aiortc") == "1.16.0"
+
+
+def test_sender_still_has_send_keyframe() -> None:
+    assert callable(getattr(RTCRtpSender, "_send_keyframe", None))
+    assert callable(getattr(RTCRtpSender, "_handle_rtcp_packet", None))
+
+
+def _video_track() -> ViewerTrack:
+    """The track our viewers' senders carry (never read here: no connection is made)."""
+    return ViewerTrack("video", lambda: FrameBus("video", lambda: None))
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[RTCRtpSender]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = _video_track()
+    try:
+        yield pc.addTrack(track)
+    finally:
+        track.stop()
+        await pc.close()
+
+
+@pytest.mark.parametrize("fmt", [RTCP_PSFB_PLI, RTCP_PSFB_FIR], ids=["PLI", "FIR"])
+async def test_pli_and_fir_reach_the_installed_function(sender: RTCRtpSender, fmt: int) -> None:
+    calls: list[str] = []
+    route_keyframe_requests(sender, lambda: calls.append("keyframe"))
+    # the packet as it comes off the wire, parsed by aiortc itself
+    wire = bytes(RtcpPsfbPacket(fmt=fmt, ssrc=0x1234, media_ssrc=sender._ssrc))
+    [packet] = RtcpPacket.parse(wire)
+    assert isinstance(packet, RtcpPsfbPacket) and packet.fmt == fmt
+    await sender._handle_rtcp_packet(packet)
+    assert calls == ["keyframe"]
+    await sender._handle_rtcp_packet(packet)
+    assert calls == ["keyframe", "keyframe"]
+
+
+async def test_other_feedback_does_not_request_a_keyframe(sender: RTCRtpSender) -> None:
+    calls: list[str] = []
+    route_keyframe_requests(sender, lambda: calls.append("keyframe"))
+    remb = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB\x01\x0a\x00\x00" + b"\x00\x00\x00\x01"
+    )
+    await sender._handle_rtcp_packet(remb)
+    assert calls == []
+
+
+async def test_hook_is_per_sender(sender: RTCRtpSender) -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = _video_track()
+    try:
+        other = pc.addTrack(track)
+        calls: list[str] = []
+        route_keyframe_requests(sender, lambda: calls.append("a"))
+        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=other._ssrc)
+        await other._handle_rtcp_packet(pli)  # the untouched sender keeps aiortc's behaviour
+        assert calls == []
+        assert "_send_keyframe" not in vars(other)
+    finally:
+        track.stop()
+        await pc.close()
+
+
+def test_route_keyframe_requests_refuses_a_changed_aiortc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(RTCRtpSender, "_send_keyframe")
+    with pytest.raises(RuntimeError, match="_send_keyframe"):
+        route_keyframe_requests(object(), lambda: None)  # type: ignore[arg-type]
+
+
+# -- host addresses ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_host_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever we do, put back what was installed before (the server fixture sets it too)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+
+
+@pytest.mark.usefixtures("restore_host_addresses")
+def test_configure_host_addresses_changes_aioice() -> None:
+    configure_host_addresses(["127.0.0.1", "::1", "10.200.0.1"])
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == [
+        "127.0.0.1",
+        "10.200.0.1",
+    ]
+    assert aioice.ice.get_host_addresses(use_ipv4=False, use_ipv6=True) == ["::1"]
+    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == [
+        "127.0.0.1",
+        "::1",
+        "10.200.0.1",
+    ]
+    configure_host_addresses([])
+    assert aioice.ice.get_host_addresses is _original_get_host_addresses
+    # the original never offers loopback
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+
+
+@pytest.mark.usefixtures("restore_host_addresses")
+async def test_aioice_gathers_exactly_the_configured_address() -> None:
+    configure_host_addresses(["127.0.0.1"])
+    conn = aioice.Connection(ice_controlling=True)  # no STUN/TURN: nothing leaves the host
+    try:
+        await conn.gather_candidates()
+        hosts = [c for c in conn.local_candidates if c.type == "host"]
+        assert hosts and {c.host for c in hosts} == {"127.0.0.1"}
+        assert {c.type for c in conn.local_candidates} == {"host"}
+    finally:
+        await conn.close()
+
+
+# -- stream/rtc_hooks.py: DTLS ciphers and ICE consent (docs/interop.md) --------------------------
+
+
+def test_dtls_context_offers_rsa_suites_for_rsa_certificate_peers() -> None:
+    from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate
+    from OpenSSL import SSL
+
+    from stream import rtc_hooks
+
+    assert RTCCertificate._create_ssl_context is rtc_hooks._create_ssl_context
+    cert = RTCCertificate.generateCertificate()
+    ctx = cert._create_ssl_context([SRTP_AES128_CM_SHA1_80])
+
+    conn = SSL.Connection(ctx)
+    names = conn.get_cipher_list()
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in names
+    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in names
+
+
+def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
+    import inspect
+
+    import aioice
+    import aioice.ice
+
+    from stream import rtc_hooks
+
+    assert aioice.__version__ == "0.13.0"
+    assert aioice.ice.Connection.query_consent is rtc_hooks._query_consent
+    assert aioice.ice.Connection.check_incoming is rtc_hooks._check_incoming
+    # the original we wrap still has the signature our wrapper forwards
+    params = list(inspect.signature(rtc_hooks._original_check_incoming).parameters)
+    assert params == ["self", "message", "addr", "protocol"]
+    assert isinstance(aioice.ice.CONSENT_INTERVAL, (int, float))
+    assert isinstance(aioice.ice.CONSENT_FAILURES, int)
