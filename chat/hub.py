@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from jangteo import metrics
 from jangteo.keys import text
+from jangteo.tasks import cancel_all, cancel_and_wait, cancelling
 from jangteo.tokens import Claims
 
 from .publish import stream_key
@@ -114,10 +115,8 @@ class Client:
 
     async def aclose(self, code: int | None = None, reason: str = "") -> None:
         self.state = ClientState.CLOSED
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+        if self.task is not None and self.task is not asyncio.current_task():
+            await cancel_and_wait(self.task)
         if code is not None:
             with contextlib.suppress(Exception):
                 await self._close(code, reason)
@@ -153,14 +152,10 @@ class BroadcastChat:
         ]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         await asyncio.gather(*(c.aclose(1001, "server closing") for c in self.clients))
         self.clients.clear()
-        for task in list(self._reaper):
-            task.cancel()
-        await asyncio.gather(*self._reaper, return_exceptions=True)
+        await cancel_all(self._reaper)
 
     # -- reading and fan-out ---------------------------------------------------------------------
     async def _read(self) -> None:
@@ -171,6 +166,8 @@ class BroadcastChat:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 log.warning("chat reader: %s; reconnecting", exc, extra={"bid": self.bid})
                 await asyncio.sleep(0.5)
                 await self._after_reconnect(key)
@@ -419,9 +416,7 @@ class ChatHub:
         self._closed_dropped += chat.dropped_slow
 
     async def aclose(self) -> None:
-        for task in list(self._reapers):
-            task.cancel()
-        await asyncio.gather(*self._reapers, return_exceptions=True)
+        await cancel_all(self._reapers)
         chats = list(self.broadcasts.values())
         self.broadcasts.clear()
         await asyncio.gather(*(c.aclose() for c in chats), return_exceptions=True)

@@ -7,7 +7,6 @@ finds the order already expired and does nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jangteo.broadcasts import recent_ids
+from jangteo.tasks import cancel_and_wait, cancelling
 
 from .orders import Orders
 
@@ -33,10 +33,7 @@ class Sweeper:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="order-sweeper")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def sweep_once(self, now_ms: int | None = None, bids: list[str] | None = None) -> int:
         """Expire every due hold (of ``bids``, default: every recent broadcast); how many."""
@@ -57,5 +54,7 @@ class Sweeper:
             try:
                 await self.sweep_once()
             except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 log.warning("order sweeper: %s", exc)
             await asyncio.sleep(self.interval)

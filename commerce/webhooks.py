@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from jangteo.broadcasts import recent_ids
 from jangteo.keys import key, text
+from jangteo.tasks import cancel_and_wait, cancelling
 
 from .orders import Orders, public_order
 
@@ -84,10 +85,7 @@ class Webhooks:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._http.aclose()
 
     def backofftext(self, deliveries: int) -> float:
@@ -98,6 +96,8 @@ class Webhooks:
             try:
                 await self.pump()
             except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 log.warning("webhooks: %s", exc)
             await asyncio.sleep(self.poll_s)
 

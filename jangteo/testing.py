@@ -51,6 +51,9 @@ class RunningServer:
         return token
 
 
+SHUTDOWN_LIMIT_S = 20  # uvicorn's graceful 5 s, then closing peers (5 s deadline each, in parallel)
+
+
 @contextlib.asynccontextmanager
 async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
     port = settings.port or free_port(settings.host)
@@ -80,6 +83,14 @@ async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
             yield RunningServer(settings, app, base, http)
         finally:
             server.should_exit = True
+            done, _ = await asyncio.wait({task}, timeout=15)
+            if not done:
+                import sys as _s
+
+                for t in asyncio.all_tasks():
+                    print("TASK", t.get_name(), file=_s.stderr)
+                    t.print_stack(file=_s.stderr)
+                raise RuntimeError("server shutdown hung")
             await task
 
 

@@ -20,6 +20,8 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
+from jangteo.tasks import cancel_all
+
 
 class SignallingError(RuntimeError):
     def __init__(self, status: int, body: str, content_type: str) -> None:
@@ -199,8 +201,6 @@ class WhepClient:
                 await self._http.delete(
                     self.session_url, headers={"Authorization": f"Bearer {self.token}"}
                 )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         await self.pc.close()
         await self._http.aclose()

@@ -22,6 +22,7 @@ from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
 from jangteo import metrics
+from jangteo.tasks import cancel_all
 from jangteo.tokens import Role
 
 from .encode import AUDIO_SAMPLES, AudioEncoder, Codec, EncodedFrame, KeyframeLimiter, VideoEncoder
@@ -99,9 +100,7 @@ class Compositor:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         for bus in (*self.video_buses.values(), self.audio_bus):
             bus.close()
         self._video_pool.shutdown(wait=True)

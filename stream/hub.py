@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from jangteo import metrics
 from jangteo.config import Settings
+from jangteo.tasks import cancel_all
 from jangteo.tokens import Claims, Role
 
 from .compose import Compositor
@@ -227,9 +228,7 @@ class BroadcastMedia:
         self.publishers.clear()
         self.viewers.clear()
         await self.compositor.aclose()
-        for task in list(self._watchers):
-            task.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await cancel_all(self._watchers)
 
 
 async def _sent(viewer: Viewer) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from av.audio.resampler import AudioResampler
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
+from jangteo.tasks import cancel_all
 from jangteo.tokens import Claims, Role
 
 from .encode import AUDIO_RATE
@@ -143,7 +144,5 @@ class Publisher:
         if self.state == PublisherState.CLOSED:
             return
         self.state = PublisherState.CLOSED
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_all(self.tasks)
         await close_peer(self.pc)

@@ -8,7 +8,6 @@ demo's built-in host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import functools
 import time
@@ -20,6 +19,7 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
+from jangteo.tasks import cancel_all
 from jangteo.tokens import Role
 
 from . import pattern
@@ -180,9 +180,5 @@ class SyntheticStudio:
             self.source.push_audio(tone_frame(await clock.next(), self.freq))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self.compositor.remove_source(self.source)

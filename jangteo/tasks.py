@@ -1,0 +1,40 @@
+"""Stopping the tasks we own, for sure.
+
+``task.cancel()`` followed by ``await task`` is not enough on Python 3.11: ``asyncio.timeout``
+(used inside redis-py and elsewhere) turns a cancellation that races with its own deadline into
+``TimeoutError`` -- an ``OSError`` our loops catch and survive -- and the task then sleeps on
+with nobody left to cancel it. :func:`cancel_and_wait` cancels again until the task is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+RECANCEL_S = 0.5
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel ``tasks`` and wait until every one has finished, re-cancelling any that swallowed
+    the cancellation. Their results and exceptions are retrieved (and dropped)."""
+    await cancel_all(t for t in tasks if t is not None)
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    owned = list(tasks)
+    pending = {t for t in owned if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    for task in owned:
+        if not task.cancelled():
+            task.exception()
+
+
+def cancelling() -> bool:
+    """Whether the current task has been asked to stop (for ``except`` clauses in loops that
+    survive errors: a cancellation disguised as ``TimeoutError`` must still stop them)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,59 @@
+"""Stopping owned tasks even when one swallows its cancellation (as 3.11's asyncio.timeout can)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jangteo.tasks import cancel_all, cancel_and_wait, cancelling
+
+
+async def _stubborn(swallow: int, seen: list[str]) -> None:
+    """Survives its first ``swallow`` cancellations, like a loop whose ``except OSError`` caught a
+    cancellation turned into TimeoutError."""
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            seen.append("cancel")
+            if len(seen) > swallow:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+
+async def test_a_task_that_swallows_a_cancel_is_cancelled_again() -> None:
+    seen: list[str] = []
+    task = asyncio.get_running_loop().create_task(_stubborn(2, seen))
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert task.cancelled()
+    assert seen == ["cancel", "cancel", "cancel"]
+
+
+async def test_cancel_all_retrieves_errors_and_ignores_finished_tasks() -> None:
+    async def boom() -> None:
+        raise ValueError("x")
+
+    loop = asyncio.get_running_loop()
+    failed = loop.create_task(boom())
+    finished = loop.create_task(asyncio.sleep(0))
+    await asyncio.wait({failed, finished})
+    sleeper = loop.create_task(asyncio.sleep(3600))
+    await cancel_all([failed, finished, sleeper, sleeper])
+    assert sleeper.cancelled() and not finished.cancelled()
+
+
+async def test_cancelling_tells_a_loop_it_was_asked_to_stop() -> None:
+    states: list[bool] = []
+
+    async def loop_body() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            states.append(cancelling())
+            raise
+
+    task = asyncio.get_running_loop().create_task(loop_body())
+    await asyncio.sleep(0)
+    states.append(cancelling())
+    await cancel_and_wait(task)
+    assert states == [False, True]
