@@ -15,6 +15,10 @@ Two runs on one broadcast:
   ``--check-limit`` each and quantities of 1 and 2, for ``--check-seconds``: it sells out at
   once, then the same load meets ``sold_out``/``limit_exceeded``.
 
+Then the anchor (``jangteo/bench/orders_anchor.py``, skipped with ``--no-anchor``): the same wrk
+load on a bare Starlette endpoint that runs one Lua reserve script on the same Redis -- no token,
+validation, idempotency, record or events -- for ``ratio_vs_anchor`` (ours / anchor, per core).
+
 After each run every fresh key is sent once more (a raw keep-alive client here, so each answer is
 matched to its key): each key's final answer says whether it owns an order. Then the orders
 (``GET …/orders``) and the live stock (``GET …/products``) must agree: ``duplicates`` = orders
@@ -508,9 +512,80 @@ async def run_one(
     }
 
 
+ANCHOR_LUA = r"""
+wrk.method = "POST"
+wrk.body = '{"qty":1}'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  local fmt = '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}'
+  io.write(TAG, string.format(fmt,
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout),
+    "\n")
+end
+"""
+
+
+async def run_anchor(redis_url: str, env: Env, seconds: int) -> dict[str, Any]:
+    """The same wrk load on a bare Starlette endpoint running one Lua reserve script."""
+    args, tmp = env.args, env.tmp
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - benchmark harness
+        [sys.executable, "-m", "jangteo.bench.orders_anchor", str(port), redis_url],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "anchor.log", "ab"),  # noqa: SIM115, ASYNC230
+    )
+    try:
+        for _ in range(400):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                put = Call("PUT", "/stock?n=1000000000", {})
+                if (await call_many("127.0.0.1", port, [put], 1))[0][0] == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"anchor server did not start (see {tmp / 'anchor.log'})")
+            await asyncio.sleep(0.05)
+        warm = [Call("POST", "/reserve", JSON_CT, b'{"qty":1}') for _ in range(300)]
+        await call_many("127.0.0.1", port, warm)
+        script = tmp / "anchor.lua"
+        script.write_text(f"local TAG = {_lua_str(TAG)}\n" + ANCHOR_LUA)
+        url = f"http://127.0.0.1:{port}/reserve"
+        cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
+               "--timeout", "5s", "-s", str(script), url]  # fmt: skip
+        (u0, s0), rcpu0 = procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
+        wrk = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await wrk.communicate()
+        (u1, s1), rcpu1 = procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
+    if wrk.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed on the anchor ({wrk.returncode}): {err.decode()[-500:]}")
+    w = json.loads(lines[-1][len(TAG) :])
+    cpu = (u1 - u0) + (s1 - s0)
+    wall = w["duration_us"] / 1e6
+    return {
+        "run": "anchor: bare Starlette + one Lua script (no auth, validation, record, events)",
+        "orders_per_s": round(w["requests"] / wall),
+        "orders_per_core_s": round(w["requests"] / max(cpu, 1e-9)),
+        "server_us_per_order": round(cpu * 1e6 / max(1, w["requests"]), 1),
+        "server_cores": round(cpu / wall, 3),
+        "redis_cores": round((rcpu1 - rcpu0) / wall, 3),
+        "p50_ms": round(w["p50_us"] / 1000, 2),
+        "p99_ms": round(w["p99_us"] / 1000, 2),
+        "errors": w["errors"],
+    }
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install -y wrk")
+        raise SystemExit("wrk not found: run scripts/bootstrap bench (or apt-get install -y wrk)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="jangteo-bench-orders-") as tmp_s:
         tmp = Path(tmp_s)
@@ -552,6 +627,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ]  # fmt: skip
             loaded = _loaded(proc.pid)
             rss = rss_mb(proc.pid)
+            anchor = await run_anchor(redis.url, env, args.seconds) if args.anchor else None
         finally:
             if proc is not None:
                 proc.terminate()
@@ -585,12 +661,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "oversold": sum(r["oversold"] for r in runs),
         "duplicates": sum(r["duplicates"] for r in runs),
         "checks_pass": ok,
+        "anchor_orders_per_core_s": anchor["orders_per_core_s"] if anchor else None,
+        "ratio_vs_anchor": round(t["orders_per_core_s"] / anchor["orders_per_core_s"], 2)
+        if anchor
+        else None,
         "goal": GOAL,
         "meets_goal": ok
         and args.fsync == "always"
         and t["orders_per_core_s"] >= GOAL["orders_per_core_s"]
         and t["p99_ms"] <= GOAL["p99_ms"],
-        "runs": runs,
+        "runs": [*runs, anchor] if anchor else runs,
         "bench_wall_s": round(time.monotonic() - started, 1),
     }
 
@@ -612,6 +692,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--check-buyers", type=int, default=100)
     p.add_argument("--check-limit", type=int, default=3, help="per-buyer limit, oversell run")
     p.add_argument("--check-seconds", type=int, default=3)
+    p.add_argument("--no-anchor", dest="anchor", action="store_false",
+                   help="skip the anchor run (bare Starlette + one Lua script)")  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
         if args.connections < args.threads:
