@@ -140,6 +140,9 @@ class BroadcastChat:
         self.dropped_slow = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._reaper: set[asyncio.Task[None]] = set()
+        # in-process consumers of every event batch, in order (the overlay feed); a batch of
+        # [{"type": "reset"}] means events may have been lost: reload state
+        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
     async def start(self) -> None:
         last: Any = await self.redis.xrevrange(stream_key(self.bid), count=1)
@@ -199,6 +202,7 @@ class BroadcastChat:
         last: Any = await self.redis.xrevrange(key, count=1)
         self.cursor = text(last[0][0]) if last else "0-0"
         log.warning("chat reader lost its place; clients reset", extra={"bid": self.bid})
+        self._tell_listeners([{"type": "reset"}])
         reset = json.dumps({"type": "reset"})
         for client in tuple(self.clients):
             client.offer(reset)
@@ -207,7 +211,15 @@ class BroadcastChat:
                 client.offer(frame_of(visible))
                 client.last_id = id_key(visible[-1]["sid"])
 
+    def _tell_listeners(self, events: list[dict[str, Any]]) -> None:
+        for listener in tuple(self.listeners):
+            try:
+                listener(events)
+            except Exception:
+                log.exception("chat listener failed", extra={"bid": self.bid})
+
     def dispatch(self, events: list[dict[str, Any]]) -> None:
+        self._tell_listeners(events)
         public = all("to" not in e for e in events)
         shared = frame_of(events) if public else None
         first, last = id_key(events[0]["sid"]), id_key(events[-1]["sid"])

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from chat.publish import publish
 from jangteo.api import MAX_JSON, json_body, parse_json_object
+from jangteo.cohosting import check_pin_allowed
 from jangteo.context import AppContext, bearer, claims, ctx, is_admin, read_body
 from jangteo.problems import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from jangteo.tokens import Claims, Role
@@ -112,10 +113,11 @@ def _jpeg(take: Callable[[], Any]) -> bytes | None:
 
 # -- pin ------------------------------------------------------------------------------------------
 async def pin(request: Request) -> JSONResponse:
-    _host(request, Role.HOST, Role.COHOST)
+    who = _host(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)
+    await check_pin_allowed(app.redis, bid, who)
     doc = await json_body(request)
     product = await app.catalog.get(bid, check_id(doc.get("product_id")))
     record = check_deal(product, doc, _now())
@@ -126,9 +128,10 @@ async def pin(request: Request) -> JSONResponse:
 
 
 async def unpin(request: Request) -> Response:
-    _host(request, Role.HOST, Role.COHOST)
+    who = _host(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
     app = ctx(request)
+    await check_pin_allowed(app.redis, bid, who)
     await app.catalog.set_pin(bid, None)
     await publish(app.redis, bid, {"type": "pin", "product": None, "ts": _now()})
     return Response(status_code=204)

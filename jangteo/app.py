@@ -33,10 +33,11 @@ from commerce.webhooks import Webhooks
 from stream.hub import MediaHub
 from stream.rtc import configure_host_addresses
 
-from . import api, metrics, openapi
+from . import api, cohosting, metrics, openapi
 from .broadcasts import BroadcastStore
 from .config import Settings, with_payment_secret
 from .context import AppContext, ctx
+from .overlays import OverlayFeed
 from .problems import (
     MethodNotAllowed,
     NotFound,
@@ -168,6 +169,10 @@ def create_app(settings: Settings) -> Starlette:
         mux = RedisMux(settings.redis_url or "")
         orders = Orders(redis, settings.hold_s, mux)
         sweeper = Sweeper(redis, orders)
+        catalog = Catalog(redis)
+        feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
+        hub.on_started, hub.on_ended = feed.started, feed.ended
+        app.state.overlays = feed
         app.state.ctx = AppContext(
             settings=settings,
             redis=redis,
@@ -176,7 +181,7 @@ def create_app(settings: Settings) -> Starlette:
             hub=hub,
             chat=chat_hub,
             chat_store=chat_store,
-            catalog=Catalog(redis),
+            catalog=catalog,
             orders=orders,
         )
         sweeper.start()
@@ -191,6 +196,7 @@ def create_app(settings: Settings) -> Starlette:
             if webhooks is not None:
                 await webhooks.aclose()
             await sweeper.aclose()
+            await feed.aclose()
             await chat_hub.aclose()
             await hub.aclose()
             await chat_redis.aclose()
@@ -199,6 +205,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         *api.routes,
+        *cohosting.routes,
         *stream.http.routes,
         *chat.http.routes,
         *commerce.http.routes,

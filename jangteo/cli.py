@@ -139,6 +139,7 @@ async def demo(settings: Settings) -> None:
     from stream.synthetic import SyntheticStudio
 
     from .context import AppContext
+    from .sample import sample_catalog
     from .tokens import Role
 
     settings, _ = with_generated_secrets(settings)
@@ -150,7 +151,8 @@ async def demo(settings: Settings) -> None:
             b = await ctx.store.create("장터 데모 라이브 · Jangteo demo", host_user="u_synthetic")
             host_token, _ = ctx.signer.issue(b.id, Role.HOST, "사장님", user_id="u_host")
             viewer_token, _ = ctx.signer.issue(b.id, Role.VIEWER, "시청자")
-            media = ctx.hub.ensure(b.id)
+            await sample_catalog(ctx, b.id)  # before the media starts: its overlay loads it
+            media = await ctx.hub.open(b.id)
             st = SyntheticStudio(
                 media.compositor, width=s.video_width, height=s.video_height, fps=s.video_fps
             )
@@ -162,7 +164,8 @@ async def demo(settings: Settings) -> None:
                 "\n".join(
                     [
                         "",
-                        "Jangteo demo is live (synthetic studio: test pattern + 440 Hz tone)",
+                        "Jangteo demo is live (synthetic studio: test pattern + 440 Hz tone;",
+                        "sample catalog: 제주 감귤 pinned on a 10-minute deal)",
                         f"  viewer page : {base}/watch/{b.id}?token={viewer_token}",
                         f"  studio page : {base}/studio/{b.id}?token={host_token}",
                         f"  WHEP        : {base}/whep/{b.id}   (Bearer {viewer_token})",

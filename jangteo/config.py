@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+FANOUT_MODES = ("fast", "aiortc")
+
 
 class ConfigError(ValueError):
     """A setting has a value we cannot use."""
@@ -44,6 +46,9 @@ class Settings:
     video_height: int = 720
     video_fps: int = 30
     video_bitrate: int = 2_500_000
+    # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
+    # stream/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
+    fanout: str = "fast"
     token_ttl_s: int = 12 * 3600
     cors_origins: tuple[str, ...] = ("*",)
     public_url: str | None = None
@@ -124,6 +129,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "video_height": h,
         "video_fps": _int(env, "JANGTEO_VIDEO_FPS", 30),
         "video_bitrate": _int(env, "JANGTEO_VIDEO_BITRATE", 2_500_000),
+        "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "*")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
@@ -140,6 +146,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     settings = Settings(**values)  # type: ignore[arg-type]
     if not 1 <= settings.video_fps <= 60:
         raise ConfigError("JANGTEO_VIDEO_FPS must be between 1 and 60")
+    if settings.fanout not in FANOUT_MODES:
+        raise ConfigError(f"JANGTEO_FANOUT must be one of {', '.join(FANOUT_MODES)}")
     return settings
 
 

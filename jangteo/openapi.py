@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.layout import LAYOUTS
+
 from . import __version__
 
 
@@ -26,6 +28,14 @@ _ERRORS = {
     "403": _problem("the token's role may not do this"),
     "404": _problem("unknown broadcast or session"),
 }
+
+_LAYOUTS = list(LAYOUTS)
+
+
+def _json_object(properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
 
 _BID = {"name": "bid", "in": "path", "required": True, "schema": {"type": "string"}}
 _SID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -242,6 +252,32 @@ def document() -> dict[str, Any]:
                     "summary": "announcement pinned at the top of chat (host); text null clears",
                     "security": [{"bearer": []}],
                     "responses": {"200": {"description": "{text}"}, **_ERRORS},
+                },
+            },
+            "/api/broadcasts/{bid}/layout": {
+                "parameters": [_BID],
+                "get": {
+                    "summary": "the layout of the publishers' pictures (anyone)",
+                    "responses": {"200": {"description": "{layout}"}, "404": _ERRORS["404"]},
+                },
+                "put": {
+                    "summary": "switch the layout live: solo, side_by_side (default) or pip (host)",
+                    "security": [{"bearer": []}],
+                    "requestBody": _json_object({"layout": {"type": "string", "enum": _LAYOUTS}}),
+                    "responses": {"200": {"description": "{layout}"}, **_ERRORS},
+                },
+            },
+            "/api/broadcasts/{bid}/cohost": {
+                "parameters": [_BID],
+                "get": {
+                    "summary": "what co-hosts may do (anyone)",
+                    "responses": {"200": {"description": "{can_pin}"}, "404": _ERRORS["404"]},
+                },
+                "put": {
+                    "summary": "allow co-hosts to pin and unpin products, or not (host)",
+                    "security": [{"bearer": []}],
+                    "requestBody": _json_object({"can_pin": {"type": "boolean"}}),
+                    "responses": {"200": {"description": "{can_pin}"}, **_ERRORS},
                 },
             },
             **_media("whip", "publish (host, cohost)"),

@@ -40,11 +40,15 @@ async def _viewer(
     return v
 
 
-@pytest.fixture
-async def small_server(redis_url: str) -> AsyncIterator[RunningServer]:
+@pytest.fixture(params=["fast", "aiortc"])
+async def small_server(
+    redis_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningServer]:
     """320x180 output: the publisher, the server and five decoding viewers share one process
-    (and its GIL) here, so the pictures are kept small enough to leave headroom for 30 fps."""
-    async with running_server(make_settings(redis_url, video_width=320, video_height=180)) as s:
+    (and its GIL) here, so the pictures are kept small enough to leave headroom for 30 fps.
+    Both fan-out paths: ours (packetize once) and aiortc's senders."""
+    settings = make_settings(redis_url, video_width=320, video_height=180, fanout=request.param)
+    async with running_server(settings) as s:
         yield s
 
 
@@ -78,7 +82,12 @@ async def test_five_viewers_decode_the_pattern_and_hear_the_tone(
         assert media is not None
         # encode once: one VP8 encoder for all five viewers
         assert list(media.compositor.video_buses) == ["vp8"]
-        assert len(media.compositor.video_buses["vp8"].subscribers) == 5
+        bus = media.compositor.video_buses["vp8"]
+        if server.settings.fanout == "fast":  # one subscriber, the fan-out, sending to all five
+            assert bus.fanout is not None and len(bus.fanout.viewers) == 5
+            assert bus.subscribers == {bus.fanout}
+        else:
+            assert len(bus.subscribers) == 5
     finally:
         await asyncio.gather(*(v.aclose() for v in viewers))
         await pub.aclose()

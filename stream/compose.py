@@ -1,9 +1,12 @@
 """One compositor per broadcast: it owns the output size and rate.
 
-Every ``1/fps`` s it takes the host's latest picture (or the slate when the host is away), scales
-it into the output frame (letterboxed, in I420, no colour conversion), and encodes the result once
-per codec that has viewers. Every 20 ms it mixes the publishers' audio (silence when there is none)
-and encodes it once with Opus. Pixel and codec work runs in the broadcast's own threads.
+Every ``1/fps`` s it takes the publishers' latest pictures (the host first, then co-hosts in join
+order; the slate when nobody has video), places them in the output frame in the current
+``layout`` (stream/layout.py: in I420, no colour conversion), and encodes the result once per
+codec that has viewers. Changing the layout, or a co-host leaving, changes only the canvas:
+encoders and viewer sessions carry on. Every 20 ms it mixes the publishers' audio (silence when
+there is none) under a soft limiter (stream/mix.py) and encodes it once with Opus. Pixel and codec
+work runs in the broadcast's own threads.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -28,21 +31,13 @@ from jangteo.tokens import Role
 from .encode import AUDIO_SAMPLES, AudioEncoder, Codec, EncodedFrame, KeyframeLimiter, VideoEncoder
 from .fanout import FrameBus
 from .ingest import Source
-from .slate import slate_i420
+from .layout import DEFAULT_LAYOUT, MAX_PICTURES, check_layout, compose_sources, fit
+from .mix import SoftLimiter, mix
+from .overlay import Overlay
 
 log = logging.getLogger(__name__)
 
 I420 = NDArray[np.uint8]
-
-
-def fit(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
-    """Letterbox: (x, y, w, h) of the largest even-sized src-aspect box centred in dst."""
-    scale = min(dst_w / src_w, dst_h / src_h)
-    w = min(dst_w, max(2, int(src_w * scale) // 2 * 2))
-    h = min(dst_h, max(2, int(src_h * scale) // 2 * 2))
-    x = (dst_w - w) // 4 * 2
-    y = (dst_h - h) // 4 * 2
-    return x, y, w, h
 
 
 def letterbox(frame: VideoFrame, width: int, height: int) -> I420:
@@ -78,7 +73,10 @@ class Compositor:
         self.audio_bus = FrameBus("audio", lambda: None)
         self.frames_composed = 0
         self.last_picture: I420 | None = None
-        self.on_slate = True
+        self.overlay = Overlay(width, height)  # its model is set by the broadcast's event feed
+        self.on_slate = True  # no publisher has fresh video
+        self._layout = DEFAULT_LAYOUT
+        self._limiter = SoftLimiter(AUDIO_SAMPLES / 48000)
         self._encoders: dict[Codec, VideoEncoder] = {}  # touched only in the video thread
         self._audio_encoder: AudioEncoder | None = None
         self._video_pool = concurrent.futures.ThreadPoolExecutor(1, f"compose-{bid}")
@@ -103,6 +101,8 @@ class Compositor:
         await cancel_all(self._tasks)
         for bus in (*self.video_buses.values(), self.audio_bus):
             bus.close()
+            if bus.fanout is not None:
+                await bus.fanout.aclose()
         self._video_pool.shutdown(wait=True)
         self._audio_pool.shutdown(wait=True)
 
@@ -116,6 +116,24 @@ class Compositor:
     def host(self) -> Source | None:
         hosts = [s for s in self.sources.values() if s.role is Role.HOST]
         return hosts[-1] if hosts else None
+
+    @property
+    def layout(self) -> str:
+        """``solo``, ``side_by_side`` or ``pip``; may be switched at any time (next frame)."""
+        return self._layout
+
+    @layout.setter
+    def layout(self, value: str) -> None:
+        self._layout = check_layout(value)
+
+    def pictures(self, now: float) -> list[VideoFrame]:
+        """Fresh pictures to draw: the host's first, then co-hosts' in join order (a publisher
+        whose video is older than 1 s is left out until it comes back)."""
+        host = self.host()
+        ordered = [host] if host else []
+        ordered += [s for s in self.sources.values() if s.role is not Role.HOST]
+        fresh = [p for s in ordered if (p := s.fresh_video(now)) is not None]
+        return fresh[:MAX_PICTURES]
 
     def bus(self, codec: Codec) -> FrameBus:
         if codec is Codec.OPUS:
@@ -141,13 +159,12 @@ class Compositor:
                 index += skipped
             index += 1
             codecs = [c for c, b in self.video_buses.items() if b.subscribers]
-            host = self.host()
-            picture = host.fresh_video(time.monotonic()) if host else None
-            self.on_slate = picture is None
+            pictures = self.pictures(time.monotonic())
+            self.on_slate = not pictures
             force = self.limiter.take(time.monotonic()) if codecs else False
             try:
                 out = await loop.run_in_executor(
-                    self._video_pool, self._compose_and_encode, picture, index, codecs, force
+                    self._video_pool, self._compose_and_encode, pictures, index, codecs, force
                 )
             except Exception:
                 log.exception("compose failed", extra={"bid": self.bid})
@@ -157,16 +174,22 @@ class Compositor:
             for tap in self.taps:
                 tap(index)
 
-    def _compose(self, picture: VideoFrame | None) -> I420:
-        if picture is None:
-            return slate_i420(self.width, self.height)
-        return letterbox(picture, self.width, self.height)
+    def names_on_air(self) -> list[str]:
+        """Publishers' names for the lower third, the host first."""
+        sources = sorted(list(self.sources.values()), key=lambda s: s.role is not Role.HOST)
+        return [s.name for s in sources if s.name]
+
+    def _compose(self, pictures: Sequence[VideoFrame]) -> I420:
+        """A new writable canvas: ``pictures`` (main first) in the current layout, or the slate."""
+        return compose_sources(pictures, self.layout, self.width, self.height)
 
     def _compose_and_encode(
-        self, picture: VideoFrame | None, index: int, codecs: list[Codec], force: bool
+        self, pictures: list[VideoFrame], index: int, codecs: list[Codec], force: bool
     ) -> dict[Codec, list[EncodedFrame]]:
-        canvas = self._compose(picture)
+        canvas = self._compose(pictures)
+        canvas.setflags(write=False)  # kept without the overlay (flash-product snapshots)
         self.last_picture = canvas
+        canvas = self.overlay.draw(canvas, self.names_on_air())
         self.frames_composed += 1
         metrics.FRAMES_COMPOSED.inc()
         out: dict[Codec, list[EncodedFrame]] = {}
@@ -201,15 +224,13 @@ class Compositor:
 
     # -- audio -----------------------------------------------------------------------------------
     def _mix(self) -> NDArray[np.int16]:
-        acc: NDArray[np.int32] | None = None
-        for source in list(self.sources.values()):
-            chunk = source.audio.pull(AUDIO_SAMPLES)
-            if chunk is None:
-                continue
-            acc = chunk.astype(np.int32) if acc is None else acc + chunk
-        if acc is None:
-            return np.zeros(AUDIO_SAMPLES * 2, np.int16)
-        return np.clip(acc, -32768, 32767).astype(np.int16)
+        """Every publisher's next 20 ms, summed and limited (never clipped)."""
+        chunks = [
+            chunk
+            for source in list(self.sources.values())
+            if (chunk := source.audio.pull(AUDIO_SAMPLES)) is not None
+        ]
+        return self._limiter.process(mix(chunks, AUDIO_SAMPLES * 2))
 
     def _encode_audio(self, samples: NDArray[np.int16], index: int) -> list[EncodedFrame]:
         if self._audio_encoder is None:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from .encode import EncodedFrame
+from .encode import Codec, EncodedFrame
+
+if TYPE_CHECKING:
+    from .rtpsend import FastFanout
 
 VIDEO_BACKLOG = 45  # frames (1.5 s at 30 fps)
 AUDIO_BACKLOG = 25  # 20 ms packets (0.5 s)
@@ -67,6 +71,12 @@ class Subscription:
         self.bus.subscribers.discard(self)
 
 
+class Subscriber(Protocol):
+    def offer(self, frame: EncodedFrame) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class FrameBus:
     """The viewers of one encoded stream of one broadcast."""
 
@@ -76,7 +86,8 @@ class FrameBus:
         self.kind = kind
         self.request_keyframe = request_keyframe
         self.maxlen = maxlen or (VIDEO_BACKLOG if kind == "video" else AUDIO_BACKLOG)
-        self.subscribers: set[Subscription] = set()
+        self.subscribers: set[Subscriber] = set()
+        self.fanout: FastFanout | None = None  # the fast path's viewers (stream/rtpsend.py)
         self.skips = 0
         self.frames = 0
 
@@ -88,6 +99,15 @@ class FrameBus:
             self.request_keyframe()
         return sub
 
+    def fast(self, codec: Codec) -> FastFanout:
+        from .rtpsend import FastFanout
+
+        """The fast fan-out of this bus (created on first use; it subscribes while it has
+        viewers)."""
+        if self.fanout is None:
+            self.fanout = FastFanout(self, codec, self.request_keyframe)
+        return self.fanout
+
     def publish(self, frames: list[EncodedFrame]) -> None:
         for frame in frames:
             self.frames += 1
@@ -97,6 +117,8 @@ class FrameBus:
     def close(self) -> None:
         for sub in tuple(self.subscribers):
             sub.close()
+        if self.fanout is not None:
+            self.fanout.close()
 
 
 class ViewerTrack(MediaStreamTrack):

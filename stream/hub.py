@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -22,12 +22,14 @@ from jangteo.config import Settings
 from jangteo.tasks import cancel_all
 from jangteo.tokens import Claims, Role
 
+from . import rtpsend
 from .compose import Compositor
 from .encode import Codec
 from .errors import BadSdp, HostLive, SessionNotFound
 from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
 from .ingest import Publisher, PublisherState, Source
 from .rtc import announce, check_offer, close_peer, negotiated_codec, new_peer_connection
+from .rtpsend import FastFanout
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +141,15 @@ class BroadcastMedia:
         def video_bus() -> FrameBus:
             return self.compositor.bus(holder["video"])
 
+        def fast(codec: Codec) -> FastFanout:
+            return self.compositor.bus(codec).fast(codec)
+
         tracks: list[ViewerTrack] = []
         if "audio" in kinds:
             audio = ViewerTrack("audio", lambda: self.compositor.bus(Codec.OPUS))
-            pc.addTrack(audio)
+            audio_sender = pc.addTrack(audio)
+            if self.settings.fanout == "fast":
+                rtpsend.install(audio_sender, fast)
             tracks.append(audio)
             for t in pc.getTransceivers():
                 if t.kind == "audio":
@@ -152,6 +159,8 @@ class BroadcastMedia:
             video = ViewerTrack("video", video_bus)
             sender = pc.addTrack(video)
             route_keyframe_requests(sender, self.compositor.limiter.request)
+            if self.settings.fanout == "fast":
+                rtpsend.install(sender, fast)
             tracks.append(video)
         try:
             answer = await _answer(pc, offer)
@@ -259,8 +268,21 @@ class MediaHub:
             ({}, float(sum(len(b.viewers) for b in self.broadcasts.values())))
         ]
 
+        # awaited when a broadcast's media starts / ends on this process (the overlay feed)
+        self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
+        self.on_ended: Callable[[str], Awaitable[None]] | None = None
+
     def get(self, bid: str) -> BroadcastMedia | None:
         return self.broadcasts.get(bid)
+
+    async def open(self, bid: str) -> BroadcastMedia:
+        """The broadcast's media, started (and announced to ``on_started``) if it was not."""
+        media = self.broadcasts.get(bid)
+        if media is None:
+            media = self.ensure(bid)
+            if self.on_started is not None:
+                await self.on_started(media)
+        return media
 
     def ensure(self, bid: str) -> BroadcastMedia:
         media = self.broadcasts.get(bid)
@@ -274,7 +296,7 @@ class MediaHub:
         """The broadcast's media for adding a session; if the add fails and this request created
         the media, it is closed again (a refused offer leaves nothing running)."""
         created = bid not in self.broadcasts
-        media = self.ensure(bid)
+        media = await self.open(bid)
         try:
             yield media
         except BaseException:
@@ -285,6 +307,8 @@ class MediaHub:
     async def end(self, bid: str) -> None:
         media = self.broadcasts.pop(bid, None)
         if media is not None:
+            if self.on_ended is not None:
+                await self.on_ended(bid)
             await media.aclose()
 
     async def aclose(self) -> None:

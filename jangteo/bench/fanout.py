@@ -1,11 +1,20 @@
-"""``jangteo bench fanout``: what one broadcast costs the server per viewer.
+"""``jangteo bench fanout``: what one broadcast costs the server per viewer and per packet.
 
-Runs, in one harness, the anchor (``naive``: every viewer's sender encodes the composed frames,
-as aiortc's examples do with MediaRelay) and ours (``once``: one encoder per codec, the same
-encoded frames to every viewer). Each run starts a fresh server process (the real app plus a
-synthetic studio at 1280x720@30), load viewers in other processes (they depacketize and count,
-no decoding), and two probe viewers here that decode and read the frame counter stamped into the
-pattern for glass-to-glass latency. Prints one JSON line.
+Modes, run in one harness (``--mode all``, the default, runs naive then aiortc then fast):
+
+* ``naive`` (the anchor of issue 2): every viewer's sender encodes the composed frames, as
+  aiortc's examples do with MediaRelay (at ``--naive-viewers``, default 5);
+* ``aiortc``: one encoder per codec, the same encoded frames to every viewer, each viewer's
+  aiortc ``RTCRtpSender`` packetizing and sending (``JANGTEO_FANOUT=aiortc``);
+* ``fast``: one encoder, frames packetized once, per viewer only header + SRTP + send
+  (stream/rtpsend.py, the default).
+
+Each run starts a fresh server process (the real app plus a synthetic studio at 1280x720@30),
+load viewers in other processes (real ICE and DTLS; RTP counted and dropped on arrival, so they
+cost far less than the server), and two probe viewers here that decode and read the frame
+counter stamped into the pattern for glass-to-glass latency. CPU is read from /proc for the whole
+server and for its event-loop thread (where all per-packet work happens; compose and encode run
+in their own threads). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -27,13 +36,13 @@ import numpy as np
 from jangteo.redisproc import RedisServer
 from stream.rtc import configure_host_addresses
 
-from .procstat import cpu_seconds, rss_mb
+from .procstat import cpu_seconds, rss_mb, thread_cpu_seconds
 
 PROBES = 2
 
 
 async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, Any], n: int,
-                  start_at: float, stop_at: float) -> dict[str, Any]:  # fmt: skip
+                  window: list[float], ready: asyncio.Event) -> dict[str, Any]:  # fmt: skip
     from av.video.frame import VideoFrame
 
     from stream import pattern
@@ -45,7 +54,8 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
     t0, fps = float(info["t0"]), int(info["fps"])
 
     def on_frame(frame: VideoFrame, now: float) -> None:
-        if not start_at <= now <= stop_at:
+        ready.set()
+        if not window or not window[0] <= now <= window[1]:
             return
         frames[0] += 1
         y = np.asarray(frame.to_ndarray(), np.uint8)[: frame.height]
@@ -64,7 +74,9 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
         c.url = f"{base}/{path}/{bid}"
         await c.play(audio=False)
         clients.append(c)
-    await asyncio.sleep(max(0.0, stop_at - time.time()) + 0.2)
+    while not window:  # noqa: ASYNC110 - set by the harness once the load is scheduled
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(max(0.0, window[1] - time.time()) + 0.2)
     for c in clients:
         await c.aclose(delete=path == "whep")
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
@@ -78,8 +90,10 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
 
 async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
                   load_procs: int) -> dict[str, Any]:  # fmt: skip
+    fanout = "fast" if mode == "fast" else "aiortc"
+    cmd = [sys.executable, "-m", "jangteo.bench.fanout_server", "--redis-url", redis_url]
     server = subprocess.Popen(  # noqa: ASYNC220 - benchmark harness
-        [sys.executable, "-m", "jangteo.bench.fanout_server", "--redis-url", redis_url],
+        [*cmd, "--fanout", fanout],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -91,10 +105,20 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
         if not line:
             raise RuntimeError("bench server did not start")
         info = json.loads(line)
-        path = "whep" if mode == "once" else "naive/whep"
+        path = "naive/whep" if mode == "naive" else "whep"
         probes = min(PROBES, viewers)
         load = viewers - probes
-        setup = 4.0 + 0.12 * viewers
+        # the probes first: the server's memory with them playing is the base of RSS per viewer
+        window: list[float] = []
+        ready = asyncio.Event()
+        probe_task = asyncio.create_task(
+            _probes(info["base_url"], path, info["bid"], info["token"], info, probes,
+                    window, ready)
+        )  # fmt: skip
+        await asyncio.wait_for(ready.wait(), 30)
+        await asyncio.sleep(1.0)  # let the encoder and buffers settle
+        rss0 = rss_mb(server.pid)
+        setup = 4.0 + 0.12 * load
         start_at = time.time() + setup
         stop_at = start_at + seconds
         procs = []
@@ -113,14 +137,11 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
                     text=True,
                 )
             )  # fmt: skip
-        probe_task = asyncio.create_task(
-            _probes(info["base_url"], path, info["bid"], info["token"], info, probes,
-                    start_at, stop_at)
-        )  # fmt: skip
+        window += [start_at, stop_at]
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, loop0 = cpu_seconds(server.pid), thread_cpu_seconds(server.pid, server.pid)
         await asyncio.sleep(max(0.0, stop_at - time.time()))
-        cpu1 = cpu_seconds(server.pid)
+        cpu1, loop1 = cpu_seconds(server.pid), thread_cpu_seconds(server.pid, server.pid)
         rss = rss_mb(server.pid)
         probe = await probe_task
         loads = []
@@ -129,18 +150,35 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
             loads.append(json.loads(out.strip().splitlines()[-1]))
         frames = sum(x["frames"] for x in loads) + probe["frames"]
         packets = sum(x["packets"] for x in loads)
-        cpu = cpu1 - cpu0
+        # probes decode rather than count: they get what an average load viewer got
+        sent = packets * viewers / max(1, load) if load else 0
+        cpu, loop_cpu = cpu1 - cpu0, loop1 - loop0
+        server.stdin.close()
+        tail = await asyncio.to_thread(server.stdout.read)
+        stats = json.loads(tail.strip().splitlines()[-1]) if tail.strip() else {}
+        spreads = stats.get("keyframe_spreads_ms") or [float("nan")]
         return {
             "mode": mode,
             "viewers": viewers,
             "connected": sum(x["connected"] for x in loads) + probes,
             "server_cores": round(cpu / seconds, 3),
+            "loop_cores": round(loop_cpu / seconds, 3),
             "cpu_ms_per_viewer_s": round(cpu * 1000 / (viewers * seconds), 2),
             "fps_per_viewer": round(frames / viewers / seconds, 1),
-            "packets_per_s": round(packets / seconds * viewers / max(1, load)) if load else None,
+            "packets_per_s": round(sent / seconds),
+            "us_per_packet": round(cpu * 1e6 / sent, 2) if sent else None,
+            "loop_us_per_packet": round(loop_cpu * 1e6 / sent, 2) if sent else None,
+            "packets_per_loop_core_s": round(sent / loop_cpu) if loop_cpu else None,
+            # the fan-out's own CPU per packet (header, SRTP, send), whole run
+            "fanout_us_per_packet": round(stats["fanout_cpu_s"] * 1e6 / stats["fanout_packets"], 2)
+            if stats.get("fanout_packets")
+            else None,
+            "keyframe_spread_p50_ms": round(float(np.median(spreads)), 2),
+            "keyframe_spread_max_ms": round(float(np.max(spreads)), 2),
             "latency_p50_ms": probe["latency_p50_ms"],
             "latency_p99_ms": probe["latency_p99_ms"],
             "server_rss_mb": round(rss, 1),
+            "rss_kb_per_viewer": round((rss - rss0) * 1024 / load, 1) if load else None,
             "load_cores": round(sum(x["cpu_s"] for x in loads) / seconds, 3),
         }
     finally:
@@ -159,12 +197,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         redis.start()
         try:
             plan: list[tuple[str, int]] = []
-            if args.mode in ("naive", "both"):
+            if args.mode in ("naive", "all"):
                 plan.append(("naive", args.naive_viewers))
-            if args.mode in ("once", "both"):
-                if args.mode == "both" and args.naive_viewers != args.viewers:
-                    plan.append(("once", args.naive_viewers))
-                plan.append(("once", args.viewers))
+            for mode in ("aiortc", "fast"):
+                if args.mode in (mode, "all"):
+                    plan.append((mode, args.viewers))
             runs = [
                 await run_one(mode, n, args.seconds, redis.url, args.load_procs) for mode, n in plan
             ]
@@ -173,20 +210,24 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"bench": "fanout", "seconds": args.seconds,
                               "video": "1280x720@30 VP8 2.5 Mbps", "cores": os.cpu_count(),
                               "runs": runs}  # fmt: skip
-    naive = [r for r in runs if r["mode"] == "naive"]
-    once = [r for r in runs if r["mode"] == "once"]
-    if naive and once:
-        result["naive_over_once_cpu_per_viewer"] = round(
-            naive[0]["cpu_ms_per_viewer_s"] / once[-1]["cpu_ms_per_viewer_s"], 1
+    by = {r["mode"]: r for r in runs}
+    if "naive" in by and "fast" in by:
+        result["naive_over_fast_cpu_per_viewer"] = round(
+            by["naive"]["cpu_ms_per_viewer_s"] / by["fast"]["cpu_ms_per_viewer_s"], 1
         )
+    if "aiortc" in by and "fast" in by and by["fast"]["loop_us_per_packet"]:
+        result["aiortc_over_fast_loop_us_per_packet"] = round(
+            by["aiortc"]["loop_us_per_packet"] / by["fast"]["loop_us_per_packet"], 2
+        )
+    result["workers"] = 1
     return result
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("fanout", help="server CPU per viewer: encode-once vs per-viewer encoding")
+    p = sub.add_parser("fanout", help="server CPU per viewer and per packet: fast/aiortc/naive")
     p.add_argument("--viewers", type=int, default=50)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--mode", choices=["once", "naive", "both"], default="both")
+    p.add_argument("--mode", choices=["fast", "aiortc", "naive", "all"], default="all")
     p.add_argument("--naive-viewers", type=int, default=5)
     p.add_argument("--load-procs", type=int, default=2)
 

@@ -28,7 +28,7 @@ from jangteo.context import claims, ctx, read_body
 from jangteo.testing import running_server
 from jangteo.tokens import Role
 from stream.compose import Compositor
-from stream.encode import VIDEO_CLOCK
+from stream.encode import VIDEO_CLOCK, Codec
 from stream.rtc import MAX_SDP_BYTES, new_peer_connection
 from stream.synthetic import SyntheticStudio
 
@@ -72,6 +72,7 @@ async def main(args: argparse.Namespace) -> None:
         video_height=args.height,
         video_fps=args.fps,
         video_bitrate=args.bitrate,
+        fanout=args.fanout,
     )
     async with running_server(settings) as server:
         app = server.ctx
@@ -127,6 +128,16 @@ async def main(args: argparse.Namespace) -> None:
         )
         # run until the parent closes our stdin
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        bus = media.compositor.video_buses.get(Codec.VP8)
+        fan = bus.fanout if bus else None
+        stats = {
+            "keyframe_spreads_ms": [round(s * 1000, 2) for s in fan.keyframe_spreads]
+            if fan
+            else [],
+            "fanout_cpu_s": fan.cpu_s if fan else None,
+            "fanout_packets": fan.packets_sent if fan else None,
+        }
+        print(json.dumps(stats), flush=True)
         await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
         await studio.aclose()
 
@@ -138,6 +149,7 @@ if __name__ == "__main__":
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--bitrate", type=int, default=2_500_000)
+    p.add_argument("--fanout", choices=["fast", "aiortc"], default="fast")
     from jangteo.cli import run
 
     run(main(p.parse_args()))

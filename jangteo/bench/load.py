@@ -1,8 +1,9 @@
 """Load viewers for ``jangteo bench fanout``: many WHEP sessions in one process, cheap.
 
-ICE and DTLS are real (aiortc); once SRTP is up, incoming RTP is neither decrypted nor decoded:
-packets are counted and frames are counted by the RTP marker bit, so a load process costs far less
-than the server it loads. Prints one JSON line with the counts inside ``[start_at, stop_at]``.
+ICE and DTLS are real (aiortc); incoming RTP is neither decrypted nor decoded: it is counted
+where the datagram arrives (aioice's protocol) and dropped there -- packets, and frames by the
+RTP marker bit -- so a load process costs far less than the server it loads. STUN (consent) and
+DTLS still go through. Prints one JSON line with the counts inside ``[start_at, stop_at]``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import time
 from typing import Any
 
+import aioice.ice
 import aiortc.rtcdtlstransport as dtls_mod
 import httpx
 import pylibsrtp
@@ -47,6 +49,29 @@ async def _count_rtp(self: Any, data: bytes, arrival_time_ms: int) -> None:
 
 dtls_mod.Session = _ClearRtpSession  # type: ignore[attr-defined,misc,assignment]
 dtls_mod.RTCDtlsTransport._handle_rtp_data = _count_rtp  # type: ignore[method-assign]
+
+_received = aioice.ice.StunProtocol.datagram_received
+
+
+def _count_datagram(self: Any, data: bytes | str, addr: tuple[Any, ...]) -> None:
+    """RTP counted and dropped on arrival; STUN, DTLS and RTCP go on as usual."""
+    if (
+        isinstance(data, bytes)
+        and len(data) > 12
+        and 127 < data[0] < 192
+        and not (
+            192 <= data[1] <= 223  # RTCP
+        )
+    ):
+        COUNTS["packets"] += 1
+        COUNTS["bytes"] += len(data)
+        if data[1] & 0x80:
+            COUNTS["frames"] += 1
+        return
+    _received(self, data, addr)
+
+
+aioice.ice.StunProtocol.datagram_received = _count_datagram  # type: ignore[method-assign]
 
 
 async def viewer(http: httpx.AsyncClient, url: str, token: str) -> RTCPeerConnection:

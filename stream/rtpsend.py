@@ -1,0 +1,352 @@
+"""The fast fan-out: packetize each encoded frame once, then per viewer only header, SRTP, send.
+
+aiortc's ``RTCRtpSender`` packetizes every frame again for every viewer and awaits four coroutine
+layers per packet (sender → DTLS → ICE → aioice) -- about 30 µs of CPU per packet. Here:
+
+* :class:`FastFanout` subscribes to a :class:`~stream.fanout.FrameBus` like one viewer would and
+  packetizes each frame ONCE (aiortc's own packetizers: VP8 descriptor, H.264 FU-A/STAP-A, Opus).
+* Per viewer (:class:`FastViewer`), per frame, one RTP header is built with aiortc's serializer
+  (its SSRC, timestamp offset, negotiated extension ids: mid, abs-send-time); per packet only the
+  sequence number and marker bit are patched, the packet is SRTP-protected with the viewer's
+  keys and handed straight to the UDP socket of the ICE pair aiortc selected.
+* A frame goes out packet by packet across all viewers (packet 0 to everyone, then packet 1…), so
+  a keyframe reaches the last of many viewers only a little after the first.
+
+aiortc keeps everything else: ICE, DTLS, consent, RTCP. The viewer's ``RTCRtpSender`` still
+receives its RTCP: NACKs are answered from a per-viewer history that references the shared
+payloads (``_retransmit``, with RTX when negotiated), PLI/FIR go to the shared encoder
+(``fanout.route_keyframe_requests``), and its sender reports carry our counters. The hooks are on
+private aiortc names (aiortc pinned in pyproject.toml, every name guarded by
+tests/test_aiortc_hooks.py).
+
+Backpressure: a viewer whose socket buffer holds more than :data:`MAX_BUFFERED` bytes is behind;
+it skips frames until the next keyframe (and asks for one), so nothing queues without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import av
+from aiortc import clock
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+
+from jangteo.tasks import cancel_all
+
+from .encode import Codec, EncodedFrame
+
+if TYPE_CHECKING:
+    from .fanout import FrameBus
+
+log = logging.getLogger(__name__)
+
+HISTORY_FRAMES = 90  # frames whose packets a viewer can ask for again (3 s at 30 fps)
+MAX_BUFFERED = 256 * 1024  # bytes waiting in a viewer's socket buffer before it counts as behind
+MAX_FRAMES = 45  # frames waiting for the fan-out task (1.5 s at 30 fps); beyond: skip to keyframe
+YIELD_EVERY = 1500  # sends between two yields to the event loop
+
+_MIME = {Codec.VP8: ("video/VP8", 90000), Codec.H264: ("video/H264", 90000),
+         Codec.OPUS: ("audio/opus", 48000)}  # fmt: skip
+_SEQ = struct.Struct("!H")
+
+# aiortc 1.16's private RTCRtpSender state (name-mangled), see tests/test_aiortc_hooks.py
+SENDER_FIELDS = (
+    "_RTCRtpSender__rtp_started",
+    "_RTCRtpSender__rtp_exited",
+    "_RTCRtpSender__rtp_history",
+    "_RTCRtpSender__rtp_header_extensions_map",
+    "_RTCRtpSender__mid",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+)
+
+
+class Packetized:
+    """One encoded frame as RTP payloads, shared by every viewer."""
+
+    __slots__ = ("keyframe", "payloads", "size", "timestamp")
+
+    def __init__(self, payloads: list[bytes], timestamp: int, keyframe: bool) -> None:
+        self.payloads = payloads
+        self.timestamp = timestamp
+        self.keyframe = keyframe
+        self.size = sum(len(p) for p in payloads)
+
+
+class Packetizer:
+    def __init__(self, codec: Codec) -> None:
+        mime, rate = _MIME[codec]
+        self._encoder: Any = get_encoder(RTCRtpCodecParameters(mimeType=mime, clockRate=rate))
+
+    def pack(self, frame: EncodedFrame) -> Packetized:
+        packet = av.Packet(frame.data)
+        packet.pts = frame.pts
+        packet.time_base = frame.time_base
+        payloads, timestamp = self._encoder.pack(packet)
+        return Packetized(payloads, timestamp, frame.keyframe)
+
+
+class FastViewer:
+    """One viewer's RTP stream on the fast path (its sender's SSRC, keys and socket)."""
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters, video: bool) -> None:
+        self.sender = sender
+        self.pt = codec.payloadType or 0
+        self.ssrc = sender._ssrc
+        self.seq = random.randint(0, 0xFFFF)
+        self.ts_origin = random.getrandbits(32)
+        self.waiting_keyframe = video
+        # the frames sent lately: (first sequence number, RTP timestamp, shared payloads)
+        self.history: collections.deque[tuple[int, int, Packetized]] = collections.deque(
+            maxlen=HISTORY_FRAMES
+        )
+        self.packets = 0
+        self.octets = 0
+        self.skips = 0
+        self.closed = asyncio.Event()
+        s: Any = sender
+        self._extmap = s._RTCRtpSender__rtp_header_extensions_map
+        self._mid = s._RTCRtpSender__mid
+        dtls: Any = sender.transport
+        self.protect = dtls._tx_srtp.protect
+        self._ice: Any = dtls.transport._connection
+        self.header = bytearray()
+        self.ts = 0
+
+    def socket(self) -> tuple[Any, Any] | None:
+        """The UDP transport and remote address of the ICE pair aiortc selected."""
+        pair = self._ice._nominated.get(1)
+        if pair is None or pair.protocol is None or pair.protocol.transport is None:
+            return None
+        return pair.protocol.transport, pair.remote_addr
+
+    def begin(self, frame: Packetized, abs_send_time: int) -> None:
+        """The RTP header of this frame's packets (aiortc's serializer: our extension ids)."""
+        self.ts = (self.ts_origin + frame.timestamp) & 0xFFFFFFFF
+        packet = RtpPacket(payload_type=self.pt, sequence_number=self.seq, timestamp=self.ts,
+                           ssrc=self.ssrc)  # fmt: skip
+        packet.extensions.abs_send_time = abs_send_time
+        packet.extensions.mid = self._mid
+        self.header = bytearray(packet.serialize(self._extmap))
+        self.history.append((self.seq, self.ts, frame))
+
+    def end(self, frame: Packetized, ntp: int) -> None:
+        """Account the frame (the sender's RTCP sender reports read these)."""
+        self.seq = (self.seq + len(frame.payloads)) & 0xFFFF
+        self.packets += len(frame.payloads)
+        self.octets += frame.size
+        s: Any = self.sender
+        s._RTCRtpSender__ntp_timestamp = ntp
+        s._RTCRtpSender__rtp_timestamp = self.ts
+        s._RTCRtpSender__packet_count = self.packets
+        s._RTCRtpSender__octet_count = self.octets
+
+    def packet(self, seq: int) -> RtpPacket | None:
+        """The packet ``seq`` as it was sent (for a retransmission), if still in the history."""
+        for first, ts, frame in reversed(self.history):
+            offset = (seq - first) & 0xFFFF
+            if offset < len(frame.payloads):
+                packet = RtpPacket(payload_type=self.pt, sequence_number=seq, timestamp=ts,
+                                   ssrc=self.ssrc, payload=frame.payloads[offset],
+                                   marker=int(offset == len(frame.payloads) - 1))  # fmt: skip
+                packet.extensions.mid = self._mid
+                return packet
+        return None
+
+
+class FastFanout:
+    """Every fast viewer of one bus: it is the bus's one subscriber and sends to all of them."""
+
+    def __init__(self, bus: FrameBus, codec: Codec, request_keyframe: Callable[[], None]) -> None:
+        self.bus = bus
+        self.codec = codec
+        self.video = codec is not Codec.OPUS
+        self.request_keyframe = request_keyframe
+        self.viewers: set[FastViewer] = set()
+        self.frames_sent = 0
+        self.packets_sent = 0
+        self.cpu_s = 0.0  # CPU time spent sending (this thread's), for the benchmark
+        self.skipped = 0
+        self._marked: list[int] = []
+        self._packetizer = Packetizer(codec)
+        self._queue: collections.deque[Packetized] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._closed = False
+        # per keyframe sent: seconds between the first and the last viewer having all of it
+        self.keyframe_spreads: collections.deque[float] = collections.deque(maxlen=1000)
+
+    # the FrameBus subscriber interface
+    def offer(self, frame: EncodedFrame) -> None:
+        if len(self._queue) >= MAX_FRAMES:  # the sending task fell behind: drop to a keyframe
+            self._queue.clear()
+            self.skipped += 1
+            for v in self.viewers:
+                v.waiting_keyframe = self.video
+            if self.video and not frame.keyframe:
+                self.request_keyframe()
+                return
+        self._queue.append(self._packetizer.pack(frame))
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.bus.subscribers.discard(self)
+        self._queue.clear()
+        for v in self.viewers:
+            v.closed.set()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
+        await cancel_all([*self._stopping, *([self._task] if self._task else [])])
+
+    def add(self, viewer: FastViewer) -> None:
+        self.viewers.add(viewer)
+        self.bus.subscribers.add(self)  # the compositor encodes for buses with subscribers
+        if self.video:
+            self.request_keyframe()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"fanout-{self.codec.value}"
+            )
+
+    def remove(self, viewer: FastViewer) -> None:
+        self.viewers.discard(viewer)
+        if not self.viewers:  # nobody left: stop encoding for us, stop the task
+            self.bus.subscribers.discard(self)
+            self._queue.clear()
+            if self._task is not None:
+                self._task.cancel()
+                self._stopping.add(self._task)
+                self._task.add_done_callback(self._stopping.discard)
+                self._task = None
+
+    async def _run(self) -> None:
+        while not self._closed:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self.send(self._queue.popleft())
+
+    async def send(self, frame: Packetized) -> None:
+        """``frame`` to every viewer, packet by packet across viewers."""
+        t0 = time.thread_time()
+        targets = []
+        for v in tuple(self.viewers):
+            if v.waiting_keyframe:
+                if not frame.keyframe:
+                    continue
+                v.waiting_keyframe = False
+            sock = v.socket()
+            if sock is None:
+                continue
+            if sock[0].get_write_buffer_size() > MAX_BUFFERED:  # behind: skip to a keyframe
+                v.skips += 1
+                v.waiting_keyframe = self.video
+                if self.video:
+                    self.request_keyframe()
+                continue
+            targets.append((v, sock[0], sock[1]))
+        if not targets:
+            return
+        ntp = clock.current_ntp_time()
+        abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        rows = []
+        for v, udp, addr in targets:
+            v.begin(frame, abs_send_time)
+            rows.append((v.header, v.seq, v.protect, udp.sendto, addr))
+        pack_into = _SEQ.pack_into
+        payloads = frame.payloads
+        last = len(payloads) - 1
+        plain = self._pt_bytes([v for v, _, _ in targets])
+        sent = 0
+        final_round = 0.0
+        for i, payload in enumerate(payloads):
+            if i == last:
+                final_round = time.perf_counter()
+                marks = self._marked
+            else:
+                marks = plain
+            for (header, seq, protect, sendto, addr), mark in zip(rows, marks, strict=True):
+                header[1] = mark
+                pack_into(header, 2, (seq + i) & 0xFFFF)
+                try:
+                    sendto(protect(bytes(header) + payload), addr)
+                except Exception:  # its socket closed under us: that viewer is leaving
+                    continue
+            sent += len(rows)
+            if sent >= YIELD_EVERY and i < last:
+                sent = 0
+                self.cpu_s += time.thread_time() - t0
+                await asyncio.sleep(0)
+                t0 = time.thread_time()
+        if frame.keyframe and self.video:
+            self.keyframe_spreads.append(time.perf_counter() - final_round)
+        for v, _, _ in targets:
+            v.end(frame, ntp)
+        self.frames_sent += 1
+        self.packets_sent += len(payloads) * len(rows)
+        self.cpu_s += time.thread_time() - t0
+
+    def _pt_bytes(self, targets: list[FastViewer]) -> list[int]:
+        """Byte 1 of the RTP header per target: its payload type, and with the marker bit."""
+        self._marked = [v.pt | 0x80 for v in targets]
+        return [v.pt for v in targets]
+
+
+def codec_of(params: RTCRtpCodecParameters) -> Codec:
+    mime = params.mimeType.lower()
+    for codec, (name, _) in _MIME.items():
+        if name.lower() == mime:
+            return codec
+    raise ValueError(f"no fast path for {params.mimeType}")
+
+
+def install(sender: RTCRtpSender, fanout_for: Callable[[Codec], FastFanout]) -> None:
+    """Make ``sender`` hand its RTP over to the fast fan-out once aiortc starts it.
+
+    aiortc calls ``sender._run_rtp(codec)`` when DTLS is up; ours registers the viewer with the
+    codec's :class:`FastFanout` and waits until the sender stops. ``_retransmit`` answers NACKs
+    from the viewer's history (aiortc's own ``_retransmit`` adds RTX when negotiated).
+    """
+    s: Any = sender
+    state: dict[str, FastViewer] = {}
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        s._RTCRtpSender__rtp_started.set()
+        fanout = fanout_for(codec_of(codec))
+        viewer = state["viewer"] = FastViewer(sender, codec, fanout.video)
+        fanout.add(viewer)
+        try:
+            await viewer.closed.wait()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            fanout.remove(viewer)
+            s._RTCRtpSender__rtp_exited.set()
+
+    async def retransmit(sequence_number: int) -> None:
+        viewer = state.get("viewer")
+        packet = viewer.packet(sequence_number) if viewer else None
+        if packet is None:
+            return
+        s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = packet
+        await RTCRtpSender._retransmit(sender, sequence_number)
+
+    s._run_rtp = run_rtp
+    s._retransmit = retransmit
