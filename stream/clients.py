@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -121,8 +123,11 @@ class WhepClient:
         keep_images: int = 0,
         sample_every: int = 1,
         on_frame: Callable[[VideoFrame, float], None] | None = None,
+        loss: float = 0.0,
     ) -> None:
         self.url = f"{base_url}/whep/{bid}"
+        self.loss = loss  # fraction of video RTP packets dropped on arrival (each at most once)
+        self.dropped = 0
         self.token = token
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.session_url: str | None = None
@@ -155,6 +160,30 @@ class WhepClient:
             self._tasks.append(asyncio.get_running_loop().create_task(reader(track)))
 
         self.session_url = await _post_offer(self._http, self.url, self.token, self.pc)
+        if self.loss and video:
+            self._inject_loss()
+
+    def _inject_loss(self) -> None:
+        """Drop ``loss`` of the incoming video packets (their first transmission only, seeded),
+        after SRTP, before aiortc's receiver: it must ask for them again (NACK)."""
+        (t,) = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+        media_pt = t._codecs[0].payloadType
+        dtls: Any = t.receiver.transport
+        deliver = dtls._handle_rtp_data
+        rng = random.Random(7)
+        seen: set[int] = set()
+
+        async def lossy(data: bytes, arrival_time_ms: int) -> None:
+            if len(data) >= 12 and data[1] & 0x7F == media_pt:
+                seq = int.from_bytes(data[2:4], "big")
+                first = seq not in seen
+                seen.add(seq)
+                if first and rng.random() < self.loss:
+                    self.dropped += 1
+                    return
+            await deliver(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = lossy
 
     async def _video(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):

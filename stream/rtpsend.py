@@ -115,6 +115,7 @@ class FastViewer:
         self.packets = 0
         self.octets = 0
         self.skips = 0
+        self.retransmits = 0
         self.closed = asyncio.Event()
         s: Any = sender
         self._extmap = s._RTCRtpSender__rtp_header_extensions_map
@@ -343,8 +344,9 @@ def install(sender: RTCRtpSender, fanout_for: Callable[[Codec], FastFanout]) -> 
     async def retransmit(sequence_number: int) -> None:
         viewer = state.get("viewer")
         packet = viewer.packet(sequence_number) if viewer else None
-        if packet is None:
+        if packet is None or viewer is None:
             return
+        viewer.retransmits += 1
         s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = packet
         await RTCRtpSender._retransmit(sender, sequence_number)
 

@@ -173,3 +173,28 @@ def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
     assert params == ["self", "message", "addr", "protocol"]
     assert isinstance(aioice.ice.CONSENT_INTERVAL, (int, float))
     assert isinstance(aioice.ice.CONSENT_FAILURES, int)
+
+
+# -- the fast fan-out (stream/rtpsend.py) --------------------------------------------------------
+def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
+    from stream.rtpsend import SENDER_FIELDS
+
+    for name in SENDER_FIELDS:
+        assert hasattr(sender, name), f"aiortc changed: RTCRtpSender has no {name}"
+    assert callable(getattr(RTCRtpSender, "_run_rtp", None))
+    assert callable(getattr(RTCRtpSender, "_retransmit", None))
+    assert hasattr(sender, "_ssrc") and hasattr(sender, "_rtx_ssrc")
+    # the DTLS transport keeps its outbound SRTP session here, aioice its selected pairs
+    dtls = sender.transport
+    assert hasattr(dtls, "_tx_srtp")
+    assert hasattr(dtls.transport, "_connection")
+    assert isinstance(dtls.transport._connection._nominated, dict)
+
+
+async def test_install_takes_over_rtp_and_retransmission(sender: RTCRtpSender) -> None:
+    from stream import rtpsend
+
+    rtpsend.install(sender, lambda codec: pytest.fail("not started without DTLS"))
+    assert sender._run_rtp.__name__ == "run_rtp"  # type: ignore[attr-defined]
+    assert sender._retransmit.__name__ == "retransmit"  # type: ignore[attr-defined]
+    await sender._retransmit(1234)  # nothing sent yet: nothing to send again, no error
