@@ -32,6 +32,7 @@ from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
 from stream.hub import MediaHub
 from stream.rtc import configure_host_addresses
+from stream.workers import WorkerPool
 
 from . import api, cohosting, metrics, openapi
 from .broadcasts import BroadcastStore
@@ -185,6 +186,10 @@ def create_app(settings: Settings) -> Starlette:
             orders=orders,
         )
         sweeper.start()
+        pool: WorkerPool | None = None
+        if settings.workers:
+            pool = hub.workers = WorkerPool(settings, settings.workers)
+            await pool.start()
         webhooks: Webhooks | None = None
         if settings.webhook_url:
             webhooks = Webhooks(redis, orders, settings.webhook_url, settings.webhook_secret,
@@ -199,6 +204,8 @@ def create_app(settings: Settings) -> Starlette:
             await feed.aclose()
             await chat_hub.aclose()
             await hub.aclose()
+            if pool is not None:
+                await pool.aclose()
             await chat_redis.aclose()
             await mux.aclose()
             await redis.aclose()

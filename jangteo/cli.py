@@ -22,6 +22,7 @@ from .config import (
     from_env,
     parse_ice_servers,
     parse_size,
+    parse_workers,
     with_generated_secrets,
 )
 from .redisproc import EmbeddedRedisError, RedisServer
@@ -52,6 +53,11 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
         "--data-dir",
         help="where the embedded Redis keeps its AOF (env JANGTEO_DATA_DIR, default var/)",
     )
+    p.add_argument(
+        "--workers",
+        help="fan-out worker processes: a number or auto, one per core (env JANGTEO_WORKERS, "
+        "default 0: this process sends to viewers)",
+    )
     p.add_argument("--log-level", default=os.environ.get("JANGTEO_LOG_LEVEL", "info"))
     p.add_argument(
         "--loop",
@@ -79,6 +85,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         )
     if args.video_size:
         overrides["video_width"], overrides["video_height"] = parse_size(args.video_size)
+    if args.workers is not None:
+        overrides["workers"] = parse_workers(args.workers)
     return from_env(None, **cast(dict[str, Any], overrides))
 
 

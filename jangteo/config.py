@@ -49,6 +49,8 @@ class Settings:
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
+    # fan-out worker processes serving viewers (0: this process sends; `auto`: one per core)
+    workers: int = 0
     token_ttl_s: int = 12 * 3600
     cors_origins: tuple[str, ...] = ("*",)
     public_url: str | None = None
@@ -92,6 +94,18 @@ def parse_ice_servers(value: str) -> tuple[IceServer, ...]:
     return tuple(IceServer(urls=u) for u in _split(value))
 
 
+def parse_workers(value: str) -> int:
+    if value.strip() == "auto":
+        return os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise ConfigError(f"JANGTEO_WORKERS must be a number or auto, not {value!r}") from exc
+    if not 0 <= n <= 64:
+        raise ConfigError("JANGTEO_WORKERS must be between 0 and 64")
+    return n
+
+
 def parse_size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))
@@ -130,6 +144,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "video_fps": _int(env, "JANGTEO_VIDEO_FPS", 30),
         "video_bitrate": _int(env, "JANGTEO_VIDEO_BITRATE", 2_500_000),
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
+        "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "*")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -30,6 +30,9 @@ from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
 from .ingest import Publisher, PublisherState, Source
 from .rtc import announce, check_offer, close_peer, negotiated_codec, new_peer_connection
 from .rtpsend import FastFanout
+
+if TYPE_CHECKING:
+    from .workers import RemoteViewer, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,55 @@ async def _answer(pc: RTCPeerConnection, offer: str) -> str:
     return pc.localDescription.sdp
 
 
+def viewer_tracks(
+    pc: RTCPeerConnection,
+    kinds: set[str],
+    bus: Callable[[Codec], FrameBus],
+    video_codec: Callable[[], Codec],
+    request_keyframe: Callable[[], None],
+    *,
+    fast: bool,
+) -> list[ViewerTrack]:
+    """A viewer's outgoing tracks (Opus audio; video in the codec negotiation picks): on the
+    fast path their senders hand RTP over to the bus's fan-out (stream/rtpsend.py)."""
+
+    def fanout(codec: Codec) -> FastFanout:
+        return bus(codec).fast(codec)
+
+    tracks: list[ViewerTrack] = []
+    if "audio" in kinds:
+        audio = ViewerTrack("audio", lambda: bus(Codec.OPUS))
+        sender = pc.addTrack(audio)
+        if fast:
+            rtpsend.install(sender, fanout)
+        tracks.append(audio)
+        for t in pc.getTransceivers():
+            if t.kind == "audio":
+                caps = RTCRtpSender.getCapabilities("audio").codecs
+                t.setCodecPreferences([c for c in caps if c.mimeType.lower() == "audio/opus"])
+    if "video" in kinds:
+        video = ViewerTrack("video", lambda: bus(video_codec()))
+        sender = pc.addTrack(video)
+        route_keyframe_requests(sender, request_keyframe)
+        if fast:
+            rtpsend.install(sender, fanout)
+        tracks.append(video)
+    return tracks
+
+
+async def negotiate_viewer(
+    pc: RTCPeerConnection, offer: str, kinds: set[str]
+) -> tuple[str, Codec | None]:
+    """The answer to a viewer's offer and the video codec it settled on."""
+    answer = await _answer(pc, offer)
+    if "video" not in kinds:
+        return answer, None
+    name = negotiated_codec(answer, "video")
+    if name not in ("vp8", "h264"):
+        raise BadSdp("the offer has no video codec we send (VP8 or H.264)")
+    return answer, Codec(name)
+
+
 class BroadcastMedia:
     def __init__(self, bid: str, settings: Settings) -> None:
         self.bid = bid
@@ -73,7 +125,8 @@ class BroadcastMedia:
             settings.video_bitrate,
         )  # fmt: skip
         self.publishers: dict[str, Publisher] = {}
-        self.viewers: dict[str, Viewer] = {}
+        self.viewers: dict[str, Viewer | RemoteViewer] = {}
+        self.workers: WorkerPool | None = None  # set: viewers are served by worker processes
         self._closed = False
         self._watchers: set[asyncio.Task[None]] = set()
         self.packets_out_closed = 0
@@ -131,44 +184,22 @@ class BroadcastMedia:
         log.info("publisher %s left", pid, extra={"bid": self.bid})
 
     # -- WHEP ------------------------------------------------------------------------------------
-    async def add_viewer(self, claims: Claims, offer: str) -> tuple[Viewer, str]:
+    async def add_viewer(self, claims: Claims, offer: str) -> tuple[Viewer | RemoteViewer, str]:
+        if self.workers is not None:  # a fan-out worker process serves it
+            return await self.workers.add_viewer(self, claims, offer)
         desc = check_offer(offer, need_send=False)
         kinds = {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
         vid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
         holder: dict[str, Codec] = {}
-
-        def video_bus() -> FrameBus:
-            return self.compositor.bus(holder["video"])
-
-        def fast(codec: Codec) -> FastFanout:
-            return self.compositor.bus(codec).fast(codec)
-
-        tracks: list[ViewerTrack] = []
-        if "audio" in kinds:
-            audio = ViewerTrack("audio", lambda: self.compositor.bus(Codec.OPUS))
-            audio_sender = pc.addTrack(audio)
-            if self.settings.fanout == "fast":
-                rtpsend.install(audio_sender, fast)
-            tracks.append(audio)
-            for t in pc.getTransceivers():
-                if t.kind == "audio":
-                    caps = RTCRtpSender.getCapabilities("audio").codecs
-                    t.setCodecPreferences([c for c in caps if c.mimeType.lower() == "audio/opus"])
-        if "video" in kinds:
-            video = ViewerTrack("video", video_bus)
-            sender = pc.addTrack(video)
-            route_keyframe_requests(sender, self.compositor.limiter.request)
-            if self.settings.fanout == "fast":
-                rtpsend.install(sender, fast)
-            tracks.append(video)
+        tracks = viewer_tracks(
+            pc, kinds, self.compositor.bus, lambda: holder["video"],
+            self.compositor.limiter.request, fast=self.settings.fanout == "fast",
+        )  # fmt: skip
         try:
-            answer = await _answer(pc, offer)
-            if "video" in kinds:
-                name = negotiated_codec(answer, "video")
-                if name not in ("vp8", "h264"):
-                    raise BadSdp("the offer has no video codec we send (VP8 or H.264)")
-                holder["video"] = Codec(name)
+            answer, codec = await negotiate_viewer(pc, offer, kinds)
+            if codec is not None:
+                holder["video"] = codec
         except BaseException:
             for track in tracks:
                 track.stop()
@@ -194,7 +225,7 @@ class BroadcastMedia:
         """WHEP sessions of viewers (the studio's own preview of its output does not count)."""
         return sum(1 for v in self.viewers.values() if v.claims.role is Role.VIEWER)
 
-    def session(self, kind: str, sid: str) -> Publisher | Viewer:
+    def session(self, kind: str, sid: str) -> Publisher | Viewer | RemoteViewer:
         found = (self.publishers if kind == "whip" else self.viewers).get(sid)
         if found is None:
             raise SessionNotFound(f"no {kind.upper()} session {sid!r} on this broadcast")
@@ -240,7 +271,7 @@ class BroadcastMedia:
         await cancel_all(self._watchers)
 
 
-async def _sent(viewer: Viewer) -> tuple[int, int]:
+async def _sent(viewer: Viewer | RemoteViewer) -> tuple[int, int]:
     packets = octets = 0
     for sender in viewer.senders():
         try:
@@ -268,6 +299,7 @@ class MediaHub:
             ({}, float(sum(len(b.viewers) for b in self.broadcasts.values())))
         ]
 
+        self.workers: WorkerPool | None = None  # fan-out worker processes (--workers)
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -288,6 +320,7 @@ class MediaHub:
         media = self.broadcasts.get(bid)
         if media is None:
             media = self.broadcasts[bid] = BroadcastMedia(bid, self.settings)
+            media.workers = self.workers
             media.start()
         return media
 
@@ -306,6 +339,8 @@ class MediaHub:
 
     async def end(self, bid: str) -> None:
         media = self.broadcasts.pop(bid, None)
+        if self.workers is not None:
+            self.workers.forget(bid)
         if media is not None:
             if self.on_ended is not None:
                 await self.on_ended(bid)

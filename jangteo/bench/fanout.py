@@ -89,11 +89,12 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
 
 
 async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
-                  load_procs: int) -> dict[str, Any]:  # fmt: skip
+                  load_procs: int, workers: int = 0) -> dict[str, Any]:  # fmt: skip
     fanout = "fast" if mode == "fast" else "aiortc"
     cmd = [sys.executable, "-m", "jangteo.bench.fanout_server", "--redis-url", redis_url]
+    started = time.monotonic()
     server = subprocess.Popen(  # noqa: ASYNC220 - benchmark harness
-        [*cmd, "--fanout", fanout],
+        [*cmd, "--fanout", fanout, "--workers", str(workers)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -139,9 +140,13 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
             )  # fmt: skip
         window += [start_at, stop_at]
         await asyncio.sleep(max(0.0, start_at - time.time()))
+        pids = [int(p) for p in info.get("workers", [])]
         cpu0, loop0 = cpu_seconds(server.pid), thread_cpu_seconds(server.pid, server.pid)
+        wcpu0 = [cpu_seconds(p) for p in pids]
         await asyncio.sleep(max(0.0, stop_at - time.time()))
         cpu1, loop1 = cpu_seconds(server.pid), thread_cpu_seconds(server.pid, server.pid)
+        wcpu1 = [cpu_seconds(p) for p in pids]
+        wrss = sum(rss_mb(p) for p in pids)
         rss = rss_mb(server.pid)
         probe = await probe_task
         loads = []
@@ -156,9 +161,22 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
         server.stdin.close()
         tail = await asyncio.to_thread(server.stdout.read)
         stats = json.loads(tail.strip().splitlines()[-1]) if tail.strip() else {}
+        lifetime = time.monotonic() - started
+        worker_cpu = [b - a for a, b in zip(wcpu0, wcpu1, strict=True)]
         spreads = stats.get("keyframe_spreads_ms") or [float("nan")]
-        return {
-            "mode": mode,
+        per_worker: dict[str, Any] = {}
+        if pids:
+            per_worker = {
+                "worker_cores": [round(c / seconds, 3) for c in worker_cpu],
+                "worker_us_per_packet": round(sum(worker_cpu) * 1e6 / sent, 2) if sent else None,
+                "origin_feed_core_pct_per_worker": [
+                    round(c * 100 / lifetime, 3) for c in stats.get("feed_cpu_s", [])
+                ],
+                "workers_rss_mb": round(wrss, 1),
+            }
+        return per_worker | {
+            "mode": mode if not pids else f"{mode}+{len(pids)}w",
+            "workers": len(pids),
             "viewers": viewers,
             "connected": sum(x["connected"] for x in loads) + probes,
             "server_cores": round(cpu / seconds, 3),
@@ -178,7 +196,9 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
             "latency_p50_ms": probe["latency_p50_ms"],
             "latency_p99_ms": probe["latency_p99_ms"],
             "server_rss_mb": round(rss, 1),
-            "rss_kb_per_viewer": round((rss - rss0) * 1024 / load, 1) if load else None,
+            "rss_kb_per_viewer": round((rss - rss0) * 1024 / load, 1)
+            if load and not pids
+            else None,
             "load_cores": round(sum(x["cpu_s"] for x in loads) / seconds, 3),
         }
     finally:
@@ -199,12 +219,19 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             plan: list[tuple[str, int]] = []
             if args.mode in ("naive", "all"):
                 plan.append(("naive", args.naive_viewers))
-            for mode in ("aiortc", "fast"):
-                if args.mode in (mode, "all"):
-                    plan.append((mode, args.viewers))
+            if args.mode in ("aiortc", "all"):
+                plan.append(("aiortc", args.aiortc_viewers or args.viewers))
+            if args.mode in ("fast", "all"):
+                if args.mode == "all" and args.aiortc_viewers not in (None, args.viewers):
+                    plan.append(("fast", args.aiortc_viewers))  # the same load as aiortc's run
+                plan.append(("fast", args.viewers))
             runs = [
                 await run_one(mode, n, args.seconds, redis.url, args.load_procs) for mode, n in plan
             ]
+            if args.mode in ("fast", "all"):
+                for w in parse_worker_counts(args.workers):
+                    runs.append(await run_one("fast", args.viewers, args.seconds, redis.url,
+                                              args.load_procs, workers=w))  # fmt: skip
         finally:
             redis.stop()
     result: dict[str, Any] = {"bench": "fanout", "seconds": args.seconds,
@@ -215,12 +242,24 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["naive_over_fast_cpu_per_viewer"] = round(
             by["naive"]["cpu_ms_per_viewer_s"] / by["fast"]["cpu_ms_per_viewer_s"], 1
         )
-    if "aiortc" in by and "fast" in by and by["fast"]["loop_us_per_packet"]:
+    same = [r for r in runs if r["mode"] == "fast" and "aiortc" in by
+            and r["viewers"] == by["aiortc"]["viewers"]]  # fmt: skip
+    if same and same[0]["loop_us_per_packet"] and by["aiortc"]["loop_us_per_packet"]:
         result["aiortc_over_fast_loop_us_per_packet"] = round(
-            by["aiortc"]["loop_us_per_packet"] / by["fast"]["loop_us_per_packet"], 2
+            by["aiortc"]["loop_us_per_packet"] / same[0]["loop_us_per_packet"], 2
         )
-    result["workers"] = 1
     return result
+
+
+def parse_worker_counts(value: str) -> list[int]:
+    """``--workers``: comma-separated counts of worker processes (``auto``: one per core); 0 is
+    the single-process run, always made."""
+    counts: list[int] = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        n = (os.cpu_count() or 1) if part == "auto" else int(part)
+        if n > 0 and n not in counts:
+            counts.append(n)
+    return counts
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -229,6 +268,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--mode", choices=["fast", "aiortc", "naive", "all"], default="all")
     p.add_argument("--naive-viewers", type=int, default=5)
+    p.add_argument(
+        "--aiortc-viewers",
+        type=int,
+        default=50,
+        help="viewers of the aiortc run (it saturates long before 200)",
+    )
+    p.add_argument(
+        "--workers", default="", help="also run fast with these worker counts, e.g. 1,2 or auto"
+    )
     p.add_argument("--load-procs", type=int, default=2)
 
     def run(args: argparse.Namespace) -> int:

@@ -73,12 +73,13 @@ async def main(args: argparse.Namespace) -> None:
         video_fps=args.fps,
         video_bitrate=args.bitrate,
         fanout=args.fanout,
+        workers=args.workers,
     )
     async with running_server(settings) as server:
         app = server.ctx
         b = await server.create_broadcast("bench")
         bid = b["id"]
-        media = app.hub.ensure(bid)
+        media = await app.hub.open(bid)
         studio = SyntheticStudio(
             media.compositor,
             width=args.width,
@@ -122,6 +123,9 @@ async def main(args: argparse.Namespace) -> None:
                     "token": token,
                     "fps": args.fps,
                     "t0": studio.clock_t0(),
+                    "workers": [link.pid for link in app.hub.workers.links]
+                    if app.hub.workers
+                    else [],
                 }
             ),
             flush=True,
@@ -136,6 +140,9 @@ async def main(args: argparse.Namespace) -> None:
             else [],
             "fanout_cpu_s": fan.cpu_s if fan else None,
             "fanout_packets": fan.packets_sent if fan else None,
+            "feed_cpu_s": [link.feed_cpu_s for link in app.hub.workers.links]
+            if app.hub.workers
+            else [],
         }
         print(json.dumps(stats), flush=True)
         await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
@@ -150,6 +157,7 @@ if __name__ == "__main__":
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--bitrate", type=int, default=2_500_000)
     p.add_argument("--fanout", choices=["fast", "aiortc"], default="fast")
+    p.add_argument("--workers", type=int, default=0)
     from jangteo.cli import run
 
     run(main(p.parse_args()))

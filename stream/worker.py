@@ -1,0 +1,168 @@
+"""A fan-out worker process: viewers' peer connections, fed with the origin's encoded frames.
+
+Started by :class:`stream.workers.WorkerPool` as ``python -m stream.worker SOCKET TOKEN INDEX``
+with ``JANGTEO_WORKER_SETTINGS`` (ICE settings as JSON). It connects to the origin's Unix socket,
+answers WHEP offers the origin hands over (negotiating ICE and DTLS on its own UDP sockets), and
+sends every viewer the frames the origin streams to it, through the fast fan-out
+(stream/rtpsend.py). Keyframe requests go back to the origin. It exits when the channel closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+import os
+import secrets
+import sys
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from jangteo.config import Settings, parse_ice_servers
+from jangteo.tasks import cancel_all
+
+from . import channel
+from .encode import Codec, EncodedFrame
+from .fanout import FrameBus, ViewerTrack
+from .hub import negotiate_viewer, viewer_tracks
+from .rtc import announce, check_offer, close_peer, configure_host_addresses, new_peer_connection
+
+log = logging.getLogger("stream.worker")
+
+
+class Worker:
+    def __init__(self, settings: Settings, writer: asyncio.StreamWriter) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.buses: dict[tuple[str, Codec], FrameBus] = {}
+        self.viewers: dict[str, tuple[str, RTCPeerConnection, list[ViewerTrack]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def send(self, header: dict[str, Any]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(channel.pack(header))
+
+    def bus(self, bid: str, codec: Codec) -> FrameBus:
+        key = (bid, codec)
+        if key not in self.buses:
+            kind = "audio" if codec is Codec.OPUS else "video"
+
+            def keyframe() -> None:
+                self.send({"t": "keyframe", "bid": bid})
+
+            self.buses[key] = FrameBus(kind, keyframe if kind == "video" else lambda: None)
+        return self.buses[key]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def offer(self, msg: dict[str, Any]) -> None:
+        rid, bid, offer = msg["id"], str(msg["bid"]), str(msg["sdp"])
+        try:
+            desc = check_offer(offer, need_send=False)
+        except Exception as exc:
+            self.send({"t": "error", "id": rid, "detail": str(exc)})
+            return
+        kinds = {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
+        sid = secrets.token_hex(8)
+        pc = new_peer_connection(self.settings)
+        holder: dict[str, Codec] = {}
+        tracks = viewer_tracks(
+            pc, kinds, lambda c: self.bus(bid, c), lambda: holder["video"],
+            lambda: self.send({"t": "keyframe", "bid": bid}), fast=True,
+        )  # fmt: skip
+        try:
+            answer, codec = await negotiate_viewer(pc, offer, kinds)
+        except Exception as exc:
+            for track in tracks:
+                track.stop()
+            await close_peer(pc)
+            self.send({"t": "error", "id": rid, "detail": str(exc)})
+            return
+        if codec is not None:
+            holder["video"] = codec
+        self.viewers[sid] = (bid, pc, tracks)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and sid in self.viewers:
+                self.send({"t": "gone", "sid": sid})
+                self._spawn(self.close_viewer(sid))
+
+        self.send({"t": "answer", "id": rid, "sid": sid, "audio": "audio" in kinds,
+                   "video": codec.value if codec else None,
+                   "sdp": announce(answer, self.settings.announced_address)})  # fmt: skip
+
+    async def close_viewer(self, sid: str) -> None:
+        found = self.viewers.pop(sid, None)
+        if found is None:
+            return
+        _, pc, tracks = found
+        for track in tracks:
+            track.stop()
+        await close_peer(pc)
+
+    def frame(self, msg: dict[str, Any], payload: bytes) -> None:
+        num, den = msg["tb"]
+        frame = EncodedFrame(payload, int(msg["pts"]), fractions.Fraction(num, den),
+                             bool(msg["key"]), float(msg["at"]))  # fmt: skip
+        self.bus(str(msg["bid"]), Codec(msg["codec"])).publish([frame])
+
+    async def end(self, bid: str) -> None:
+        for sid in [s for s, (b, _, _) in self.viewers.items() if b == bid]:
+            await self.close_viewer(sid)
+        for key in [k for k in self.buses if k[0] == bid]:
+            bus = self.buses.pop(key)
+            bus.close()
+            if bus.fanout is not None:
+                await bus.fanout.aclose()
+
+    async def run(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                msg, payload = await channel.read(reader)
+                kind = msg.get("t")
+                if kind == "frame":
+                    self.frame(msg, payload)
+                elif kind == "offer":
+                    self._spawn(self.offer(msg))
+                elif kind == "delete":
+                    self._spawn(self.close_viewer(str(msg["sid"])))
+                elif kind == "end":
+                    self._spawn(self.end(str(msg["bid"])))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            await cancel_all(self._tasks)
+            for bid in {b for b, _, _ in self.viewers.values()} | {b for b, _ in self.buses}:
+                await self.end(bid)
+
+
+async def main(path: str, token: str, index: int) -> None:
+    conf = json.loads(os.environ.get("JANGTEO_WORKER_SETTINGS", "{}"))
+    settings = Settings(
+        ice_servers=parse_ice_servers(json.dumps(conf.get("ice_servers") or [])),
+        ice_host_addresses=tuple(conf.get("ice_host_addresses") or ()),
+        announced_address=conf.get("announced_address"),
+    )
+    if settings.ice_host_addresses:
+        configure_host_addresses(list(settings.ice_host_addresses))
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(channel.pack({"t": "hello", "token": token, "index": index, "pid": os.getpid()}))
+    worker = Worker(settings, writer)
+    await worker.run(reader)
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from jangteo.cli import run
+
+    run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -1,0 +1,349 @@
+"""Fan-out worker processes: the origin encodes, workers send to viewers, every core is used.
+
+One process runs one event loop on one core; the per-packet work of many viewers (header, SRTP,
+send) is what fills it. With ``--workers N`` the origin (``jangteo serve``) keeps ingest, the
+compositor, the encoders, the API and chat, and starts N worker processes
+(``python -m stream.worker``). A WHEP offer that reaches the origin is handed to the worker with
+the fewest viewers; the worker negotiates ICE/DTLS on its own sockets and answers; the viewer
+keeps talking to the origin's URL for DELETE (one URL, the worker is invisible). The origin sends
+each encoded frame once per worker over a Unix socket (:mod:`stream.channel`): the worker
+packetizes it once and fans it out (stream/rtpsend.py). Keyframe requests (a viewer joining, PLI)
+come back over the same channel to the broadcast's rate-limited encoder.
+
+A worker that dies takes only its viewers: the origin drops their sessions, the broadcast goes on,
+and a new worker takes its place. A worker whose channel falls behind skips to the next keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jangteo.config import Settings
+from jangteo.tasks import cancel_all
+from jangteo.tokens import Claims
+
+from . import channel
+from .encode import Codec, EncodedFrame
+from .errors import BadSdp
+
+if TYPE_CHECKING:
+    from .hub import BroadcastMedia
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 15.0
+MAX_CHANNEL_BUFFER = 4 << 20  # bytes queued to one worker before its feeds skip to a keyframe
+RESPAWN_DELAY_S = 1.0
+
+
+def worker_count(value: str | int) -> int:
+    """``auto``: one per core; otherwise the number (0: no workers, the origin sends itself)."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    return max(0, int(value))
+
+
+@dataclasses.dataclass(eq=False)
+class RemoteViewer:
+    """A viewer served by a worker; the origin keeps its session for DELETE and counting."""
+
+    id: str
+    claims: Claims
+    link: WorkerLink
+    media: BroadcastMedia
+    video_codec: Codec | None
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.link.viewer_left(self)
+        self.link.send({"t": "delete", "sid": self.id})
+
+    def senders(self) -> list[Any]:
+        return []
+
+
+class WorkerFeed:
+    """Subscribes a worker to one of a broadcast's buses: each frame once over the channel."""
+
+    def __init__(self, link: WorkerLink, bid: str, codec: Codec, request_keyframe: Any) -> None:
+        self.link = link
+        self.bid = bid
+        self.codec = codec
+        self.request_keyframe = request_keyframe
+        self.waiting_keyframe = False
+        self.frames = 0
+        self.skips = 0
+
+    def offer(self, frame: EncodedFrame) -> None:
+        t0 = time.thread_time()
+        self._offer(frame)
+        self.link.feed_cpu_s += time.thread_time() - t0
+
+    def _offer(self, frame: EncodedFrame) -> None:
+        if not self.link.alive:
+            return
+        video = self.codec is not Codec.OPUS
+        if self.waiting_keyframe and not frame.keyframe:
+            return
+        if self.link.buffered() > MAX_CHANNEL_BUFFER and video and not frame.keyframe:
+            self.waiting_keyframe = True
+            self.skips += 1
+            self.request_keyframe()
+            return
+        self.waiting_keyframe = False
+        self.frames += 1
+        tb = frame.time_base
+        self.link.send({"t": "frame", "bid": self.bid, "codec": self.codec.value, "pts": frame.pts,
+                        "tb": [tb.numerator, tb.denominator], "key": frame.keyframe,
+                        "at": frame.composed_at}, frame.data)  # fmt: skip
+
+    def close(self) -> None:
+        self.link.send({"t": "end", "bid": self.bid})
+
+
+class WorkerLink:
+    """The origin's end of one worker: its process, channel, viewers and feeds."""
+
+    def __init__(self, pool: WorkerPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self.writer: asyncio.StreamWriter | None = None
+        self.alive = False
+        self.ready = asyncio.Event()
+        self.restarts = 0
+        self.restarted = asyncio.Event()  # set when a replacement worker has said hello
+        self.viewers: dict[str, RemoteViewer] = {}
+        self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.bytes_sent = 0
+        self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
+
+    def buffered(self) -> int:
+        return self.writer.transport.get_write_buffer_size() if self.writer else 0
+
+    def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        if self.writer is None or not self.alive or self.writer.is_closing():
+            return
+        data = channel.pack(header, payload)
+        self.bytes_sent += len(data)
+        self.writer.write(data)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read the worker's messages until its channel closes."""
+        self.writer, self.alive = writer, True
+        try:
+            while True:
+                msg, _ = await channel.read(reader)
+                self._handle(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            self.alive = False
+            writer.close()
+            await self.pool.lost(self)
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("t")
+        if kind == "hello":
+            self.pid = int(msg["pid"])
+            self.ready.set()
+            if self.restarts:
+                self.restarted.set()
+        elif kind in ("answer", "error"):
+            fut = self.pending.pop(int(msg["id"]), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif kind == "keyframe":
+            media = self.pool.media_of(str(msg["bid"]))
+            if media is not None:
+                media.compositor.limiter.request()
+        elif kind == "gone":
+            viewer = self.viewers.get(str(msg["sid"]))
+            if viewer is not None:
+                self.pool.spawn_task(viewer.media.remove_viewer(viewer.id))
+
+    def viewer_left(self, viewer: RemoteViewer) -> None:
+        self.viewers.pop(viewer.id, None)
+        bid = viewer.media.bid
+        if any(v.media.bid == bid for v in self.viewers.values()):
+            return
+        for key in [k for k in self.feeds if k[0] == bid]:  # its last viewer of that broadcast
+            feed = self.feeds.pop(key)
+            bus = viewer.media.compositor.bus(feed.codec)
+            bus.subscribers.discard(feed)
+        self.send({"t": "end", "bid": bid})
+
+    def feed(self, media: BroadcastMedia, codec: Codec) -> None:
+        key = (media.bid, codec)
+        if key in self.feeds:
+            return
+        limiter = media.compositor.limiter
+        feed = self.feeds[key] = WorkerFeed(self, media.bid, codec, limiter.request)
+        media.compositor.bus(codec).subscribers.add(feed)
+
+
+class WorkerPool:
+    """The origin's fan-out workers."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self.links: list[WorkerLink] = []
+        self.medias: dict[str, BroadcastMedia] = {}
+        self._dir = Path(tempfile.mkdtemp(prefix="jangteo-workers-"))
+        self._path = str(self._dir / "channel.sock")
+        self._server: asyncio.AbstractServer | None = None
+        self._tokens: dict[str, WorkerLink] = {}  # a spawned worker proves who it is with one
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self.crashes = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._accept, path=self._path)
+        self.links = [WorkerLink(self, i) for i in range(self.count)]
+        for link in self.links:
+            self._spawn(link)
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await asyncio.gather(*(link.ready.wait() for link in self.links))
+        log.info("%d fan-out workers ready", self.count)
+
+    def _spawn(self, link: WorkerLink) -> None:
+        token = secrets.token_hex(8)
+        self._tokens[token] = link
+        env = os.environ | {"JANGTEO_WORKER_SETTINGS": json.dumps(worker_settings(self.settings))}
+        link.ready.clear()
+        link.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.worker", self._path, token, str(link.index)], env=env
+        )
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            msg, _ = await asyncio.wait_for(channel.read(reader), 10)
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError):
+            writer.close()
+            return
+        link = self._tokens.pop(str(msg.get("token")), None)
+        if link is None or msg.get("t") != "hello":
+            writer.close()
+            return
+        link._handle(msg)
+        await link.serve(reader, writer)
+
+    def media_of(self, bid: str) -> BroadcastMedia | None:
+        return self.medias.get(bid)
+
+    def spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def add_viewer(
+        self, media: BroadcastMedia, claims: Claims, offer: str
+    ) -> tuple[RemoteViewer, str]:
+        live = [link for link in self.links if link.alive]
+        if not live:
+            raise BadSdp("no fan-out worker is running; try again in a moment")
+        link = min(live, key=lambda w: len(w.viewers))
+        self.medias[media.bid] = media
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        link.pending[rid] = fut
+        link.send({"t": "offer", "id": rid, "bid": media.bid, "sdp": offer})
+        try:
+            reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
+        finally:
+            link.pending.pop(rid, None)
+        if reply["t"] == "error":
+            raise BadSdp(str(reply.get("detail") or "the worker refused the offer"))
+        codec = Codec(reply["video"]) if reply.get("video") else None
+        viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec)
+        link.viewers[viewer.id] = viewer
+        media.viewers[viewer.id] = viewer
+        if reply.get("audio"):
+            link.feed(media, Codec.OPUS)
+        if codec is not None:
+            link.feed(media, codec)
+        return viewer, str(reply["sdp"])
+
+    async def lost(self, link: WorkerLink) -> None:
+        """A worker's channel closed: its viewers are gone; start another worker."""
+        link.ready.clear()
+        for fut in link.pending.values():
+            if not fut.done():
+                fut.set_result({"t": "error", "detail": "the fan-out worker stopped"})
+        for viewer in list(link.viewers.values()):
+            viewer.closed = True
+            viewer.media.viewers.pop(viewer.id, None)
+        link.viewers.clear()
+        for (bid, codec), feed in list(link.feeds.items()):
+            media = self.medias.get(bid)
+            if media is not None:
+                media.compositor.bus(codec).subscribers.discard(feed)
+        link.feeds.clear()
+        if self._closing:
+            return
+        self.crashes += 1
+        link.restarts += 1
+        log.warning("fan-out worker %d (pid %d) stopped; starting another", link.index, link.pid)
+        if link.proc is not None:
+            await asyncio.to_thread(link.proc.wait)
+        await asyncio.sleep(RESPAWN_DELAY_S)
+        if not self._closing:
+            self._spawn(link)
+
+    def forget(self, bid: str) -> None:
+        self.medias.pop(bid, None)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        for link in self.links:
+            if link.writer is not None:
+                link.writer.close()
+        for link in self.links:
+            if link.proc is not None and link.proc.poll() is None:
+                link.proc.terminate()
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(link.proc.wait), 10)
+                except TimeoutError:
+                    link.proc.kill()
+                    await asyncio.to_thread(link.proc.wait)
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        await cancel_all(self._tasks)
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
+            self._dir.rmdir()
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """What a worker needs to make peer connections like the origin's."""
+    return {
+        "ice_servers": [
+            {"urls": s.urls, "username": s.username, "credential": s.credential}
+            for s in settings.ice_servers
+        ],
+        "ice_host_addresses": list(settings.ice_host_addresses),
+        "announced_address": settings.announced_address,
+    }
