@@ -64,6 +64,11 @@ def frame_of(events: list[dict[str, Any]]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
+# well under redis-py's default socket timeout (5 s): an idle broadcast's XREAD must come back
+# before the read times out, or the reader would reconnect (and treat it as a gap) every 5 s
+XREAD_BLOCK_MS = 2000
+
+
 class ClientState(enum.Enum):
     JOINING = "joining"
     LIVE = "live"
@@ -165,7 +170,9 @@ class BroadcastChat:
         key = stream_key(self.bid)
         while True:
             try:
-                got: Any = await self.redis.xread({key: self.cursor}, count=1000, block=5000)
+                got: Any = await self.redis.xread(
+                    {key: self.cursor}, count=1000, block=XREAD_BLOCK_MS
+                )
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

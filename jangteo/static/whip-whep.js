@@ -13,24 +13,26 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 
 /** An HTTP error answer, read from application/problem+json when there is one. */
 export class HttpProblem extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, doc = null) {
     super(detail || `HTTP ${status}`);
     this.status = status;
     this.code = code || "";
+    this.doc = doc || {}; // the whole problem document (extra members such as `left`)
   }
 }
 
 export async function problemOf(resp) {
   let code = "";
   let detail = `HTTP ${resp.status}`;
+  let doc = null;
   try {
-    const doc = await resp.json();
+    doc = await resp.json();
     code = doc.code || "";
     detail = doc.detail || detail;
   } catch (_) {
     /* not JSON */
   }
-  return new HttpProblem(resp.status, code, detail);
+  return new HttpProblem(resp.status, code, detail, doc);
 }
 
 /** Resolves once ICE gathering is complete (or after timeoutMs, with what was gathered). */

@@ -1,0 +1,367 @@
+// Jangteo — what the studio and watch pages share besides media: API calls, the chat socket that
+// resumes by itself, the live shop state (products, stock, pin), formatting. Plain ES module.
+
+import { HttpProblem, problemOf, t } from "/static/whip-whep.js";
+
+export { HttpProblem, t };
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Report an error in an event handler without stopping the caller's loop. */
+export function report(err) {
+  if (typeof reportError === "function") reportError(err);
+  else setTimeout(() => { throw err; });
+}
+
+/** The readable part of one of our tokens: {bid, role, userId, name, expiresAt (ms)}; or null. */
+export function claimsOf(token) {
+  try {
+    const body = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+    const bin = atob(body + "=".repeat((4 - (body.length % 4)) % 4));
+    const raw = JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
+    return { bid: raw.b, role: raw.r, userId: raw.u, name: raw.n, expiresAt: raw.x * 1000 };
+  } catch (_) {
+    return null;
+  }
+}
+
+/**
+ * One API call. JSON in and out; a problem answer throws HttpProblem (its `code`, `status` and
+ * `doc`); a network error throws HttpProblem(0, "network") after `retries` more attempts (only
+ * safe for idempotent calls: GETs, or POSTs with an Idempotency-Key).
+ */
+export async function api(path, { method = "GET", token = null, body, headers = {}, retries = 0 } = {}) {
+  const h = { ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  const init = { method, headers: h, cache: "no-store" };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  let resp;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      resp = await fetch(path, init);
+      break;
+    } catch (_) {
+      if (attempt >= retries) {
+        throw new HttpProblem(0, "network", t("네트워크 오류", "Network error"));
+      }
+      await sleep(400 * 2 ** attempt);
+    }
+  }
+  if (!resp.ok) throw await problemOf(resp);
+  if (resp.status === 204) return null;
+  const type = resp.headers.get("Content-Type") || "";
+  return type.includes("json") ? resp.json() : resp.text();
+}
+
+/** A fresh Idempotency-Key: one per tap (a retry of the same tap reuses it). */
+export function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return "tap-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export const won = (n) => `${Number(n || 0).toLocaleString("ko-KR")}원`;
+
+/** "4:05" for 245,000 ms; "0:00" when past. */
+export function clock(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+export const timeOf = (ms) =>
+  new Date(ms).toLocaleTimeString("ko-KR", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+/** Make an element: h("li", {class: "x", dataset: {id}, onclick: f}, "text", child…). */
+export function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k in el && typeof v !== "string") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : String(kid));
+  }
+  return el;
+}
+
+/** A short bilingual explanation of an API refusal. */
+export function explain(err) {
+  const left = err?.doc?.left;
+  switch (err?.code) {
+    case "sold_out":
+      return left > 0
+        ? t(`재고가 부족합니다 (남은 수량 ${left}개)`, `Not enough stock (${left} left)`)
+        : t("품절되었습니다", "Sold out");
+    case "limit_exceeded":
+      return left > 0
+        ? t(`1인 구매 한도를 넘었습니다 (${left}개 더 살 수 있어요)`, `Over the per-buyer limit (${left} more allowed)`)
+        : t("1인 구매 한도에 도달했습니다", "You reached the per-buyer limit");
+    case "deal_ended":
+      return t("특가가 끝났습니다", "The deal has ended");
+    case "order_expired":
+      return t("결제 시간이 지나 주문이 취소되었습니다", "The hold expired; the order was released");
+    case "option_required":
+      return t("옵션을 골라 주세요", "Choose an option");
+    case "broadcast_ended":
+      return t("방송이 종료되었습니다", "This broadcast has ended");
+    case "wrong_role":
+      return t("이 계정으로는 할 수 없습니다", "Not allowed with this account");
+    case "cohost_not_allowed":
+      return t("호스트가 상품 고정을 허용하지 않았습니다", "The host has not allowed co-hosts to pin");
+    case "no_picture":
+      return t("방송 중일 때만 화면을 찍을 수 있습니다", "Go live first: there is no picture yet");
+    case "network":
+      return t("네트워크 오류: 다시 시도해 주세요", "Network error: please try again");
+    default:
+      return `${t("요청이 거절되었습니다", "Request refused")} (${err?.message || err})`;
+  }
+}
+
+/** What a chat `error` event means for the person typing. */
+export function chatRefusal(e) {
+  const wait = e.retry_ms ? Math.ceil(e.retry_ms / 1000) : 0;
+  switch (e.code) {
+    case "frozen":
+      return t("채팅이 잠시 멈췄습니다", "Chat is frozen for now");
+    case "slow_mode":
+      return t(`슬로 모드: ${wait}초 후에 보낼 수 있어요`, `Slow mode: wait ${wait} s`);
+    case "rate_limited":
+      return t(`너무 빨라요: ${wait}초 후에 다시 보내 주세요`, `Too fast: wait ${wait} s`);
+    case "banned":
+      return t("지금은 채팅할 수 없습니다", "You cannot chat right now");
+    case "banned_word":
+      return t("허용되지 않는 단어가 있습니다", "The message contains a word this chat does not allow");
+    default:
+      return `${t("보내지 못했습니다", "Not sent")} (${e.detail || e.code})`;
+  }
+}
+
+// -- the chat socket -------------------------------------------------------------------------------
+const WS_BACKOFF_MS = [300, 1000, 2000, 4000, 8000, 15000];
+
+/**
+ * WS /ws/{bid}: reconnects by itself with backoff and resumes with last_id (the last `sid` seen),
+ * so no event is lost or repeated across a drop; the server answers {"type":"reset"} when that
+ * point left its history. After two connections that never opened it asks getToken(true) for a
+ * fresh token (an expired guest token is refused at the handshake).
+ *
+ * options: bid, getToken(refresh) -> Promise<string>, onEvent(event), onState(state).
+ * States: idle, connecting, open, reconnecting, stopped.
+ */
+export class ChatSocket {
+  constructor(options) {
+    this.o = options;
+    this.state = "idle";
+    this.lastId = null;
+    this.ws = null;
+    this.attempt = 0;
+    this.connects = 0; // connections that opened
+    this._failedOpens = 0;
+    this._timer = null;
+    addEventListener("online", () => {
+      if (this.state === "reconnecting") this._openNow();
+    });
+  }
+
+  _set(state) {
+    this.state = state;
+    this.o.onState?.(state);
+  }
+
+  start() {
+    if (this.state === "idle" || this.state === "stopped") this._open(false);
+  }
+
+  stop() {
+    clearTimeout(this._timer);
+    this._set("stopped");
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000);
+  }
+
+  /** Close and reconnect now (the page thinks the link is dead, or needs a new token). */
+  restart(refreshToken = false) {
+    clearTimeout(this._timer);
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000);
+    this._open(refreshToken);
+  }
+
+  send(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  _openNow() {
+    clearTimeout(this._timer);
+    this._open(this._failedOpens >= 2);
+  }
+
+  async _open(refreshToken) {
+    this._set(this.connects ? "reconnecting" : "connecting");
+    let token;
+    try {
+      token = await this.o.getToken(refreshToken);
+    } catch (_) {
+      this._retry();
+      return;
+    }
+    if (this.state === "stopped") return;
+    const url = new URL(`/ws/${encodeURIComponent(this.o.bid)}`, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("token", token);
+    if (this.lastId) url.searchParams.set("last_id", this.lastId);
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      opened = true;
+      this.attempt = 0;
+      this._failedOpens = 0;
+      this.connects++;
+      this._set("open");
+    };
+    ws.onmessage = (m) => {
+      if (this.ws !== ws) return;
+      let doc;
+      try {
+        doc = JSON.parse(m.data);
+      } catch (_) {
+        return;
+      }
+      for (const event of Array.isArray(doc) ? doc : [doc]) {
+        if (event.sid) this.lastId = event.sid;
+        try {
+          this.o.onEvent(event);
+        } catch (err) {
+          report(err);
+        }
+      }
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws || this.state === "stopped") return;
+      this.ws = null;
+      if (!opened) this._failedOpens++;
+      this._retry();
+    };
+  }
+
+  _retry() {
+    if (this.state === "stopped") return;
+    const base = WS_BACKOFF_MS[Math.min(this.attempt, WS_BACKOFF_MS.length - 1)];
+    this.attempt++;
+    this._set("reconnecting");
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this._openNow(), Math.round(base * (0.75 + Math.random() * 0.5)));
+  }
+}
+
+// -- the live shop ---------------------------------------------------------------------------------
+/**
+ * Products with live stock and the pin, from GET …/products and then the events (pin, product,
+ * stock) in stream order. Events that arrive while a load is in flight are applied after it, so an
+ * answer read before an event never overwrites that event. Call load() again after a `reset`.
+ */
+export class Shop {
+  constructor(bid, onChange) {
+    this.bid = bid;
+    this.onChange = onChange;
+    this.products = new Map();
+    this.pin = null; // {product_id, deal_price, deal_ends_at}
+    this.loaded = false;
+    this._buffer = null; // events held while loads are in flight
+    this._loads = 0;
+    this._stale = false; // events were held that no answer has been replayed over yet
+  }
+
+  async load() {
+    this._buffer = this._buffer || [];
+    this._loads++;
+    try {
+      const doc = await api(`/api/broadcasts/${encodeURIComponent(this.bid)}/products`, { retries: 2 });
+      this.products = new Map(doc.products.map((p) => [p.id, p]));
+      this.pin = doc.pinned || null;
+      this.loaded = true;
+      // every event held since the first load began, in order, over the fresh answer: the last
+      // event of each product is at least as new as the answer, so the state converges
+      for (const e of this._buffer) this._apply(e);
+      this._stale = false;
+    } finally {
+      if (--this._loads === 0) {
+        const held = this._buffer;
+        this._buffer = null;
+        if (this._stale) for (const e of held) this._apply(e); // no answer since: apply them
+        this._stale = false;
+        this.onChange(null);
+      }
+    }
+  }
+
+  /** Feed every chat event here; true if it was a shop event. */
+  handle(e) {
+    if (e.type !== "pin" && e.type !== "product" && e.type !== "stock") return false;
+    if (this._buffer) {
+      this._buffer.push(e);
+      this._stale = true;
+    } else {
+      this._apply(e);
+      this.onChange(e);
+    }
+    return true;
+  }
+
+  _apply(e) {
+    if (e.type === "pin") {
+      if (!e.product) {
+        this.pin = null;
+        return;
+      }
+      const { deal, ...product } = e.product;
+      this.products.set(product.id, product);
+      this.pin = { product_id: product.id, deal_price: deal ? deal.price : null,
+        deal_ends_at: deal ? deal.ends_at : null };
+    } else if (e.type === "product") {
+      this.products.set(e.product.id, e.product);
+    } else if (e.type === "stock") {
+      const p = this.products.get(e.product_id);
+      if (!p) return;
+      if (e.option && p.options?.length) {
+        const opt = p.options.find((o) => o.id === e.option);
+        if (opt) opt.stock = e.left;
+        p.stock = p.options.reduce((sum, o) => sum + (o.stock || 0), 0);
+      } else p.stock = e.left;
+    }
+  }
+
+  /** The pinned product with its deal ({price, ends_at} or null), or null. */
+  pinned() {
+    if (!this.pin) return null;
+    const p = this.products.get(this.pin.product_id);
+    if (!p) return null;
+    const deal = this.pin.deal_price === null || this.pin.deal_price === undefined ? null
+      : { price: this.pin.deal_price, ends_at: this.pin.deal_ends_at };
+    return { ...p, deal };
+  }
+
+  list() {
+    return [...this.products.values()];
+  }
+}
+
+/** The price a buyer pays now for `product` (deal applied), and whether the deal is over. */
+export function priceNow(product, now = Date.now()) {
+  const deal = product.deal;
+  if (!deal) return { price: product.price, ended: false };
+  const ended = deal.ends_at !== null && deal.ends_at !== undefined && now >= deal.ends_at;
+  return { price: deal.price, ended };
+}
