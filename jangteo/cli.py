@@ -25,6 +25,7 @@ from .config import (
     parse_workers,
     with_generated_secrets,
 )
+from .malloc import tune_malloc
 from .redisproc import EmbeddedRedisError, RedisServer
 
 log = logging.getLogger("jangteo")
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.run(args)
         return result
     logs.setup(args.log_level)
+    tune_malloc()
     try:
         settings = settings_from(args)
         if args.cmd == "serve":

@@ -100,7 +100,25 @@ def viewer_tracks(
         if fast:
             rtpsend.install(sender, fanout)
         tracks.append(video)
+    drop_receive_state(pc)
     return tracks
+
+
+# aiortc 1.16's per-receiver state a send-only viewer never uses (name-mangled; aiortc checks
+# both for None, as for audio). The bitrate estimator alone is ~95 KB per video transceiver.
+# Guarded by tests/test_aiortc_hooks.py.
+RECEIVER_FIELDS = (
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__nack_generator",
+)
+
+
+def drop_receive_state(pc: RTCPeerConnection) -> None:
+    """Free what aiortc allocates for receiving on a viewer's connection (WHEP viewers send
+    nothing; with a sendrecv offer we just do not send REMB or NACK for what they send)."""
+    for t in pc.getTransceivers():
+        for name in RECEIVER_FIELDS:
+            setattr(t.receiver, name, None)
 
 
 async def negotiate_viewer(

@@ -164,5 +164,7 @@ async def main(path: str, token: str, index: int) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     from jangteo.cli import run
+    from jangteo.malloc import tune_malloc
 
+    tune_malloc()
     run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -198,3 +198,25 @@ async def test_install_takes_over_rtp_and_retransmission(sender: RTCRtpSender) -
     assert sender._run_rtp.__name__ == "run_rtp"  # type: ignore[attr-defined]
     assert sender._retransmit.__name__ == "retransmit"  # type: ignore[attr-defined]
     await sender._retransmit(1234)  # nothing sent yet: nothing to send again, no error
+
+
+async def test_receiver_state_a_viewer_drops_is_where_aiortc_keeps_it() -> None:
+    import inspect
+
+    from aiortc import RTCRtpReceiver
+
+    from stream.hub import RECEIVER_FIELDS, drop_receive_state
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("video", direction="sendonly").receiver
+        for name in RECEIVER_FIELDS:
+            assert getattr(receiver, name) is not None, f"aiortc changed: no {name}"
+        drop_receive_state(pc)
+        assert all(getattr(receiver, name) is None for name in RECEIVER_FIELDS)
+    finally:
+        await pc.close()
+    # aiortc tolerates both being None (it builds audio receivers that way)
+    source = inspect.getsource(RTCRtpReceiver)
+    assert "if self.__remote_bitrate_estimator is not None" in source
+    assert "if self.__nack_generator is not None" in source

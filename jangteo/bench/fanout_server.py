@@ -159,5 +159,7 @@ if __name__ == "__main__":
     p.add_argument("--fanout", choices=["fast", "aiortc"], default="fast")
     p.add_argument("--workers", type=int, default=0)
     from jangteo.cli import run
+    from jangteo.malloc import tune_malloc
 
+    tune_malloc()  # as `jangteo serve` does
     run(main(p.parse_args()))

@@ -1,0 +1,14 @@
+"""The allocator thresholds the server sets at start (jangteo/malloc.py)."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from jangteo.malloc import tune_malloc
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_thresholds_are_accepted_by_glibc() -> None:
+    assert tune_malloc() is True
