@@ -63,13 +63,26 @@ class BroadcastOverlay:
         self.thumbs: dict[str, Image | None] = {}  # image path → decoded thumbnail
         self._buffer: list[dict[str, Any]] | None = None  # events seen while loading
         self._published = asyncio.Event()  # set (and replaced) at every new model
+        self._loading = asyncio.Lock()
+        self._again = False
         # a layout switch made through another process reaches the compositor here
         self.on_layout: Callable[[str], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- loading -------------------------------------------------------------------------------
     async def load(self) -> None:
-        """The state from Redis; events seen meanwhile are applied afterwards."""
+        """The state from Redis; events seen meanwhile are applied afterwards. One load at a
+        time: a reset during a load makes it run once more."""
+        if self._loading.locked():
+            self._again = True
+            return
+        async with self._loading:
+            self._again = True
+            while self._again:
+                self._again = False
+                await self._load_once()
+
+    async def _load_once(self) -> None:
         self._buffer = []
         try:
             record = await self.catalog.pin(self.bid)
@@ -130,6 +143,7 @@ class BroadcastOverlay:
             return True
         if kind == "product" and p is not None and e["product"].get("id") == p["id"]:
             self.product = dict(e["product"])
+            self.thumbs.pop(str(self.product.get("image")), None)  # a new snapshot, maybe
             return True
         if kind == "stock" and p is not None and e.get("product_id") == p["id"]:
             left = int(e["left"])

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from jangteo.broadcasts import Status
 from jangteo.cohosting import load_layout
 from jangteo.context import AppContext, claims, ctx, read_body
-from jangteo.problems import Forbidden, MethodNotAllowed
+from jangteo.problems import Forbidden, MethodNotAllowed, Unavailable
 from jangteo.tokens import Role
 
 from .errors import BroadcastEnded
@@ -92,9 +92,14 @@ async def whep_post(request: Request) -> Response:
     check_offer(offer, need_send=False)
     async with _media_scope(app, bid) as media:
         viewer, answer = await media.add_viewer(c, offer)
-    if (await app.store.get(bid)).status is Status.ENDED:  # ended while we negotiated
-        await app.hub.end(bid)
-        raise BroadcastEnded("the broadcast has ended")
+    ended = (await app.store.get(bid)).status is Status.ENDED
+    if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too
+        await viewer.aclose()
+        if ended:
+            await app.hub.end(bid)
+            raise BroadcastEnded("the broadcast has ended")
+        retry = {"Retry-After": "1"}
+        raise Unavailable("the broadcast's media restarted; try again", headers=retry)
     return _created("whep", bid, viewer.id, answer)
 
 

@@ -331,7 +331,12 @@ class MediaHub:
         if media is None:
             media = self.ensure(bid)
             if self.on_started is not None:
-                await self.on_started(media)
+                try:
+                    await self.on_started(media)
+                except BaseException:  # nothing half-started stays behind
+                    self.broadcasts.pop(bid, None)
+                    await media.aclose()
+                    raise
         return media
 
     def ensure(self, bid: str) -> BroadcastMedia:

@@ -309,7 +309,10 @@ class Overlay:
         ticks = ticker_lines(m.orders, now_ms)
         return {
             # the card without the stock: the stock row is its own sprite
-            "card": (dataclasses.replace(p, stock=0), p.price_now(now_ms)) if p else None,
+            # (the thumbnail does not take part in Pinned's equality: its identity does here)
+            "card": (dataclasses.replace(p, stock=0), p.price_now(now_ms), id(p.thumb))
+            if p
+            else None,
             "stock": p.stock if p else None,
             "countdown": left,
             "names": (tuple(names), p is not None) if names else None,

@@ -105,7 +105,9 @@ class FastViewer:
         self.sender = sender
         self.pt = codec.payloadType or 0
         self.ssrc = sender._ssrc
-        self.seq = random.randint(0, 0xFFFF)
+        # the lower half, as aiortc does: a first keyframe that wraps past 65535 could leave the
+        # receiver's SRTP with the wrong rollover counter
+        self.seq = random.randint(0, 0x7FFF)
         self.ts_origin = random.getrandbits(32)
         self.waiting_keyframe = video
         # the frames sent lately: (first sequence number, RTP timestamp, shared payloads)
@@ -242,7 +244,10 @@ class FastFanout:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            await self.send(self._queue.popleft())
+            try:
+                await self.send(self._queue.popleft())
+            except Exception:  # one bad frame (or a peer torn down under us) must not stop all
+                log.exception("fan-out of a %s frame failed", self.codec.value)
 
     async def send(self, frame: Packetized) -> None:
         """``frame`` to every viewer, packet by packet across viewers."""
@@ -330,15 +335,19 @@ def install(sender: RTCRtpSender, fanout_for: Callable[[Codec], FastFanout]) -> 
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
         s._RTCRtpSender__rtp_started.set()
-        fanout = fanout_for(codec_of(codec))
-        viewer = state["viewer"] = FastViewer(sender, codec, fanout.video)
-        fanout.add(viewer)
-        try:
+        fanout: FastFanout | None = None
+        try:  # whatever happens, aiortc's stop() waits for __rtp_exited
+            fanout = fanout_for(codec_of(codec))
+            viewer = state["viewer"] = FastViewer(sender, codec, fanout.video)
+            fanout.add(viewer)
             await viewer.closed.wait()
         except asyncio.CancelledError:
             pass
+        except Exception:
+            log.exception("fast sender failed to start")
         finally:
-            fanout.remove(viewer)
+            if fanout is not None and "viewer" in state:
+                fanout.remove(state["viewer"])
             s._RTCRtpSender__rtp_exited.set()
 
     async def retransmit(sequence_number: int) -> None:

@@ -114,13 +114,18 @@ class Worker:
         self.bus(str(msg["bid"]), Codec(msg["codec"])).publish([frame])
 
     async def end(self, bid: str) -> None:
-        for sid in [s for s, (b, _, _) in self.viewers.items() if b == bid]:
-            await self.close_viewer(sid)
-        for key in [k for k in self.buses if k[0] == bid]:
-            bus = self.buses.pop(key)
+        """The origin has no viewer of ``bid`` here any more: close its peers and buses (the
+        buses first, so a peer connecting meanwhile cannot join a bus about to close)."""
+        buses = [self.buses.pop(k) for k in [k for k in self.buses if k[0] == bid]]
+        sids = [s for s, (b, _, _) in self.viewers.items() if b == bid]
+        for sid in sids:
+            self.send({"t": "gone", "sid": sid})  # in case the origin still counts it
+        for bus in buses:
             bus.close()
             if bus.fanout is not None:
                 await bus.fanout.aclose()
+        for sid in sids:
+            await self.close_viewer(sid)
 
     async def run(self, reader: asyncio.StreamReader) -> None:
         try:

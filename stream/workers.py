@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jangteo.config import Settings
+from jangteo.problems import Unavailable
 from jangteo.tasks import cancel_all
 from jangteo.tokens import Claims
 
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 15.0
 MAX_CHANNEL_BUFFER = 4 << 20  # bytes queued to one worker before its feeds skip to a keyframe
+HARD_CHANNEL_BUFFER = 16 << 20  # beyond this nothing is queued for it (audio and keyframes too)
 RESPAWN_DELAY_S = 1.0
 
 
@@ -88,6 +89,7 @@ class WorkerFeed:
         self.codec = codec
         self.request_keyframe = request_keyframe
         self.waiting_keyframe = False
+        self.asked = False  # a keyframe was requested for this wait
         self.frames = 0
         self.skips = 0
 
@@ -100,14 +102,22 @@ class WorkerFeed:
         if not self.link.alive:
             return
         video = self.codec is not Codec.OPUS
+        buffered = self.link.buffered()
+        if buffered > HARD_CHANNEL_BUFFER:  # the worker is stalled: send nothing at all
+            if video and not self.waiting_keyframe:
+                self.waiting_keyframe = True
+                self.skips += 1
+            return
         if self.waiting_keyframe and not frame.keyframe:
+            if buffered <= MAX_CHANNEL_BUFFER and not self.asked:  # drained: ask once
+                self.asked = True
+                self.request_keyframe()
             return
-        if self.link.buffered() > MAX_CHANNEL_BUFFER and video and not frame.keyframe:
-            self.waiting_keyframe = True
+        if buffered > MAX_CHANNEL_BUFFER and video and not frame.keyframe:
+            self.waiting_keyframe = True  # the next keyframe resumes it
             self.skips += 1
-            self.request_keyframe()
             return
-        self.waiting_keyframe = False
+        self.waiting_keyframe = self.asked = False
         self.frames += 1
         tb = frame.time_base
         self.link.send({"t": "frame", "bid": self.bid, "codec": self.codec.value, "pts": frame.pts,
@@ -124,7 +134,8 @@ class WorkerLink:
     def __init__(self, pool: WorkerPool, index: int) -> None:
         self.pool = pool
         self.index = index
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.greeted: asyncio.subprocess.Process | None = None  # the process that said hello
         self.pid = 0
         self.writer: asyncio.StreamWriter | None = None
         self.alive = False
@@ -134,6 +145,7 @@ class WorkerLink:
         self.viewers: dict[str, RemoteViewer] = {}
         self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.pending_bids: dict[int, str] = {}  # offers in flight, by broadcast
         self.bytes_sent = 0
         self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
 
@@ -165,6 +177,7 @@ class WorkerLink:
         kind = msg.get("t")
         if kind == "hello":
             self.pid = int(msg["pid"])
+            self.greeted = self.proc
             self.ready.set()
             if self.restarts:
                 self.restarted.set()
@@ -185,6 +198,8 @@ class WorkerLink:
         self.viewers.pop(viewer.id, None)
         bid = viewer.media.bid
         if any(v.media.bid == bid for v in self.viewers.values()):
+            return
+        if bid in self.pending_bids.values():  # a viewer of it is being negotiated: keep all
             return
         for key in [k for k in self.feeds if k[0] == bid]:  # its last viewer of that broadcast
             feed = self.feeds.pop(key)
@@ -222,19 +237,32 @@ class WorkerPool:
         self._server = await asyncio.start_unix_server(self._accept, path=self._path)
         self.links = [WorkerLink(self, i) for i in range(self.count)]
         for link in self.links:
-            self._spawn(link)
+            await self._spawn(link)
         async with asyncio.timeout(START_TIMEOUT_S):
             await asyncio.gather(*(link.ready.wait() for link in self.links))
         log.info("%d fan-out workers ready", self.count)
 
-    def _spawn(self, link: WorkerLink) -> None:
+    async def _spawn(self, link: WorkerLink) -> None:
         token = secrets.token_hex(8)
         self._tokens[token] = link
         env = os.environ | {"JANGTEO_WORKER_SETTINGS": json.dumps(worker_settings(self.settings))}
         link.ready.clear()
-        link.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.worker", self._path, token, str(link.index)], env=env
+        proc = link.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stream.worker", self._path, token, str(link.index), env=env
         )
+        self.spawn_task(self._watch(link, proc, token))
+
+    async def _watch(self, link: WorkerLink, proc: asyncio.subprocess.Process, token: str) -> None:
+        """A worker that dies before its hello never reaches :meth:`lost`: start another."""
+        code = await proc.wait()
+        self._tokens.pop(token, None)
+        if self._closing or link.greeted is proc:  # after hello, lost() takes care of it
+            return
+        self.crashes += 1
+        log.warning("fan-out worker %d exited (%s) before it was ready", link.index, code)
+        await asyncio.sleep(RESPAWN_DELAY_S * min(30, 2 ** min(self.crashes, 5)))
+        if not self._closing:
+            await self._spawn(link)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -262,18 +290,24 @@ class WorkerPool:
     ) -> tuple[RemoteViewer, str]:
         live = [link for link in self.links if link.alive]
         if not live:
-            raise BadSdp("no fan-out worker is running; try again in a moment")
-        link = min(live, key=lambda w: len(w.viewers))
+            raise _busy("no fan-out worker is running")
+        link = min(live, key=lambda w: len(w.viewers) + len(w.pending))
         self.medias[media.bid] = media
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         link.pending[rid] = fut
+        link.pending_bids[rid] = media.bid
         link.send({"t": "offer", "id": rid, "bid": media.bid, "sdp": offer})
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            raise _busy("the fan-out worker did not answer in time") from None
         finally:
             link.pending.pop(rid, None)
+            link.pending_bids.pop(rid, None)
         if reply["t"] == "error":
+            if reply.get("lost"):
+                raise _busy(str(reply.get("detail")))
             raise BadSdp(str(reply.get("detail") or "the worker refused the offer"))
         codec = Codec(reply["video"]) if reply.get("video") else None
         viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec)
@@ -290,7 +324,7 @@ class WorkerPool:
         link.ready.clear()
         for fut in link.pending.values():
             if not fut.done():
-                fut.set_result({"t": "error", "detail": "the fan-out worker stopped"})
+                fut.set_result({"t": "error", "detail": "the fan-out worker stopped", "lost": True})
         for viewer in list(link.viewers.values()):
             viewer.closed = True
             viewer.media.viewers.pop(viewer.id, None)
@@ -306,10 +340,10 @@ class WorkerPool:
         link.restarts += 1
         log.warning("fan-out worker %d (pid %d) stopped; starting another", link.index, link.pid)
         if link.proc is not None:
-            await asyncio.to_thread(link.proc.wait)
+            await link.proc.wait()
         await asyncio.sleep(RESPAWN_DELAY_S)
         if not self._closing:
-            self._spawn(link)
+            await self._spawn(link)
 
     def forget(self, bid: str) -> None:
         self.medias.pop(bid, None)
@@ -320,13 +354,14 @@ class WorkerPool:
             if link.writer is not None:
                 link.writer.close()
         for link in self.links:
-            if link.proc is not None and link.proc.poll() is None:
-                link.proc.terminate()
+            if link.proc is not None and link.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    link.proc.terminate()
                 try:
-                    await asyncio.wait_for(asyncio.to_thread(link.proc.wait), 10)
+                    await asyncio.wait_for(link.proc.wait(), 10)
                 except TimeoutError:
                     link.proc.kill()
-                    await asyncio.to_thread(link.proc.wait)
+                    await link.proc.wait()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -335,6 +370,10 @@ class WorkerPool:
         with contextlib.suppress(OSError):
             os.unlink(self._path)
             self._dir.rmdir()
+
+
+def _busy(detail: str) -> Unavailable:
+    return Unavailable(f"{detail}; try again in a moment", headers={"Retry-After": "2"})
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

@@ -29,10 +29,13 @@ def bgr(i420: np.ndarray, layout: Layout) -> np.ndarray:
     return np.asarray(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), np.uint8)
 
 
+THUMB = np.zeros((240, 320, 3), np.uint8)
+THUMB[:, :160] = (40, 120, 200)
+THUMB[:, 160:] = (200, 160, 40)
+
+
 def pinned(**kw: object) -> Pinned:
-    thumb = np.zeros((240, 320, 3), np.uint8)
-    thumb[:, :160] = (40, 120, 200)
-    thumb[:, 160:] = (200, 160, 40)
+    thumb = THUMB
     base: dict[str, object] = dict(
         id="A1", name="제주 감귤 3kg", price=29900, list_price=39900, deal_price=24900,
         deal_ends_at=int(NOW * 1000) + 240_000, stock=12,
@@ -162,6 +165,17 @@ def test_sprites_are_rendered_on_change_only() -> None:
     ov.model = OverlayModel(pinned(stock=11))
     ov.draw(canvas, ("사장님",), now=NOW + 1.9)
     assert ov.renders == 5  # only the stock row again
+    # the thumbnail arrives after the pin (loaded from Redis): the card is drawn again with it
+    ov.model = OverlayModel(pinned(stock=11, thumb=None))
+    ov.draw(canvas, ("사장님",), now=NOW + 1.9)
+    assert ov.renders == 6
+    ov.model = OverlayModel(pinned(stock=11))
+    pic = bgr(ov.draw(canvas, ("사장님",), now=NOW + 1.9), ov.layout)
+    assert ov.renders == 7
+    cx, cy, _, _ = ov.layout.card
+    pad, side = ov.layout.px(16), ov.layout.px(150)
+    spot = pic[cy + pad + side // 2, cx + pad + side // 4].astype(int)
+    assert np.abs(spot - (40, 120, 200)).max() < 30
 
 
 def test_draw_leaves_a_read_only_canvas_alone() -> None:
