@@ -58,6 +58,8 @@ YIELD_EVERY = 1500  # sends between two yields to the event loop
 _MIME = {Codec.VP8: ("video/VP8", 90000), Codec.H264: ("video/H264", 90000),
          Codec.OPUS: ("audio/opus", 48000)}  # fmt: skip
 _SEQ = struct.Struct("!H")
+_TS = struct.Struct("!I")
+_AST = struct.Struct("!I")  # the byte before abs-send-time's 3 bytes, and them
 
 # aiortc 1.16's private RTCRtpSender state (name-mangled), see tests/test_aiortc_hooks.py
 SENDER_FIELDS = (
@@ -126,6 +128,7 @@ class FastViewer:
         self.protect = dtls._tx_srtp.protect
         self._ice: Any = dtls.transport._connection
         self.header = bytearray()
+        self._ast_at: int | None = None  # offset of abs-send-time in our header, -1: none
         self.ts = 0
 
     def socket(self) -> tuple[Any, Any] | None:
@@ -135,14 +138,29 @@ class FastViewer:
             return None
         return pair.protocol.transport, pair.remote_addr
 
-    def begin(self, frame: Packetized, abs_send_time: int) -> None:
-        """The RTP header of this frame's packets (aiortc's serializer: our extension ids)."""
-        self.ts = (self.ts_origin + frame.timestamp) & 0xFFFFFFFF
+    def _serialize(self, abs_send_time: int) -> bytes:
         packet = RtpPacket(payload_type=self.pt, sequence_number=self.seq, timestamp=self.ts,
                            ssrc=self.ssrc)  # fmt: skip
         packet.extensions.abs_send_time = abs_send_time
         packet.extensions.mid = self._mid
-        self.header = bytearray(packet.serialize(self._extmap))
+        return bytes(packet.serialize(self._extmap))
+
+    def begin(self, frame: Packetized, abs_send_time: int) -> None:
+        """The RTP header of this frame's packets. aiortc serializes it once per viewer (our
+        negotiated extension ids); after that only the timestamp and abs-send-time are patched,
+        at the offsets found by serializing two different values."""
+        self.ts = (self.ts_origin + frame.timestamp) & 0xFFFFFFFF
+        if self._ast_at is None:
+            one, two = self._serialize(0x010203), self._serialize(0x0A0B0C)
+            diff = [i for i in range(12, len(one)) if one[i] != two[i]]
+            self._ast_at = diff[0] if len(diff) == 3 and diff[2] - diff[0] == 2 else -1
+            self.header = bytearray(one)
+        h = self.header
+        if self._ast_at < 0:  # no abs-send-time extension negotiated: nothing to find
+            self.header = h = bytearray(self._serialize(abs_send_time))
+        else:
+            _AST.pack_into(h, self._ast_at - 1, (h[self._ast_at - 1] << 24) | abs_send_time)
+        _TS.pack_into(h, 4, self.ts)
         self.history.append((self.seq, self.ts, frame))
 
     def end(self, frame: Packetized, ntp: int) -> None:

@@ -220,7 +220,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if args.mode in ("naive", "all"):
                 plan.append(("naive", args.naive_viewers))
             if args.mode in ("aiortc", "all"):
-                plan.append(("aiortc", args.aiortc_viewers or args.viewers))
+                n = args.aiortc_viewers or args.viewers
+                if args.mode == "all":  # a second load level: the per-packet cost at the margin
+                    plan.append(("aiortc", n // 2))
+                plan.append(("aiortc", n))
             if args.mode in ("fast", "all"):
                 if args.mode == "all" and args.aiortc_viewers not in (None, args.viewers):
                     plan.append(("fast", args.aiortc_viewers))  # the same load as aiortc's run
@@ -237,7 +240,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"bench": "fanout", "seconds": args.seconds,
                               "video": "1280x720@30 VP8 2.5 Mbps", "cores": os.cpu_count(),
                               "runs": runs}  # fmt: skip
-    by = {r["mode"]: r for r in runs}
+    by = {r["mode"]: r for r in runs}  # the last run of each mode
+    for mode in ("aiortc", "fast"):
+        pts = sorted((r["packets_per_s"], r["loop_cores"]) for r in runs if r["mode"] == mode)
+        if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
+            (p0, c0), (p1, c1) = pts[0], pts[-1]
+            result[f"{mode}_marginal_us_per_packet"] = round((c1 - c0) * 1e6 / (p1 - p0), 2)
+    if "aiortc_marginal_us_per_packet" in result and "fast_marginal_us_per_packet" in result:
+        result["aiortc_over_fast_marginal"] = round(
+            result["aiortc_marginal_us_per_packet"] / result["fast_marginal_us_per_packet"], 2
+        )
     # fast at the aiortc run's viewer count (50 by default): the same load for both comparisons
     same = [r for r in runs if r["mode"] == "fast" and "aiortc" in by
             and r["viewers"] == by["aiortc"]["viewers"]]  # fmt: skip
