@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from jangteo.redisproc import RedisServer, free_port
+from jangteo.testing import stop_process
 
 from . import procstat
 from .procstat import rss_mb
@@ -558,12 +559,7 @@ async def run_anchor(redis_url: str, env: Env, seconds: int) -> dict[str, Any]:
         out, err = await wrk.communicate()
         (u1, s1), rcpu1 = procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
     if wrk.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed on the anchor ({wrk.returncode}): {err.decode()[-500:]}")
@@ -630,12 +626,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             anchor = await run_anchor(redis.url, env, args.seconds) if args.anchor else None
         finally:
             if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
             redis.stop()
     t = runs[0]
     ok = all(r["oversold"] == 0 and r["duplicates"] == 0 and r["stock_conserved"]
