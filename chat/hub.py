@@ -296,6 +296,8 @@ class BroadcastChat:
                 )
             )
         frames.append(json.dumps({"type": "viewers", "count": self.viewers}))
+        # the hearts total so far (hearts events only come when someone taps)
+        frames.append(json.dumps({"type": "hearts", "total": await self.store.hearts(self.bid)}))
         for f in frames:
             client.offer(f)
         if events:

@@ -16,7 +16,7 @@ from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
 from jangteo.testing import RunningServer
-from stream.clients import Received, WhepClient, WhipClient
+from stream.clients import Received, SignallingError, WhepClient, WhipClient
 from stream.encode import VIDEO_CLOCK, Codec
 from stream.hub import BroadcastMedia
 from stream.layout import boxes
@@ -233,3 +233,29 @@ async def test_cohost_stall_and_drop_without_delete_restore_the_host_picture(
         await viewer.aclose()
         await cohost_pub.aclose(delete=False)
         await host_pub.aclose()
+
+
+async def test_a_fourth_cohost_is_refused_and_a_cohost_may_reconnect(server: RunningServer) -> None:
+    b = await server.create_broadcast("공동 진행 한도")
+    bid = b["id"]
+    pubs = []
+    try:
+        for i in range(3):
+            token = await server.token(bid, "cohost", f"크리에이터{i}")
+            pub = WhipClient(server.base_url, bid, token)
+            await pub.publish(PatternTrack(160, 90, 15), ToneTrack(300 + 100 * i))
+            pubs.append(pub)
+        fourth = WhipClient(server.base_url, bid, await server.token(bid, "cohost", "넷째"))
+        with pytest.raises(SignallingError) as refused:
+            await fourth.publish(PatternTrack(160, 90, 15), ToneTrack(900))
+        assert refused.value.status == 409 and "cohost_limit" in refused.value.body
+        await fourth.aclose(delete=False)
+        # the same co-host publishing again replaces its own session instead of being refused
+        again = WhipClient(server.base_url, bid, pubs[0].token)
+        await again.publish(PatternTrack(160, 90, 15), ToneTrack(300))
+        pubs.append(again)
+        media = server.ctx.hub.get(bid)
+        assert media is not None and len(media.publishers) == 3
+    finally:
+        for p in pubs:
+            await p.aclose()

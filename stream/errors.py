@@ -4,6 +4,7 @@
 
     BadSdp (400)          the offer does not parse or carries nothing we can use
     HostLive (409)        another host identity is already publishing
+    CohostLimit (409)     the host and 3 co-hosts are already publishing
     BroadcastEnded (409)  publishing or playing an ended broadcast
     SessionNotFound (404) unknown WHIP/WHEP session
 """
@@ -17,6 +18,10 @@ class BadSdp(BadRequest):
 
 class HostLive(Conflict):
     default_code = "host_live"
+
+
+class CohostLimit(Conflict):
+    default_code = "cohost_limit"
 
 
 class BroadcastEnded(Conflict):

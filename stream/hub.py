@@ -25,9 +25,10 @@ from jangteo.tokens import Claims, Role
 from . import rtpsend
 from .compose import Compositor
 from .encode import Codec
-from .errors import BadSdp, HostLive, SessionNotFound
+from .errors import BadSdp, CohostLimit, HostLive, SessionNotFound
 from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
 from .ingest import Publisher, PublisherState, Source
+from .layout import MAX_PICTURES
 from .rtc import announce, check_offer, close_peer, negotiated_codec, new_peer_connection
 from .rtpsend import FastFanout
 
@@ -173,6 +174,17 @@ class BroadcastMedia:
                     "host reconnects; replacing session %s", current.id, extra={"bid": self.bid}
                 )
                 await self.remove_publisher(current.id)
+        else:
+            same = [
+                p
+                for p in self.publishers.values()
+                if p.claims.user_id == claims.user_id and p.claims.role is not Role.HOST
+            ]
+            for p in same:  # the same co-host reconnecting replaces its old session
+                await self.remove_publisher(p.id)
+            cohosts = [p for p in self.publishers.values() if p.claims.role is not Role.HOST]
+            if len(cohosts) >= MAX_PICTURES - 1:
+                raise CohostLimit(f"{MAX_PICTURES - 1} co-hosts are already on air")
         pid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
         source = Source(pid, claims.role, claims.user_id, claims.name)

@@ -397,3 +397,14 @@ async def test_an_idle_broadcast_gives_its_reader_back(server: RunningServer) ->
     c = await ChatClient.open(server.base_url, bid, host)
     await c.wait_for("chat", lambda e: e["text"] == "hi")
     await c.aclose()
+
+
+async def test_joining_shows_the_hearts_total_so_far(server: RunningServer) -> None:
+    bid, _ = await _broadcast(server)
+    tapper = await ChatClient.open(server.base_url, bid, await server.token(bid, "viewer", "t"))
+    await tapper.send(type="heart", count=7)
+    await tapper.wait_for("hearts", lambda e: e["total"] == 7, timeout=10)
+    late = await ChatClient.open(server.base_url, bid, await server.token(bid, "viewer", "late"))
+    await late.wait_for("hearts", lambda e: e["total"] == 7, timeout=10)
+    await tapper.aclose()
+    await late.aclose()
