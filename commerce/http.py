@@ -272,15 +272,30 @@ async def list_orders(request: Request) -> Response:
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)
-    orders = await app.orders.all(bid)
-    if request.query_params.get("format") == "csv":
+    q = request.query_params
+    if q.get("format") == "csv":
         return Response(
-            export.to_csv(orders),
+            export.to_csv(await app.orders.all(bid)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="orders-{bid}.csv"'},
         )
-    return JSONResponse({"orders": [public_order(o) for o in orders]})
+    if "limit" not in q and "after" not in q:  # everything (a show's orders, for the studio)
+        return JSONResponse({"orders": [public_order(o) for o in await app.orders.all(bid)]})
+    try:
+        limit = int(q.get("limit", str(PAGE_DEFAULT)))
+    except ValueError:
+        raise BadRequest("limit must be an integer", code="bad_limit") from None
+    if not 1 <= limit <= PAGE_MAX:
+        raise BadRequest(f"limit must be 1..{PAGE_MAX}", code="bad_limit")
+    try:
+        rows, more = await app.orders.page(bid, q.get("after"), limit)
+    except KeyError:
+        raise BadRequest("after: no such order in this broadcast", code="bad_after") from None
+    doc: dict[str, Any] = {"orders": [public_order(o) for o in rows], "next": more}
+    return JSONResponse(doc)
 
+
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
 routes = [
     Route("/api/broadcasts/{bid}/products", list_products, methods=["GET"]),

@@ -276,6 +276,25 @@ class Orders:
 
     async def all(self, bid: str) -> list[dict[str, str]]:
         ids: Any = await self.redis.zrange(key(bid, "orders"), 0, -1)
+        return await self._rows(bid, ids)
+
+    async def page(
+        self, bid: str, after: str | None, limit: int
+    ) -> tuple[list[dict[str, str]], str | None]:
+        """Up to ``limit`` orders in the order they were placed, after the order ``after``
+        (None: from the first); and the id to continue after, if there are more."""
+        start = 0
+        if after is not None:
+            rank: Any = await self.redis.zrank(key(bid, "orders"), after)
+            if rank is None:
+                raise KeyError(after)
+            start = int(rank) + 1
+        ids: Any = await self.redis.zrange(key(bid, "orders"), start, start + limit)
+        more = len(ids) > limit
+        rows = await self._rows(bid, ids[:limit])
+        return rows, (text(ids[limit - 1]) if more else None)
+
+    async def _rows(self, bid: str, ids: Any) -> list[dict[str, str]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for oid in ids:
                 pipe.hgetall(key(bid, f"order:{text(oid)}"))

@@ -408,3 +408,31 @@ async def test_order_route_answers_browsers_and_bad_content_types(server: Runnin
     assert r.status_code == 415
     assert r.headers["content-type"].startswith("application/problem+json")
     assert await _stock(server, bid) == 99
+
+
+async def test_orders_come_in_pages_in_the_order_placed(server: RunningServer) -> None:
+    bid, host = await _shop(server)
+    buyer = await server.token(bid, "viewer", "구매자")
+    for _ in range(5):
+        r = await _order(server.http, bid, buyer)
+        assert r.status_code == 201, r.text
+    url = f"/api/broadcasts/{bid}/orders"
+    everything = [
+        o["id"] for o in (await server.http.get(url, headers=bearer(host))).json()["orders"]
+    ]
+    assert len(everything) == 5
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "2"} | ({"after": after} if after else {})
+        doc = (await server.http.get(url, params=params, headers=bearer(host))).json()
+        seen += [o["id"] for o in doc["orders"]]
+        pages += 1
+        after = doc["next"]
+        if after is None:
+            break
+    assert seen == everything and pages == 3
+    for params in ({"limit": "0"}, {"limit": "x"}, {"after": "nope"}):
+        r = await server.http.get(url, params=params, headers=bearer(host))
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem")
