@@ -24,7 +24,7 @@ from chat.hub import ChatHub
 from chat.store import ChatStore
 from commerce.catalog import Catalog
 from jangteo.problems import Problem
-from jangteo.tasks import cancel_all
+from jangteo.tasks import TaskSet
 from stream.hub import BroadcastMedia
 from stream.overlay import TICKER_LINES, Overlay, OverlayModel, Pinned, Tick
 from stream.sprites import Image
@@ -67,7 +67,7 @@ class BroadcastOverlay:
         self._again = False
         # a layout switch made through another process reaches the compositor here
         self.on_layout: Callable[[str], None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     # -- loading -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -106,9 +106,7 @@ class BroadcastOverlay:
         self._publish()
 
     def _reload(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._try_load(), name=f"overlay-{self.bid}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._try_load(), name=f"overlay-{self.bid}")
 
     async def _try_load(self) -> None:
         try:
@@ -117,7 +115,7 @@ class BroadcastOverlay:
             log.warning("overlay reload failed: %s", exc, extra={"bid": self.bid})
 
     async def aclose(self) -> None:
-        await cancel_all(self._tasks)
+        await self._tasks.aclose()
 
     # -- events ----------------------------------------------------------------------------------
     def on_events(self, events: list[dict[str, Any]]) -> None:
@@ -212,9 +210,7 @@ class BroadcastOverlay:
             self.thumbs[image] = thumb
             self._publish()
 
-        task = asyncio.get_running_loop().create_task(load(), name=f"overlay-thumb-{self.bid}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(load(), name=f"overlay-thumb-{self.bid}")
 
 
 class OverlayFeed:

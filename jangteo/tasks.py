@@ -9,7 +9,7 @@ with nobody left to cancel it. :func:`cancel_and_wait` cancels again until the t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 RECANCEL_S = 0.5
@@ -38,3 +38,19 @@ def cancelling() -> bool:
     survive errors: a cancellation disguised as ``TimeoutError`` must still stop them)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class TaskSet:
+    """Tasks started on the side (a reload, a retransmit, a process watcher) that their owner
+    cancels and awaits on close; a finished task leaves the set by itself."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        await cancel_all(self._tasks)

@@ -22,7 +22,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from jangteo.config import Settings, parse_ice_servers
-from jangteo.tasks import cancel_all
+from jangteo.tasks import TaskSet
 
 from . import channel
 from .encode import Codec, EncodedFrame
@@ -39,7 +39,7 @@ class Worker:
         self.writer = writer
         self.buses: dict[tuple[str, Codec], FrameBus] = {}
         self.viewers: dict[str, tuple[str, RTCPeerConnection, list[ViewerTrack]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
 
     def send(self, header: dict[str, Any]) -> None:
         if not self.writer.is_closing():
@@ -55,11 +55,6 @@ class Worker:
 
             self.buses[key] = FrameBus(kind, keyframe if kind == "video" else lambda: None)
         return self.buses[key]
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def offer(self, msg: dict[str, Any]) -> None:
         rid, bid, offer = msg["id"], str(msg["bid"]), str(msg["sdp"])
@@ -92,7 +87,7 @@ class Worker:
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed") and sid in self.viewers:
                 self.send({"t": "gone", "sid": sid})
-                self._spawn(self.close_viewer(sid))
+                self._tasks.spawn(self.close_viewer(sid))
 
         self.send({"t": "answer", "id": rid, "sid": sid, "audio": "audio" in kinds,
                    "video": codec.value if codec else None,
@@ -135,15 +130,15 @@ class Worker:
                 if kind == "frame":
                     self.frame(msg, payload)
                 elif kind == "offer":
-                    self._spawn(self.offer(msg))
+                    self._tasks.spawn(self.offer(msg))
                 elif kind == "delete":
-                    self._spawn(self.close_viewer(str(msg["sid"])))
+                    self._tasks.spawn(self.close_viewer(str(msg["sid"])))
                 elif kind == "end":
-                    self._spawn(self.end(str(msg["bid"])))
+                    self._tasks.spawn(self.end(str(msg["bid"])))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            await cancel_all(self._tasks)
+            await self._tasks.aclose()
             for bid in {b for b, _, _ in self.viewers.values()} | {b for b, _ in self.buses}:
                 await self.end(bid)
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from jangteo.config import Settings
 from jangteo.problems import Unavailable
-from jangteo.tasks import cancel_all
+from jangteo.tasks import TaskSet
 from jangteo.tokens import Claims
 
 from . import channel
@@ -192,7 +192,7 @@ class WorkerLink:
         elif kind == "gone":
             viewer = self.viewers.get(str(msg["sid"]))
             if viewer is not None:
-                self.pool.spawn_task(viewer.media.remove_viewer(viewer.id))
+                self.pool.tasks.spawn(viewer.media.remove_viewer(viewer.id))
 
     def viewer_left(self, viewer: RemoteViewer) -> None:
         self.viewers.pop(viewer.id, None)
@@ -229,7 +229,7 @@ class WorkerPool:
         self._server: asyncio.AbstractServer | None = None
         self._tokens: dict[str, WorkerLink] = {}  # a spawned worker proves who it is with one
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
         self._closing = False
         self.crashes = 0
 
@@ -250,7 +250,7 @@ class WorkerPool:
         proc = link.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stream.worker", self._path, token, str(link.index), env=env
         )
-        self.spawn_task(self._watch(link, proc, token))
+        self.tasks.spawn(self._watch(link, proc, token))
 
     async def _watch(self, link: WorkerLink, proc: asyncio.subprocess.Process, token: str) -> None:
         """A worker that dies before its hello never reaches :meth:`lost`: start another."""
@@ -279,11 +279,6 @@ class WorkerPool:
 
     def media_of(self, bid: str) -> BroadcastMedia | None:
         return self.medias.get(bid)
-
-    def spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def add_viewer(
         self, media: BroadcastMedia, claims: Claims, offer: str
@@ -366,7 +361,7 @@ class WorkerPool:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        await cancel_all(self._tasks)
+        await self.tasks.aclose()
         with contextlib.suppress(OSError):
             os.unlink(self._path)
             self._dir.rmdir()

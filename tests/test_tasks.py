@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jangteo.tasks import cancel_all, cancel_and_wait, cancelling
+from jangteo.tasks import TaskSet, cancel_all, cancel_and_wait, cancelling
 
 
 async def _stubborn(swallow: int, seen: list[str]) -> None:
@@ -57,3 +57,19 @@ async def test_cancelling_tells_a_loop_it_was_asked_to_stop() -> None:
     states.append(cancelling())
     await cancel_and_wait(task)
     assert states == [False, True]
+
+
+async def test_a_task_set_forgets_finished_tasks_and_cancels_the_rest() -> None:
+    tasks = TaskSet()
+    done = asyncio.Event()
+
+    async def quick() -> None:
+        done.set()
+
+    tasks.spawn(quick())
+    tasks.spawn(asyncio.sleep(3600), name="sleeper")
+    await done.wait()
+    await asyncio.sleep(0)  # the done callback runs
+    assert [t.get_name() for t in tasks._tasks] == ["sleeper"]
+    await tasks.aclose()
+    assert not tasks._tasks
