@@ -41,7 +41,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 
-from jangteo.tasks import cancel_all
+from jangteo.tasks import cancel_and_wait
 
 from .encode import Codec, EncodedFrame
 
@@ -196,16 +196,12 @@ class FastFanout:
         self.video = codec is not Codec.OPUS
         self.request_keyframe = request_keyframe
         self.viewers: set[FastViewer] = set()
-        self.frames_sent = 0
         self.packets_sent = 0
         self.cpu_s = 0.0  # CPU time spent sending (this thread's), for the benchmark
-        self.skipped = 0
-        self._marked: list[int] = []
         self._packetizer = Packetizer(codec)
         self._queue: collections.deque[Packetized] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
         # per keyframe sent: seconds between the first and the last viewer having all of it
         self.keyframe_spreads: collections.deque[float] = collections.deque(maxlen=1000)
@@ -214,7 +210,6 @@ class FastFanout:
     def offer(self, frame: EncodedFrame) -> None:
         if len(self._queue) >= MAX_FRAMES:  # the sending task fell behind: drop to a keyframe
             self._queue.clear()
-            self.skipped += 1
             for v in self.viewers:
                 v.waiting_keyframe = self.video
             if self.video and not frame.keyframe:
@@ -234,7 +229,7 @@ class FastFanout:
 
     async def aclose(self) -> None:
         self.close()
-        await cancel_all([*self._stopping, *([self._task] if self._task else [])])
+        await cancel_and_wait(self._task)
 
     def add(self, viewer: FastViewer) -> None:
         self.viewers.add(viewer)
@@ -248,14 +243,9 @@ class FastFanout:
 
     def remove(self, viewer: FastViewer) -> None:
         self.viewers.discard(viewer)
-        if not self.viewers:  # nobody left: stop encoding for us, stop the task
+        if not self.viewers:  # nobody left: stop encoding for us (the task idles until close)
             self.bus.subscribers.discard(self)
             self._queue.clear()
-            if self._task is not None:
-                self._task.cancel()
-                self._stopping.add(self._task)
-                self._task.add_done_callback(self._stopping.discard)
-                self._task = None
 
     async def _run(self) -> None:
         while not self._closed:
@@ -297,15 +287,14 @@ class FastFanout:
         pack_into = _SEQ.pack_into
         payloads = frame.payloads
         last = len(payloads) - 1
-        plain = self._pt_bytes([v for v, _, _ in targets])
+        plain = [v.pt for v, _, _ in targets]  # byte 1 of the header: payload type …
+        marked = [pt | 0x80 for pt in plain]  # … and with the marker bit, for the last packet
         sent = 0
         final_round = 0.0
         for i, payload in enumerate(payloads):
             if i == last:
                 final_round = time.perf_counter()
-                marks = self._marked
-            else:
-                marks = plain
+            marks = marked if i == last else plain
             for (header, seq, protect, sendto, addr), mark in zip(rows, marks, strict=True):
                 header[1] = mark
                 pack_into(header, 2, (seq + i) & 0xFFFF)
@@ -323,14 +312,8 @@ class FastFanout:
             self.keyframe_spreads.append(time.perf_counter() - final_round)
         for v, _, _ in targets:
             v.end(frame, ntp)
-        self.frames_sent += 1
         self.packets_sent += len(payloads) * len(rows)
         self.cpu_s += time.thread_time() - t0
-
-    def _pt_bytes(self, targets: list[FastViewer]) -> list[int]:
-        """Byte 1 of the RTP header per target: its payload type, and with the marker bit."""
-        self._marked = [v.pt | 0x80 for v in targets]
-        return [v.pt for v in targets]
 
 
 def codec_of(params: RTCRtpCodecParameters) -> Codec:

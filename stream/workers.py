@@ -51,13 +51,6 @@ HARD_CHANNEL_BUFFER = 16 << 20  # beyond this nothing is queued for it (audio an
 RESPAWN_DELAY_S = 1.0
 
 
-def worker_count(value: str | int) -> int:
-    """``auto``: one per core; otherwise the number (0: no workers, the origin sends itself)."""
-    if value == "auto":
-        return os.cpu_count() or 1
-    return max(0, int(value))
-
-
 @dataclasses.dataclass(eq=False)
 class RemoteViewer:
     """A viewer served by a worker; the origin keeps its session for DELETE and counting."""
@@ -83,15 +76,15 @@ class RemoteViewer:
 class WorkerFeed:
     """Subscribes a worker to one of a broadcast's buses: each frame once over the channel."""
 
-    def __init__(self, link: WorkerLink, bid: str, codec: Codec, request_keyframe: Any) -> None:
+    def __init__(self, link: WorkerLink, media: BroadcastMedia, codec: Codec) -> None:
         self.link = link
-        self.bid = bid
+        self.bid = media.bid
         self.codec = codec
-        self.request_keyframe = request_keyframe
+        self.bus = media.compositor.bus(codec)
+        self.request_keyframe = media.compositor.limiter.request
+        self.bus.subscribers.add(self)
         self.waiting_keyframe = False
         self.asked = False  # a keyframe was requested for this wait
-        self.frames = 0
-        self.skips = 0
 
     def offer(self, frame: EncodedFrame) -> None:
         t0 = time.thread_time()
@@ -104,9 +97,7 @@ class WorkerFeed:
         video = self.codec is not Codec.OPUS
         buffered = self.link.buffered()
         if buffered > HARD_CHANNEL_BUFFER:  # the worker is stalled: send nothing at all
-            if video and not self.waiting_keyframe:
-                self.waiting_keyframe = True
-                self.skips += 1
+            self.waiting_keyframe = video
             return
         if self.waiting_keyframe and not frame.keyframe:
             if buffered <= MAX_CHANNEL_BUFFER and not self.asked:  # drained: ask once
@@ -115,17 +106,18 @@ class WorkerFeed:
             return
         if buffered > MAX_CHANNEL_BUFFER and video and not frame.keyframe:
             self.waiting_keyframe = True  # the next keyframe resumes it
-            self.skips += 1
             return
         self.waiting_keyframe = self.asked = False
-        self.frames += 1
         tb = frame.time_base
         self.link.send({"t": "frame", "bid": self.bid, "codec": self.codec.value, "pts": frame.pts,
                         "tb": [tb.numerator, tb.denominator], "key": frame.keyframe,
                         "at": frame.composed_at}, frame.data)  # fmt: skip
 
-    def close(self) -> None:
+    def close(self) -> None:  # the broadcast's bus closed: it has ended
         self.link.send({"t": "end", "bid": self.bid})
+
+    def detach(self) -> None:
+        self.bus.subscribers.discard(self)
 
 
 class WorkerLink:
@@ -144,9 +136,8 @@ class WorkerLink:
         self.restarted = asyncio.Event()  # set when a replacement worker has said hello
         self.viewers: dict[str, RemoteViewer] = {}
         self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
-        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.pending_bids: dict[int, str] = {}  # offers in flight, by broadcast
-        self.bytes_sent = 0
+        # offers in flight: request id → (the answer to come, the broadcast)
+        self.pending: dict[int, tuple[asyncio.Future[dict[str, Any]], str]] = {}
         self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
 
     def buffered(self) -> int:
@@ -155,9 +146,7 @@ class WorkerLink:
     def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
         if self.writer is None or not self.alive or self.writer.is_closing():
             return
-        data = channel.pack(header, payload)
-        self.bytes_sent += len(data)
-        self.writer.write(data)
+        self.writer.write(channel.pack(header, payload))
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read the worker's messages until its channel closes."""
@@ -182,7 +171,7 @@ class WorkerLink:
             if self.restarts:
                 self.restarted.set()
         elif kind in ("answer", "error"):
-            fut = self.pending.pop(int(msg["id"]), None)
+            fut, _ = self.pending.pop(int(msg["id"]), (None, ""))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif kind == "keyframe":
@@ -199,21 +188,15 @@ class WorkerLink:
         bid = viewer.media.bid
         if any(v.media.bid == bid for v in self.viewers.values()):
             return
-        if bid in self.pending_bids.values():  # a viewer of it is being negotiated: keep all
+        if any(b == bid for _, b in self.pending.values()):  # one is being negotiated: keep all
             return
         for key in [k for k in self.feeds if k[0] == bid]:  # its last viewer of that broadcast
-            feed = self.feeds.pop(key)
-            bus = viewer.media.compositor.bus(feed.codec)
-            bus.subscribers.discard(feed)
+            self.feeds.pop(key).detach()
         self.send({"t": "end", "bid": bid})
 
     def feed(self, media: BroadcastMedia, codec: Codec) -> None:
-        key = (media.bid, codec)
-        if key in self.feeds:
-            return
-        limiter = media.compositor.limiter
-        feed = self.feeds[key] = WorkerFeed(self, media.bid, codec, limiter.request)
-        media.compositor.bus(codec).subscribers.add(feed)
+        if (media.bid, codec) not in self.feeds:
+            self.feeds[(media.bid, codec)] = WorkerFeed(self, media, codec)
 
 
 class WorkerPool:
@@ -290,8 +273,7 @@ class WorkerPool:
         self.medias[media.bid] = media
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        link.pending[rid] = fut
-        link.pending_bids[rid] = media.bid
+        link.pending[rid] = (fut, media.bid)
         link.send({"t": "offer", "id": rid, "bid": media.bid, "sdp": offer})
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
@@ -299,7 +281,6 @@ class WorkerPool:
             raise _busy("the fan-out worker did not answer in time") from None
         finally:
             link.pending.pop(rid, None)
-            link.pending_bids.pop(rid, None)
         if reply["t"] == "error":
             if reply.get("lost"):
                 raise _busy(str(reply.get("detail")))
@@ -317,17 +298,15 @@ class WorkerPool:
     async def lost(self, link: WorkerLink) -> None:
         """A worker's channel closed: its viewers are gone; start another worker."""
         link.ready.clear()
-        for fut in link.pending.values():
+        for fut, _ in link.pending.values():
             if not fut.done():
                 fut.set_result({"t": "error", "detail": "the fan-out worker stopped", "lost": True})
         for viewer in list(link.viewers.values()):
             viewer.closed = True
             viewer.media.viewers.pop(viewer.id, None)
         link.viewers.clear()
-        for (bid, codec), feed in list(link.feeds.items()):
-            media = self.medias.get(bid)
-            if media is not None:
-                media.compositor.bus(codec).subscribers.discard(feed)
+        for feed in link.feeds.values():
+            feed.detach()
         link.feeds.clear()
         if self._closing:
             return
