@@ -165,6 +165,26 @@ class Catalog:
         return bytes(raw)
 
 
+def image_path(bid: str, pid: str) -> str:
+    """Where a product picture stored here (a flash product's snapshot) is served."""
+    return f"/api/broadcasts/{bid}/products/{pid}/image"
+
+
+def image_pid(bid: str, path: str) -> str | None:
+    """The product whose stored picture ``path`` names (None: an image elsewhere)."""
+    prefix, suffix = image_path(bid, "\0").split("\0")
+    if path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix + suffix):
+        return path[len(prefix) : -len(suffix)]
+    return None
+
+
+def deal_of(pin: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The deal of a pin record, as events and the overlay carry it (None: no deal)."""
+    if pin is None or pin.get("deal_price") is None:
+        return None
+    return {"price": pin["deal_price"], "ends_at": pin.get("deal_ends_at")}
+
+
 def check_deal(product: dict[str, Any], doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """The pin record for ``product`` from a pin request body."""
     deal_price = doc.get("deal_price")

@@ -18,12 +18,12 @@ from starlette.routing import Route
 from chat.publish import publish
 from jangteo.api import MAX_JSON, json_body, parse_json_object
 from jangteo.cohosting import check_pin_allowed
-from jangteo.context import AppContext, bearer, claims, ctx, is_admin, read_body
+from jangteo.context import AppContext, admin_or, bearer, claims, ctx, is_admin, read_body
 from jangteo.problems import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from jangteo.tokens import Claims, Role
 
 from . import export
-from .catalog import check_deal, check_id, validate_product
+from .catalog import check_deal, check_id, deal_of, image_path, validate_product
 from .errors import DealEnded, KeyReused, LimitExceeded, OrderConflict, SoldOut
 from .orders import bid_of, public_order
 from .payments import TestProvider
@@ -33,22 +33,13 @@ MAX_QTY = 99
 PROVIDER = TestProvider()  # real PG adapters implement commerce.payments.Provider
 
 
-def _host(request: Request, *roles: Role) -> Claims | None:
-    """The caller must be the admin or hold one of ``roles`` (default: host) for this broadcast."""
-    if is_admin(request):
-        return None
-    c = claims(request, request.path_params["bid"])
-    c.require_role(*(roles or (Role.HOST,)))
-    return c
-
-
 def _now() -> int:
     return int(time.time() * 1000)
 
 
 # -- catalog --------------------------------------------------------------------------------------
 async def put_product(request: Request) -> JSONResponse:
-    _host(request)
+    admin_or(request)
     bid, pid = request.path_params["bid"], request.path_params["pid"]
     app = ctx(request)
     await app.store.get(bid)
@@ -76,7 +67,7 @@ async def product_image(request: Request) -> Response:
 
 async def snapshot_product(request: Request) -> JSONResponse:
     """A flash product whose image is the current composed frame (show it, price it, sell)."""
-    _host(request)
+    admin_or(request)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)
@@ -87,7 +78,7 @@ async def snapshot_product(request: Request) -> JSONResponse:
     jpeg = await asyncio.to_thread(_jpeg, media.compositor.snapshot_bgr) if media else None
     if jpeg is None:
         raise Conflict("nothing is live to take a picture of", code="no_picture")
-    image = f"/api/broadcasts/{bid}/products/{pid}/image"
+    image = image_path(bid, pid)
     product, stock = validate_product(pid, doc | {"image": image})
     await app.catalog.put_image(bid, pid, jpeg)
     await app.catalog.put(bid, product, stock)
@@ -113,7 +104,7 @@ def _jpeg(take: Callable[[], Any]) -> bytes | None:
 
 # -- pin ------------------------------------------------------------------------------------------
 async def pin(request: Request) -> JSONResponse:
-    who = _host(request, Role.HOST, Role.COHOST)
+    who = admin_or(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)
@@ -122,25 +113,19 @@ async def pin(request: Request) -> JSONResponse:
     product = await app.catalog.get(bid, check_id(doc.get("product_id")))
     record = check_deal(product, doc, _now())
     await app.catalog.set_pin(bid, record)
-    event = {"type": "pin", "product": product | {"deal": _deal(record)}, "ts": _now()}
+    event = {"type": "pin", "product": product | {"deal": deal_of(record)}, "ts": _now()}
     await publish(app.redis, bid, event)
     return JSONResponse(record | {"product": product})
 
 
 async def unpin(request: Request) -> Response:
-    who = _host(request, Role.HOST, Role.COHOST)
+    who = admin_or(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
     app = ctx(request)
     await check_pin_allowed(app.redis, bid, who)
     await app.catalog.set_pin(bid, None)
     await publish(app.redis, bid, {"type": "pin", "product": None, "ts": _now()})
     return Response(status_code=204)
-
-
-def _deal(record: dict[str, Any]) -> dict[str, Any] | None:
-    if record.get("deal_price") is None:
-        return None
-    return {"price": record["deal_price"], "ends_at": record.get("deal_ends_at")}
 
 
 # -- orders ---------------------------------------------------------------------------------------
@@ -268,7 +253,7 @@ async def cancel_order(request: Request) -> JSONResponse:
 
 
 async def list_orders(request: Request) -> Response:
-    _host(request)
+    admin_or(request)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)

@@ -21,7 +21,7 @@ from chat.publish import publish
 from stream.layout import DEFAULT_LAYOUT, LAYOUTS
 
 from .api import json_body
-from .context import claims, ctx, is_admin
+from .context import admin_or, ctx
 from .keys import key, text
 from .problems import BadRequest, Forbidden
 from .tokens import Claims, Role
@@ -52,11 +52,6 @@ async def check_pin_allowed(redis: Redis, bid: str, who: Claims | None) -> None:
         raise Forbidden("the host has not allowed co-hosts to pin", code="cohost_not_allowed")
 
 
-def _host_only(request: Request) -> None:
-    if not is_admin(request):
-        claims(request, request.path_params["bid"]).require_role(Role.HOST)
-
-
 async def get_layout(request: Request) -> JSONResponse:
     bid = request.path_params["bid"]
     app = ctx(request)
@@ -65,7 +60,7 @@ async def get_layout(request: Request) -> JSONResponse:
 
 
 async def put_layout(request: Request) -> JSONResponse:
-    _host_only(request)
+    admin_or(request)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)
@@ -89,7 +84,7 @@ async def get_cohost(request: Request) -> JSONResponse:
 
 
 async def put_cohost(request: Request) -> JSONResponse:
-    _host_only(request)
+    admin_or(request)
     bid = request.path_params["bid"]
     app = ctx(request)
     await app.store.get(bid)

@@ -17,7 +17,7 @@ from stream.hub import MediaHub
 from .broadcasts import BroadcastStore
 from .config import Settings
 from .problems import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from .tokens import Claims, TokenSigner
+from .tokens import Claims, Role, TokenSigner
 
 
 @dataclasses.dataclass
@@ -66,6 +66,16 @@ def claims(conn: HTTPConnection, bid: str) -> Claims:
         raise Unauthorized("send a token: Authorization: Bearer <token>")
     c = ctx(conn).signer.verify(token)
     c.require_broadcast(bid)
+    return c
+
+
+def admin_or(conn: HTTPConnection, *roles: Role) -> Claims | None:
+    """The operator (None) or a token of one of ``roles`` (default: host) for the broadcast in
+    the path; 401/403 otherwise."""
+    if is_admin(conn):
+        return None
+    c = claims(conn, conn.path_params["bid"])
+    c.require_role(*(roles or (Role.HOST,)))
     return c
 
 

@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from chat.hub import ChatHub
 from chat.store import ChatStore
-from commerce.catalog import Catalog
+from commerce.catalog import Catalog, deal_of, image_pid
+from jangteo.cohosting import load_layout
 from jangteo.problems import Problem
 from jangteo.tasks import TaskSet
 from stream.hub import BroadcastMedia
@@ -93,12 +94,11 @@ class BroadcastOverlay:
                 except Problem:  # the pinned product was deleted
                     product = None
             self.hearts = await self.chat_store.hearts(self.bid)
+            layout = await load_layout(self.catalog.redis, self.bid)
+            if self.on_layout is not None:  # the stored layout: a new compositor starts in it
+                self.on_layout(layout)
             self.product = product
-            self.deal = (
-                {"price": record["deal_price"], "ends_at": record.get("deal_ends_at")}
-                if record and record.get("deal_price") is not None
-                else None
-            )
+            self.deal = deal_of(record)
         finally:
             buffered, self._buffer = self._buffer, None
         for event in buffered:
@@ -196,10 +196,9 @@ class BroadcastOverlay:
                 await self._published.wait()
 
     def _load_thumb(self, image: str) -> None:
-        prefix = f"/api/broadcasts/{self.bid}/products/"
-        if not (image.startswith(prefix) and image.endswith("/image")):
+        pid = image_pid(self.bid, image)
+        if pid is None:
             return  # images elsewhere are not fetched (the server talks to no other host)
-        pid = image[len(prefix) : -len("/image")]
 
         async def load() -> None:
             try:

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from commerce.catalog import validate_product
+from commerce.catalog import image_path, validate_product
 
 from .context import AppContext
 
@@ -40,7 +40,7 @@ def picture(color: tuple[int, int, int], seed: int) -> bytes:
 
 async def sample_catalog(ctx: AppContext, bid: str) -> None:
     for i, (pid, doc, color) in enumerate(PRODUCTS):
-        image = f"/api/broadcasts/{bid}/products/{pid}/image"
+        image = image_path(bid, pid)
         product, stock = validate_product(pid, doc | {"image": image})
         await ctx.catalog.put_image(bid, pid, await asyncio.to_thread(picture, color, i))
         await ctx.catalog.put(bid, product, stock)

@@ -126,13 +126,17 @@ class Compositor:
     def layout(self, value: str) -> None:
         self._layout = check_layout(value)
 
-    def pictures(self, now: float) -> list[VideoFrame]:
-        """Fresh pictures to draw: the host's first, then co-hosts' in join order (a publisher
-        whose video is older than 1 s is left out until it comes back)."""
+    def on_air(self) -> list[Source]:
+        """The publishers in picture order: the host first, then co-hosts in join order."""
         host = self.host()
-        ordered = [host] if host else []
-        ordered += [s for s in self.sources.values() if s.role is not Role.HOST]
-        fresh = [p for s in ordered if (p := s.fresh_video(now)) is not None]
+        return ([host] if host else []) + [
+            s for s in list(self.sources.values()) if s.role is not Role.HOST
+        ]
+
+    def pictures(self, now: float) -> list[VideoFrame]:
+        """Fresh pictures to draw, in :meth:`on_air` order (a publisher whose video is older than
+        1 s is left out until it comes back)."""
+        fresh = [p for s in self.on_air() if (p := s.fresh_video(now)) is not None]
         return fresh[:MAX_PICTURES]
 
     def bus(self, codec: Codec) -> FrameBus:
@@ -174,11 +178,6 @@ class Compositor:
             for tap in self.taps:
                 tap(index)
 
-    def names_on_air(self) -> list[str]:
-        """Publishers' names for the lower third, the host first."""
-        sources = sorted(list(self.sources.values()), key=lambda s: s.role is not Role.HOST)
-        return [s.name for s in sources if s.name]
-
     def _compose(self, pictures: Sequence[VideoFrame]) -> I420:
         """A new writable canvas: ``pictures`` (main first) in the current layout, or the slate."""
         return compose_sources(pictures, self.layout, self.width, self.height)
@@ -189,7 +188,7 @@ class Compositor:
         canvas = self._compose(pictures)
         canvas.setflags(write=False)  # kept without the overlay (flash-product snapshots)
         self.last_picture = canvas
-        canvas = self.overlay.draw(canvas, self.names_on_air())
+        canvas = self.overlay.draw(canvas, [s.name for s in self.on_air() if s.name])
         self.frames_composed += 1
         metrics.FRAMES_COMPOSED.inc()
         out: dict[Codec, list[EncodedFrame]] = {}

@@ -7,16 +7,12 @@ and ``Location`` of the session; ``DELETE`` on the session ends it (same token o
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from jangteo.broadcasts import Status
-from jangteo.cohosting import load_layout
-from jangteo.context import AppContext, claims, ctx, read_body
+from jangteo.context import claims, ctx, read_body
 from jangteo.problems import Forbidden, MethodNotAllowed, Unavailable
 from jangteo.tokens import Role
 
@@ -50,16 +46,6 @@ def _created(kind: str, bid: str, sid: str, answer: str) -> Response:
     )
 
 
-@contextlib.asynccontextmanager
-async def _media_scope(app: AppContext, bid: str) -> AsyncIterator[BroadcastMedia]:
-    """The hub's session scope; a compositor this request creates starts in the stored layout."""
-    layout = await load_layout(app.redis, bid) if app.hub.get(bid) is None else None
-    async with app.hub.session_scope(bid) as media:
-        if layout is not None and not media.publishers and not media.viewers:
-            media.compositor.layout = layout
-        yield media
-
-
 async def whip_post(request: Request) -> Response:
     bid = request.path_params["bid"]
     c = claims(request, bid)
@@ -70,7 +56,7 @@ async def whip_post(request: Request) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=True)
-    async with _media_scope(app, bid) as media:
+    async with app.hub.session_scope(bid) as media:
         publisher, answer = await media.add_publisher(c, offer)
     if c.role is Role.HOST:
         try:
@@ -90,7 +76,7 @@ async def whep_post(request: Request) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=False)
-    async with _media_scope(app, bid) as media:
+    async with app.hub.session_scope(bid) as media:
         viewer, answer = await media.add_viewer(c, offer)
     ended = (await app.store.get(bid)).status is Status.ENDED
     if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too

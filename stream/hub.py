@@ -68,6 +68,12 @@ async def _answer(pc: RTCPeerConnection, offer: str) -> str:
     return pc.localDescription.sdp
 
 
+def viewer_kinds(offer: str) -> set[str]:
+    """The kinds of media a viewer's offer wants to receive (BadSdp if it is unusable)."""
+    desc = check_offer(offer, need_send=False)
+    return {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
+
+
 def viewer_tracks(
     pc: RTCPeerConnection,
     kinds: set[str],
@@ -217,8 +223,7 @@ class BroadcastMedia:
     async def add_viewer(self, claims: Claims, offer: str) -> tuple[Viewer | RemoteViewer, str]:
         if self.workers is not None:  # a fan-out worker process serves it
             return await self.workers.add_viewer(self, claims, offer)
-        desc = check_offer(offer, need_send=False)
-        kinds = {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
+        kinds = viewer_kinds(offer)
         vid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
         holder: dict[str, Codec] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import functools
 import json
 import logging
 import os
@@ -27,8 +28,8 @@ from jangteo.tasks import TaskSet
 from . import channel
 from .encode import Codec, EncodedFrame
 from .fanout import FrameBus, ViewerTrack
-from .hub import negotiate_viewer, viewer_tracks
-from .rtc import announce, check_offer, close_peer, configure_host_addresses, new_peer_connection
+from .hub import negotiate_viewer, viewer_kinds, viewer_tracks
+from .rtc import announce, close_peer, configure_host_addresses, new_peer_connection
 
 log = logging.getLogger("stream.worker")
 
@@ -48,28 +49,29 @@ class Worker:
     def bus(self, bid: str, codec: Codec) -> FrameBus:
         key = (bid, codec)
         if key not in self.buses:
-            kind = "audio" if codec is Codec.OPUS else "video"
-
-            def keyframe() -> None:
-                self.send({"t": "keyframe", "bid": bid})
-
-            self.buses[key] = FrameBus(kind, keyframe if kind == "video" else lambda: None)
+            if codec is Codec.OPUS:
+                self.buses[key] = FrameBus("audio", lambda: None)
+            else:
+                self.buses[key] = FrameBus("video", functools.partial(self.keyframe, bid))
         return self.buses[key]
+
+    def keyframe(self, bid: str) -> None:
+        """Ask the origin's encoder of ``bid`` for a keyframe (rate-limited there)."""
+        self.send({"t": "keyframe", "bid": bid})
 
     async def offer(self, msg: dict[str, Any]) -> None:
         rid, bid, offer = msg["id"], str(msg["bid"]), str(msg["sdp"])
         try:
-            desc = check_offer(offer, need_send=False)
+            kinds = viewer_kinds(offer)
         except Exception as exc:
             self.send({"t": "error", "id": rid, "detail": str(exc)})
             return
-        kinds = {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
         sid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
         holder: dict[str, Codec] = {}
         tracks = viewer_tracks(
             pc, kinds, lambda c: self.bus(bid, c), lambda: holder["video"],
-            lambda: self.send({"t": "keyframe", "bid": bid}), fast=True,
+            functools.partial(self.keyframe, bid), fast=True,
         )  # fmt: skip
         try:
             answer, codec = await negotiate_viewer(pc, offer, kinds)
