@@ -100,9 +100,7 @@ class Compositor:
         self._closed = True
         await cancel_all(self._tasks)
         for bus in (*self.video_buses.values(), self.audio_bus):
-            bus.close()
-            if bus.fanout is not None:
-                await bus.fanout.aclose()
+            await bus.aclose()
         self._video_pool.shutdown(wait=True)
         self._audio_pool.shutdown(wait=True)
 

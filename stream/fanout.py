@@ -100,12 +100,12 @@ class FrameBus:
         return sub
 
     def fast(self, codec: Codec) -> FastFanout:
-        from .rtpsend import FastFanout
-
         """The fast fan-out of this bus (created on first use; it subscribes while it has
         viewers)."""
+        from .rtpsend import FastFanout  # it subscribes to buses: imported when first needed
+
         if self.fanout is None:
-            self.fanout = FastFanout(self, codec, self.request_keyframe)
+            self.fanout = FastFanout(self, codec)
         return self.fanout
 
     def publish(self, frames: list[EncodedFrame]) -> None:
@@ -119,6 +119,12 @@ class FrameBus:
             sub.close()
         if self.fanout is not None:
             self.fanout.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and wait until the fast fan-out's sending task has stopped."""
+        self.close()
+        if self.fanout is not None:
+            await self.fanout.aclose()
 
 
 class ViewerTrack(MediaStreamTrack):

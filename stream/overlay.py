@@ -291,8 +291,6 @@ Element = tuple[object, Sprite | None]
 class Overlay:
     """One broadcast's overlay at one output size. ``draw`` runs in the compositor's thread."""
 
-    ORDER = ("card", "stock", "countdown", "names", "ticker", "hearts")
-
     def __init__(self, width: int, height: int) -> None:
         self.layout = Layout(width, height)
         self.model = OverlayModel()
@@ -334,9 +332,9 @@ class Overlay:
         return out
 
     def _render(self, name: str, value: object, now_ms: int) -> Sprite:
-        lay, p = self.layout, self.model.pinned
-        if name == "card" and p is not None:
-            return render_card(p, lay, now_ms)
+        lay = self.layout
+        if name == "card" and isinstance(value, tuple):
+            return render_card(value[0], lay, now_ms)  # the product as state() saw it
         if name == "names" and isinstance(value, tuple):
             names, card = value
             return render_names(names, lay, card)

@@ -190,11 +190,11 @@ class FastViewer:
 class FastFanout:
     """Every fast viewer of one bus: it is the bus's one subscriber and sends to all of them."""
 
-    def __init__(self, bus: FrameBus, codec: Codec, request_keyframe: Callable[[], None]) -> None:
+    def __init__(self, bus: FrameBus, codec: Codec) -> None:
         self.bus = bus
         self.codec = codec
         self.video = codec is not Codec.OPUS
-        self.request_keyframe = request_keyframe
+        self.request_keyframe = bus.request_keyframe
         self.viewers: set[FastViewer] = set()
         self.packets_sent = 0
         self.cpu_s = 0.0  # CPU time spent sending (this thread's), for the benchmark

@@ -118,9 +118,7 @@ class Worker:
         for sid in sids:
             self.send({"t": "gone", "sid": sid})  # in case the origin still counts it
         for bus in buses:
-            bus.close()
-            if bus.fanout is not None:
-                await bus.fanout.aclose()
+            await bus.aclose()
         for sid in sids:
             await self.close_viewer(sid)
 
