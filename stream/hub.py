@@ -79,12 +79,12 @@ def viewer_tracks(
     kinds: set[str],
     bus: Callable[[Codec], FrameBus],
     video_codec: Callable[[], Codec],
-    request_keyframe: Callable[[], None],
     *,
     fast: bool,
 ) -> list[ViewerTrack]:
     """A viewer's outgoing tracks (Opus audio; video in the codec negotiation picks): on the
-    fast path their senders hand RTP over to the bus's fan-out (stream/rtpsend.py)."""
+    fast path their senders hand RTP over to the bus's fan-out (stream/rtpsend.py); a PLI/FIR
+    goes to the video bus's keyframe request (the shared, rate-limited encoder)."""
 
     def fanout(codec: Codec) -> FastFanout:
         return bus(codec).fast(codec)
@@ -103,7 +103,7 @@ def viewer_tracks(
     if "video" in kinds:
         video = ViewerTrack("video", lambda: bus(video_codec()))
         sender = pc.addTrack(video)
-        route_keyframe_requests(sender, request_keyframe)
+        route_keyframe_requests(sender, lambda: bus(video_codec()).request_keyframe())
         if fast:
             rtpsend.install(sender, fanout)
         tracks.append(video)
@@ -229,7 +229,7 @@ class BroadcastMedia:
         holder: dict[str, Codec] = {}
         tracks = viewer_tracks(
             pc, kinds, self.compositor.bus, lambda: holder["video"],
-            self.compositor.limiter.request, fast=self.settings.fanout == "fast",
+            fast=self.settings.fanout == "fast",
         )  # fmt: skip
         try:
             answer, codec = await negotiate_viewer(pc, offer, kinds)

@@ -71,7 +71,7 @@ class Worker:
         holder: dict[str, Codec] = {}
         tracks = viewer_tracks(
             pc, kinds, lambda c: self.bus(bid, c), lambda: holder["video"],
-            functools.partial(self.keyframe, bid), fast=True,
+            fast=True,
         )  # fmt: skip
         try:
             answer, codec = await negotiate_viewer(pc, offer, kinds)
