@@ -44,10 +44,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jangteo.redisproc import RedisServer, free_port
 from jangteo.testing import stop_process
@@ -59,6 +59,7 @@ SECRET = "bench-orders-secret"
 ADMIN = "bench-orders-admin"
 TAG = "JANGTEO_ORDERS_RESULT "
 GOAL = {"orders_per_core_s": 5000, "p99_ms": 50, "connections": 64, "appendfsync": "always"}
+T = TypeVar("T")
 MAX_LIMIT = 10_000  # the largest per_buyer_limit the catalog takes
 INACTIVE = {"cancelled", "canceled", "expired", "failed", "refunded"}
 
@@ -397,29 +398,15 @@ async def run_one(
     }  # fmt: skip
     script = tmp / f"{name}.lua"
     script.write_text(lua_script(conf, tokens))
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-           "--timeout", "5s", "-s", str(script), f"http://{shop.host}:{shop.port}/"]  # fmt: skip
 
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    (u0, s0), rcpu0, t0 = (
-        procstat.cpu(server_pid),
-        procstat.cpu_seconds(redis_pid),
-        time.monotonic(),
+    def sample() -> tuple[tuple[float, float], float, float, resource.struct_rusage]:
+        return (procstat.cpu(server_pid), procstat.cpu_seconds(redis_pid), time.monotonic(),
+                resource.getrusage(resource.RUSAGE_CHILDREN))  # fmt: skip
+
+    w, before, after = await run_wrk(
+        args, script, f"http://{shop.host}:{shop.port}/", seconds, sample
     )
-    wrk = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await wrk.communicate()
-    (u1, s1), rcpu1, t1 = (
-        procstat.cpu(server_pid),
-        procstat.cpu_seconds(redis_pid),
-        time.monotonic(),
-    )
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
-    if wrk.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({wrk.returncode}): {err.decode()[-500:]}")
-    w = json.loads(lines[-1][len(TAG) :])
+    ((u0, s0), rcpu0, t0, ru0), ((u1, s1), rcpu1, t1, ru1) = before, after
     run_ids = [x for x in ids_file.read_text().split("\n") if x]
 
     # the final answer of every fresh key: sent once more, one at a time per connection
@@ -527,6 +514,25 @@ end
 """
 
 
+async def run_wrk(
+    args: argparse.Namespace, script: Path, url: str, seconds: int, sample: Callable[[], T]
+) -> tuple[dict[str, Any], T, T]:
+    """wrk with ``script`` against ``url``: what the script printed after ``TAG``, and
+    ``sample()`` taken right before and right after the load."""
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
+           "--timeout", "5s", "-s", str(script), url]  # fmt: skip
+    before = sample()
+    wrk = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await wrk.communicate()
+    after = sample()
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
+    if wrk.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed on {url} ({wrk.returncode}): {err.decode()[-500:]}")
+    return json.loads(lines[-1][len(TAG) :]), before, after
+
+
 async def run_anchor(redis_url: str, env: Env, seconds: int) -> dict[str, Any]:
     """The same wrk load on a bare Starlette endpoint running one Lua reserve script."""
     args, tmp = env.args, env.tmp
@@ -549,21 +555,14 @@ async def run_anchor(redis_url: str, env: Env, seconds: int) -> dict[str, Any]:
         await call_many("127.0.0.1", port, warm)
         script = tmp / "anchor.lua"
         script.write_text(f"local TAG = {_lua_str(TAG)}\n" + ANCHOR_LUA)
+
+        def sample() -> tuple[tuple[float, float], float]:
+            return procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
+
         url = f"http://127.0.0.1:{port}/reserve"
-        cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-               "--timeout", "5s", "-s", str(script), url]  # fmt: skip
-        (u0, s0), rcpu0 = procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
-        wrk = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await wrk.communicate()
-        (u1, s1), rcpu1 = procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
+        w, ((u0, s0), rcpu0), ((u1, s1), rcpu1) = await run_wrk(args, script, url, seconds, sample)
     finally:
         stop_process(proc)
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
-    if wrk.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed on the anchor ({wrk.returncode}): {err.decode()[-500:]}")
-    w = json.loads(lines[-1][len(TAG) :])
     cpu = (u1 - u0) + (s1 - s0)
     wall = w["duration_us"] / 1e6
     return {
