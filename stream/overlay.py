@@ -296,6 +296,8 @@ class Overlay:
         self.model = OverlayModel()
         self.renders = 0  # sprites rendered (for tests and the benchmark)
         self._cache: dict[str, Element] = {}
+        self._card_of: tuple[Pinned | None, Pinned | None] = (None, None)
+        self._buffer: Image | None = None
 
     def state(self, now_ms: int, names: Sequence[str]) -> dict[str, object]:
         """Each element's inputs now; ``None``: not shown."""
@@ -305,12 +307,12 @@ class Overlay:
             s = -(-(p.deal_ends_at - now_ms) // 1000)  # ceil: 03:59 until 239 s are left
             left = s if s > 0 else None
         ticks = ticker_lines(m.orders, now_ms)
-        return {
+        if p is not None and self._card_of[0] is not p:  # once per pin, not once per frame
             # the card without the stock: the stock row is its own sprite
+            self._card_of = (p, dataclasses.replace(p, stock=0))
+        return {
             # (the thumbnail does not take part in Pinned's equality: its identity does here)
-            "card": (dataclasses.replace(p, stock=0), p.price_now(now_ms), id(p.thumb))
-            if p
-            else None,
+            "card": (self._card_of[1], p.price_now(now_ms), id(p.thumb)) if p else None,
             "stock": p.stock if p else None,
             "countdown": left,
             "names": (tuple(names), p is not None) if names else None,
@@ -348,13 +350,19 @@ class Overlay:
         raise ValueError(f"cannot render {name} from {value!r}")
 
     def draw(self, canvas: Image, names: Sequence[str] = (), now: float | None = None) -> Image:
-        """``canvas`` (I420) with the overlay composited; copied first if it is read-only."""
+        """``canvas`` (I420) with the overlay composited; copied first if it is read-only (into
+        a buffer the next call reuses: use the result before drawing again)."""
         now_ms = int((time.time() if now is None else now) * 1000)
         sprites = self.sprites(now_ms, names)
         if not sprites:
             return canvas
         if not canvas.flags.writeable:
-            canvas = canvas.copy()
+            # one buffer, reused: a fresh 1.4 MB array per frame costs page faults every frame
+            # (large blocks are mmap'd: jangteo/malloc.py); the caller encodes it before the next
+            if self._buffer is None or self._buffer.shape != canvas.shape:
+                self._buffer = np.empty_like(canvas)
+            np.copyto(self._buffer, canvas)
+            canvas = self._buffer
         for sprite in sprites:
             sprite.draw(canvas, self.layout.width, self.layout.height)
         return canvas
