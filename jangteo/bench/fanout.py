@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from jangteo.config import parse_workers
 from jangteo.redisproc import RedisServer
 from stream.rtc import configure_host_addresses
 
@@ -269,7 +270,7 @@ def parse_worker_counts(value: str) -> list[int]:
     the single-process run, always made."""
     counts: list[int] = []
     for part in filter(None, (p.strip() for p in value.split(","))):
-        n = (os.cpu_count() or 1) if part == "auto" else int(part)
+        n = parse_workers(part)
         if n > 0 and n not in counts:
             counts.append(n)
     return counts
