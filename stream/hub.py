@@ -379,8 +379,6 @@ class MediaHub:
 
     async def end(self, bid: str) -> None:
         media = self.broadcasts.pop(bid, None)
-        if self.workers is not None:
-            self.workers.forget(bid)
         if media is not None:
             if self.on_ended is not None:
                 await self.on_ended(bid)

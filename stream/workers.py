@@ -136,8 +136,8 @@ class WorkerLink:
         self.restarted = asyncio.Event()  # set when a replacement worker has said hello
         self.viewers: dict[str, RemoteViewer] = {}
         self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
-        # offers in flight: request id → (the answer to come, the broadcast)
-        self.pending: dict[int, tuple[asyncio.Future[dict[str, Any]], str]] = {}
+        # offers in flight: request id → (the answer to come, the broadcast's media)
+        self.pending: dict[int, tuple[asyncio.Future[dict[str, Any]], BroadcastMedia]] = {}
         self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
 
     def buffered(self) -> int:
@@ -171,11 +171,11 @@ class WorkerLink:
             if self.restarts:
                 self.restarted.set()
         elif kind in ("answer", "error"):
-            fut, _ = self.pending.pop(int(msg["id"]), (None, ""))
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+            found = self.pending.pop(int(msg["id"]), None)
+            if found is not None and not found[0].done():
+                found[0].set_result(msg)
         elif kind == "keyframe":
-            media = self.pool.media_of(str(msg["bid"]))
+            media = self.media_of(str(msg["bid"]))
             if media is not None:
                 media.compositor.limiter.request()
         elif kind == "gone":
@@ -183,12 +183,15 @@ class WorkerLink:
             if viewer is not None:
                 self.pool.tasks.spawn(viewer.media.remove_viewer(viewer.id))
 
+    def media_of(self, bid: str) -> BroadcastMedia | None:
+        """The media of a broadcast this worker serves (or is negotiating a viewer of)."""
+        served = [v.media for v in self.viewers.values()] + [m for _, m in self.pending.values()]
+        return next((m for m in served if m.bid == bid), None)
+
     def viewer_left(self, viewer: RemoteViewer) -> None:
         self.viewers.pop(viewer.id, None)
         bid = viewer.media.bid
-        if any(v.media.bid == bid for v in self.viewers.values()):
-            return
-        if any(b == bid for _, b in self.pending.values()):  # one is being negotiated: keep all
+        if self.media_of(bid) is not None:  # still serving (or negotiating) a viewer of it
             return
         for key in [k for k in self.feeds if k[0] == bid]:  # its last viewer of that broadcast
             self.feeds.pop(key).detach()
@@ -206,7 +209,6 @@ class WorkerPool:
         self.settings = settings
         self.count = count
         self.links: list[WorkerLink] = []
-        self.medias: dict[str, BroadcastMedia] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="jangteo-workers-"))
         self._path = str(self._dir / "channel.sock")
         self._server: asyncio.AbstractServer | None = None
@@ -260,9 +262,6 @@ class WorkerPool:
         link._handle(msg)
         await link.serve(reader, writer)
 
-    def media_of(self, bid: str) -> BroadcastMedia | None:
-        return self.medias.get(bid)
-
     async def add_viewer(
         self, media: BroadcastMedia, claims: Claims, offer: str
     ) -> tuple[RemoteViewer, str]:
@@ -270,10 +269,9 @@ class WorkerPool:
         if not live:
             raise _busy("no fan-out worker is running")
         link = min(live, key=lambda w: len(w.viewers) + len(w.pending))
-        self.medias[media.bid] = media
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        link.pending[rid] = (fut, media.bid)
+        link.pending[rid] = (fut, media)
         link.send({"t": "offer", "id": rid, "bid": media.bid, "sdp": offer})
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
@@ -318,9 +316,6 @@ class WorkerPool:
         await asyncio.sleep(RESPAWN_DELAY_S)
         if not self._closing:
             await self._spawn(link)
-
-    def forget(self, bid: str) -> None:
-        self.medias.pop(bid, None)
 
     async def aclose(self) -> None:
         self._closing = True
