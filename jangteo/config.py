@@ -52,6 +52,14 @@ class Settings:
     # fan-out worker processes serving viewers (0: this process sends; `auto`: one per core)
     workers: int = 0
     token_ttl_s: int = 12 * 3600
+    # a WHIP/WHEP session whose peer has not connected (ICE + DTLS) by then is dropped
+    connect_timeout_s: float = 15.0
+    # WHEP sessions at once: per person (user id), per client address, per broadcast
+    whep_per_user: int = 5
+    whep_per_address: int = 100
+    max_viewers: int = 2000
+    # proxies whose X-Forwarded-For names the client (comma-separated addresses)
+    trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)
     public_url: str | None = None
     chat_max_chars: int = 200
@@ -146,6 +154,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),
+        "connect_timeout_s": float(_int(env, "JANGTEO_CONNECT_TIMEOUT_S", 15)),
+        "whep_per_user": _int(env, "JANGTEO_WHEP_PER_USER", 5),
+        "whep_per_address": _int(env, "JANGTEO_WHEP_PER_ADDRESS", 100),
+        "max_viewers": _int(env, "JANGTEO_MAX_VIEWERS", 2000),
+        "trusted_proxies": _split(env.get("JANGTEO_TRUSTED_PROXIES", "")),
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "*")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),

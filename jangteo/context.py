@@ -69,6 +69,23 @@ def claims(conn: HTTPConnection, bid: str) -> Claims:
     return c
 
 
+def forwarded_address(peer: str, forwarded_for: str, trusted: tuple[str, ...]) -> str:
+    """The client's address: the TCP peer, or -- when the peer is a trusted proxy -- the last
+    X-Forwarded-For hop that is not one of our proxies (earlier hops are the client's to forge)."""
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    while hops and hops[-1] in trusted:
+        hops.pop()
+    return hops[-1] if hops else peer
+
+
+def client_address(conn: HTTPConnection) -> str:
+    peer = conn.client.host if conn.client else ""
+    trusted = ctx(conn).settings.trusted_proxies
+    return forwarded_address(peer, conn.headers.get("x-forwarded-for", ""), trusted)
+
+
 def admin_or(conn: HTTPConnection, *roles: Role) -> Claims | None:
     """The operator (None) or a token of one of ``roles`` (default: host) for the broadcast in
     the path; 401/403 otherwise."""

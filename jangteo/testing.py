@@ -41,6 +41,12 @@ class RunningServer:
         doc: dict[str, str] = r.json()
         return doc
 
+    async def live_broadcast(self, title: str = "테스트 방송") -> dict[str, str]:
+        """A broadcast already on air (as if its host had gone live), for viewers to watch."""
+        doc = await self.create_broadcast(title)
+        await self.ctx.store.ensure_live(doc["id"])
+        return doc
+
     async def token(self, bid: str, role: str, name: str, as_token: str | None = None) -> str:
         headers = {"Authorization": f"Bearer {as_token}"} if as_token else self.admin()
         r = await self.http.post(

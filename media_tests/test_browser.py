@@ -259,7 +259,7 @@ async def test_watch_reconnects_when_the_server_drops_it(
     server: RunningServer, context: BrowserContext
 ) -> None:
     """No publisher: the viewer plays the slate; we drop its session server-side."""
-    b = await server.create_broadcast("재연결")
+    b = await server.live_broadcast("재연결")
     bid = b["id"]
     watch = await context.new_page()
     await watch.goto(f"{server.base_url}/watch/{bid}")
@@ -286,7 +286,7 @@ async def test_watch_stops_when_the_broadcast_ends(
     server: RunningServer, context: BrowserContext
 ) -> None:
     """Ending the broadcast closes the viewer; the page says so and does not retry forever."""
-    b = await server.create_broadcast("종료 테스트")
+    b = await server.live_broadcast("종료 테스트")
     bid = b["id"]
     watch = await context.new_page()
     await watch.goto(f"{server.base_url}/watch/{bid}")
@@ -302,3 +302,21 @@ async def test_watch_stops_when_the_broadcast_ends(
     assert "종료" in await watch.inner_text("#status")
     assert server.ctx.hub.get(bid) is None
     await watch.screenshot(path=screenshot_path("watch-ended.png"))
+
+
+async def test_watch_waits_for_the_show_to_start(
+    server: RunningServer, context: BrowserContext
+) -> None:
+    """Before the host goes live the page waits (nothing is started on the server for it); once
+    the broadcast is live it plays without a reload."""
+    b = await server.create_broadcast("곧 시작")
+    bid = b["id"]
+    watch = await context.new_page()
+    await watch.goto(f"{server.base_url}/watch/{bid}")
+    await watch.wait_for_function("window.jt.player.state === 'waiting'", timeout=WAIT_MS)
+    assert "곧 방송이 시작됩니다" in await watch.inner_text("#status")
+    assert server.ctx.hub.get(bid) is None, "no compositor or encoder for a show not on air"
+
+    await server.ctx.store.ensure_live(bid)  # the status event reaches the page over chat
+    await wait_playing(watch, "#player")
+    assert is_slate(await snapshot(watch, "#player"))

@@ -7,9 +7,11 @@
     CohostLimit (409)     the host and 3 co-hosts are already publishing
     BroadcastEnded (409)  publishing or playing an ended broadcast
     SessionNotFound (404) unknown WHIP/WHEP session
+    NotLive (409)         playing a broadcast that has not gone live yet (Retry-After)
+    TooManySessions (429) over the sessions allowed per person, per address or per broadcast
 """
 
-from jangteo.problems import BadRequest, Conflict, NotFound
+from jangteo.problems import BadRequest, Conflict, NotFound, TooManyRequests
 
 
 class BadSdp(BadRequest):
@@ -30,3 +32,11 @@ class BroadcastEnded(Conflict):
 
 class SessionNotFound(NotFound):
     default_code = "session_not_found"
+
+
+class NotLive(Conflict):
+    default_code = "not_live"
+
+
+class TooManySessions(TooManyRequests):
+    default_code = "too_many_sessions"

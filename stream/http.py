@@ -12,11 +12,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jangteo.broadcasts import Status
-from jangteo.context import claims, ctx, read_body
+from jangteo.context import claims, client_address, ctx, read_body
 from jangteo.problems import Forbidden, MethodNotAllowed, Unavailable
 from jangteo.tokens import Role
 
-from .errors import BroadcastEnded
+from .errors import BroadcastEnded, NotLive
 from .hub import BroadcastMedia
 from .rtc import MAX_SDP_BYTES, check_offer
 
@@ -76,8 +76,10 @@ async def whep_post(request: Request) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=False)
+    if broadcast.status is not Status.LIVE:  # nothing is started for a show not on air yet
+        raise NotLive("the broadcast has not started yet", headers={"Retry-After": "5"})
     async with app.hub.session_scope(bid) as media:
-        viewer, answer = await media.add_viewer(c, offer)
+        viewer, answer = await media.add_viewer(c, offer, client_address(request))
     ended = (await app.store.get(bid)).status is Status.ENDED
     if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too
         await viewer.aclose()

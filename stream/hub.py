@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -25,11 +25,18 @@ from jangteo.tokens import Claims, Role
 from . import rtpsend
 from .compose import Compositor
 from .encode import Codec
-from .errors import BadSdp, CohostLimit, HostLive, SessionNotFound
+from .errors import BadSdp, CohostLimit, HostLive, SessionNotFound, TooManySessions
 from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
 from .ingest import Publisher, PublisherState, Source
 from .layout import MAX_PICTURES
-from .rtc import announce, check_offer, close_peer, negotiated_codec, new_peer_connection
+from .rtc import (
+    announce,
+    check_offer,
+    close_peer,
+    connected_within,
+    negotiated_codec,
+    new_peer_connection,
+)
 from .rtpsend import FastFanout
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ class Viewer:
     pc: RTCPeerConnection
     tracks: list[ViewerTrack]
     video_codec: Codec | None
+    address: str = ""
     closed: bool = False
 
     async def aclose(self) -> None:
@@ -59,13 +67,23 @@ class Viewer:
         return [t.sender for t in self.pc.getTransceivers() if t.sender.track is not None]
 
 
-async def _answer(pc: RTCPeerConnection, offer: str) -> str:
+async def _answer(pc: RTCPeerConnection, offer: str, *, send_only: bool = False) -> str:
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     except Exception as exc:  # aiortc raises ValueError/OperationError/... for offers it cannot use
         raise BadSdp(f"cannot use this offer: {exc}") from exc
+    if send_only:
+        answer_send_only(pc)
     await pc.setLocalDescription(await pc.createAnswer())
     return pc.localDescription.sdp
+
+
+def answer_send_only(pc: RTCPeerConnection) -> None:
+    """A viewer receives; it never sends to us. Our tracks' sections are answered ``sendonly``
+    and every other section ``inactive``, so aiortc never starts a receiver (which would decode
+    whatever a viewer's ``sendrecv`` offer sends, into a queue nothing reads)."""
+    for t in pc.getTransceivers():
+        t.direction = "sendonly" if t.sender.track is not None else "inactive"
 
 
 def viewer_kinds(offer: str) -> set[str]:
@@ -132,7 +150,7 @@ async def negotiate_viewer(
     pc: RTCPeerConnection, offer: str, kinds: set[str]
 ) -> tuple[str, Codec | None]:
     """The answer to a viewer's offer and the video codec it settled on."""
-    answer = await _answer(pc, offer)
+    answer = await _answer(pc, offer, send_only=True)
     if "video" not in kinds:
         return answer, None
     name = negotiated_codec(answer, "video")
@@ -154,6 +172,8 @@ class BroadcastMedia:
         self.workers: WorkerPool | None = None  # set: viewers are served by worker processes
         self._closed = False
         self._watchers: set[asyncio.Task[None]] = set()
+        # (user id, address) of WHEP offers being negotiated: they count against the limits
+        self._admitting: list[tuple[str, str]] = []
         self.packets_out_closed = 0
         self.bytes_out_closed = 0
 
@@ -208,6 +228,7 @@ class BroadcastMedia:
             raise
         self.publishers[pid] = publisher
         self.compositor.add_source(source)
+        self._deadline(pc, lambda: self.remove_publisher(pid))
         log.info("publisher %s joined as %s", pid, claims.role.value, extra={"bid": self.bid})
         return publisher, announce(answer, self.settings.announced_address)
 
@@ -220,9 +241,42 @@ class BroadcastMedia:
         log.info("publisher %s left", pid, extra={"bid": self.bid})
 
     # -- WHEP ------------------------------------------------------------------------------------
-    async def add_viewer(self, claims: Claims, offer: str) -> tuple[Viewer | RemoteViewer, str]:
+    @contextlib.contextmanager
+    def admission(self, claims: Claims, address: str) -> Iterator[None]:
+        """Hold a place for one WHEP offer while it is negotiated; TooManySessions (429) when
+        the person, their address or the broadcast already has as many sessions as allowed."""
+        s = self.settings
+        held = [(v.claims.user_id, v.address) for v in self.viewers.values()] + self._admitting
+        retry = {"Retry-After": "10"}
+        if len(held) >= s.max_viewers:
+            raise TooManySessions(f"this broadcast has its {s.max_viewers} viewers already",
+                                  code="broadcast_full", headers=retry)  # fmt: skip
+        if sum(1 for user, _ in held if user == claims.user_id) >= s.whep_per_user:
+            raise TooManySessions(
+                f"you are already watching in {s.whep_per_user} places; close one first",
+                headers=retry,
+            )
+        if address and sum(1 for _, a in held if a == address) >= s.whep_per_address:
+            raise TooManySessions(f"{s.whep_per_address} sessions from your address already",
+                                  code="too_many_sessions_from_address", headers=retry)  # fmt: skip
+        place = (claims.user_id, address)
+        self._admitting.append(place)
+        try:
+            yield
+        finally:
+            self._admitting.remove(place)
+
+    async def add_viewer(
+        self, claims: Claims, offer: str, address: str = ""
+    ) -> tuple[Viewer | RemoteViewer, str]:
+        with self.admission(claims, address):
+            return await self._add_viewer(claims, offer, address)
+
+    async def _add_viewer(
+        self, claims: Claims, offer: str, address: str
+    ) -> tuple[Viewer | RemoteViewer, str]:
         if self.workers is not None:  # a fan-out worker process serves it
-            return await self.workers.add_viewer(self, claims, offer)
+            return await self.workers.add_viewer(self, claims, offer, address)
         kinds = viewer_kinds(offer)
         vid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
@@ -240,9 +294,10 @@ class BroadcastMedia:
                 track.stop()
             await pc.close()
             raise
-        viewer = Viewer(vid, claims, pc, tracks, holder.get("video"))
+        viewer = Viewer(vid, claims, pc, tracks, holder.get("video"), address)
         self.viewers[vid] = viewer
         self._watch(pc, lambda: self.remove_viewer(vid))
+        self._deadline(pc, lambda: self.remove_viewer(vid))
         log.info("viewer %s joined (%s)", vid, holder.get("video"), extra={"bid": self.bid})
         return viewer, announce(answer, self.settings.announced_address)
 
@@ -287,9 +342,24 @@ class BroadcastMedia:
             if publisher_id and state == "connected" and publisher_id in self.publishers:
                 self.publishers[publisher_id].state = PublisherState.CONNECTED
             if state in ("failed", "closed") and not self._closed:
-                task = asyncio.get_running_loop().create_task(on_gone())
-                self._watchers.add(task)
-                task.add_done_callback(self._watchers.discard)
+                self._spawn(on_gone())
+
+    def _deadline(
+        self, pc: RTCPeerConnection, on_gone: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Drop the session if its peer has not connected within the connect timeout."""
+
+        async def watch() -> None:
+            if not await connected_within(pc, self.settings.connect_timeout_s):
+                log.info("a session did not connect in time; dropped", extra={"bid": self.bid})
+                await on_gone()
+
+        self._spawn(watch())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     async def aclose(self) -> None:
         if self._closed:

@@ -6,6 +6,7 @@ Pure functions (``negotiated_codec``, ``announce``, ``check_offer``) take and re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -19,6 +20,9 @@ from . import rtc_hooks  # noqa: F401  (installs the DTLS and ICE consent hooks)
 from .errors import BadSdp
 
 MAX_SDP_BYTES = 64 * 1024
+# audio + video (+ a data channel) is all any studio or player sends; every section costs the
+# parser and aiortc's negotiation real time on the event loop, so a count is checked first
+MAX_MEDIA_SECTIONS = 4
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +71,39 @@ async def close_peer(pc: RTCPeerConnection) -> None:
         log.warning("peer connection did not close in %.0f s; dropped", PC_CLOSE_TIMEOUT_S)
 
 
+def check_size(text: str) -> None:
+    """Refuse an offer with more media sections than any real client sends, before parsing."""
+    if text.count("\nm=") + text.startswith("m=") > MAX_MEDIA_SECTIONS:
+        raise BadSdp(
+            f"the SDP offer has more than {MAX_MEDIA_SECTIONS} media sections",
+            code="too_many_media_sections",
+        )
+
+
+async def connected_within(pc: RTCPeerConnection, timeout: float) -> bool:
+    """Whether ``pc`` reaches ``connected`` within ``timeout`` seconds (False once it fails or
+    closes). A session whose peer never completes ICE and DTLS is dropped on this."""
+    done = asyncio.Event()
+
+    def check() -> None:
+        if pc.connectionState in ("connected", "failed", "closed"):
+            done.set()
+
+    pc.on("connectionstatechange", check)
+    try:
+        check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+        return bool(pc.connectionState == "connected")
+    finally:
+        pc.remove_listener("connectionstatechange", check)
+
+
 def check_offer(text: str, *, need_send: bool) -> sdp.SessionDescription:
     """Parse an offer; BadSdp unless it has an audio/video section in a usable direction."""
     if not text.startswith("v=0"):
         raise BadSdp("the body is not an SDP offer (it must start with v=0)")
+    check_size(text)
     try:
         desc = sdp.SessionDescription.parse(text)
     except Exception as exc:  # aiortc's parser raises whatever its regexes hit

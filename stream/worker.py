@@ -29,7 +29,13 @@ from . import channel
 from .encode import Codec, EncodedFrame
 from .fanout import FrameBus, ViewerTrack
 from .hub import negotiate_viewer, viewer_kinds, viewer_tracks
-from .rtc import announce, close_peer, configure_host_addresses, new_peer_connection
+from .rtc import (
+    announce,
+    close_peer,
+    configure_host_addresses,
+    connected_within,
+    new_peer_connection,
+)
 
 log = logging.getLogger("stream.worker")
 
@@ -91,6 +97,14 @@ class Worker:
                 self.send({"t": "gone", "sid": sid})
                 self._tasks.spawn(self.close_viewer(sid))
 
+        async def deadline() -> None:  # a peer that never connects is dropped
+            connected = await connected_within(pc, self.settings.connect_timeout_s)
+            if not connected and sid in self.viewers:
+                self.send({"t": "gone", "sid": sid})
+                await self.close_viewer(sid)
+
+        self._tasks.spawn(deadline())
+
         self.send({"t": "answer", "id": rid, "sid": sid, "audio": "audio" in kinds,
                    "video": codec.value if codec else None,
                    "sdp": announce(answer, self.settings.announced_address)})  # fmt: skip
@@ -149,6 +163,7 @@ async def main(path: str, token: str, index: int) -> None:
         ice_servers=parse_ice_servers(json.dumps(conf.get("ice_servers") or [])),
         ice_host_addresses=tuple(conf.get("ice_host_addresses") or ()),
         announced_address=conf.get("announced_address"),
+        connect_timeout_s=float(conf.get("connect_timeout_s") or 15.0),
     )
     if settings.ice_host_addresses:
         configure_host_addresses(list(settings.ice_host_addresses))

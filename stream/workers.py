@@ -60,6 +60,7 @@ class RemoteViewer:
     link: WorkerLink
     media: BroadcastMedia
     video_codec: Codec | None
+    address: str = ""
     closed: bool = False
 
     async def aclose(self) -> None:
@@ -263,7 +264,7 @@ class WorkerPool:
         await link.serve(reader, writer)
 
     async def add_viewer(
-        self, media: BroadcastMedia, claims: Claims, offer: str
+        self, media: BroadcastMedia, claims: Claims, offer: str, address: str = ""
     ) -> tuple[RemoteViewer, str]:
         live = [link for link in self.links if link.alive]
         if not live:
@@ -284,7 +285,7 @@ class WorkerPool:
                 raise _busy(str(reply.get("detail")))
             raise BadSdp(str(reply.get("detail") or "the worker refused the offer"))
         codec = Codec(reply["video"]) if reply.get("video") else None
-        viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec)
+        viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec, address)
         link.viewers[viewer.id] = viewer
         media.viewers[viewer.id] = viewer
         if reply.get("audio"):
@@ -354,4 +355,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ],
         "ice_host_addresses": list(settings.ice_host_addresses),
         "announced_address": settings.announced_address,
+        "connect_timeout_s": settings.connect_timeout_s,
     }

@@ -22,6 +22,7 @@ export class HttpProblem extends Error {
 }
 
 export async function problemOf(resp) {
+  const retryAfter = resp.headers.get("Retry-After");
   let code = "";
   let detail = `HTTP ${resp.status}`;
   let doc = null;
@@ -32,7 +33,9 @@ export async function problemOf(resp) {
   } catch (_) {
     /* not JSON */
   }
-  return new HttpProblem(resp.status, code, detail, doc);
+  const problem = new HttpProblem(resp.status, code, detail, doc);
+  problem.retryAfter = retryAfter;
+  return problem;
 }
 
 /** Resolves once ICE gathering is complete (or after timeoutMs, with what was gathered). */
@@ -100,8 +103,20 @@ export function preferCodec(transceiver, mime) {
 function isFatal(err) {
   if (!(err instanceof HttpProblem)) return false; // network errors: retry
   if (err.status === 401) return false; // caller may refresh the token
+  if (waitFor(err) !== null) return false;
   return err.status === 400 || err.status === 403 || err.status === 404 ||
     err.status === 409 || err.status === 413 || err.status === 415;
+}
+
+/** Milliseconds to wait before asking again, for answers that mean "not yet": the show has not
+ * started (409 not_live) or the server is at a limit (429, 503); null for anything else. */
+function waitFor(err) {
+  if (!(err instanceof HttpProblem)) return null;
+  if (!(err.status === 429 || err.status === 503 || (err.status === 409 && err.code === "not_live"))) {
+    return null;
+  }
+  const s = Number(err.retryAfter);
+  return Number.isFinite(s) && s > 0 ? Math.min(s, 60) * 1000 : 5000;
 }
 
 const connectedPcs = new WeakSet(); // peer connections that reached 'connected' once
@@ -112,7 +127,8 @@ const connectedPcs = new WeakSet(); // peer connections that reached 'connected'
  * options: kind ("whip" | "whep"), url, getToken(refresh: boolean) -> Promise<string>,
  *   tracks (whip: MediaStreamTracks to send), videoCodec (whip: e.g. "video/VP8"),
  *   onStream(MediaStream) (whep), onState(state, detail).
- * States: idle, connecting, connected, reconnecting, stopped, failed (fatal: see `error`).
+ * States: idle, connecting, connected, reconnecting, waiting (the show has not started, or the
+ * server is at a limit: it asks again after Retry-After), stopped, failed (fatal: see `error`).
  */
 export class MediaSession {
   constructor(options) {
@@ -161,6 +177,23 @@ export class MediaSession {
       this.pc.close();
       this.pc = null;
     }
+  }
+
+  /** Try again now (e.g. the page learnt that the show went live while we were waiting). */
+  kick() {
+    if (this.state === "waiting" || this.state === "reconnecting") {
+      clearTimeout(this._timer);
+      this._connect(false);
+    }
+  }
+
+  _wait(err, delay) {
+    this._generation++;
+    clearTimeout(this._timer);
+    this._closePc();
+    this.lastReason = err.code || String(err.status);
+    this._set("waiting", err);
+    this._timer = setTimeout(() => this._connect(false), Math.round(delay * (0.9 + Math.random() * 0.2)));
   }
 
   _retry(reason) {
@@ -218,6 +251,11 @@ export class MediaSession {
       if (err instanceof HttpProblem && err.status === 401 && !refreshToken) {
         this._closePc();
         return this._connect(true); // expired or bad token: ask for a new one once
+      }
+      const wait = waitFor(err);
+      if (wait !== null) {
+        this._wait(err, wait);
+        return;
       }
       if (isFatal(err)) {
         this._closePc();
