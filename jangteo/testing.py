@@ -8,7 +8,8 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import uvicorn
@@ -55,6 +56,15 @@ class RunningServer:
         r.raise_for_status()
         token: str = r.json()["token"]
         return token
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll a server-side condition that has no event to await (a session reaped, a count)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 SHUTDOWN_LIMIT_S = 20  # uvicorn's graceful 5 s, then closing peers (5 s deadline each, in parallel)
