@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from jangteo.testing import RunningServer
 from stream.clients import WhepClient, WhipClient
+from stream.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE
 from stream.synthetic import PatternTrack, ToneTrack
 
 from .helpers import fps, is_pattern
@@ -71,4 +74,43 @@ async def test_a_keyframe_reaches_every_viewer_together(server: RunningServer) -
     finally:
         for v in viewers:
             await v.aclose()
+        await pub.aclose()
+
+
+async def test_a_nack_flood_is_answered_within_the_viewers_budget(server: RunningServer) -> None:
+    """As found: ≈19 kB/s of NACKs from one viewer made the server send ≈4 MB/s. Here a viewer
+    asks for its last 300 packets 200 times a second for three seconds; the server resends at
+    most half again what it sends that viewer, and the viewer still plays."""
+    bid, pub = await _live(server)
+    token = await server.token(bid, "viewer", "폭주")
+    viewer = WhepClient(server.base_url, bid, token, keep_images=30, sample_every=10)
+    await viewer.play(audio=False)
+    try:
+        await viewer.wait_frames(30, timeout=30)
+        media = server.ctx.hub.get(bid)
+        assert media is not None
+        fanout = media.compositor.video_buses["vp8"].fanout
+        assert fanout is not None
+        (fast,) = fanout.viewers
+        (receiver,) = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
+        octets0, resent0, refused0 = fast.octets, fast.retransmitted_bytes, fast.nacks_refused
+        frames0 = len(viewer.frames)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.0
+        nacks = 0
+        while loop.time() < end:
+            lost = sorted((fast.seq - i) & 0xFFFF for i in range(1, 301))
+            await receiver._send_rtcp_nack(fast.ssrc, lost)
+            nacks += 1
+            await asyncio.sleep(0.005)  # the flood's own pace: 200 NACK packets a second
+        sent = fast.octets - octets0
+        resent = fast.retransmitted_bytes - resent0
+        assert resent <= RETRANSMIT_SHARE * sent + RETRANSMIT_BURST, (resent, sent)
+        assert nacks >= 300
+        assert fast.nacks_refused - refused0 > 10 * fast.retransmits, "the flood was refused"
+        await viewer.wait_frames(frames0 + 60, timeout=10)  # and the picture goes on
+        latest = [f.image for f in viewer.frames[-60:] if f.image is not None]
+        assert latest and all(is_pattern(img) for img in latest)
+    finally:
+        await viewer.aclose()
         await pub.aclose()

@@ -54,6 +54,11 @@ HISTORY_FRAMES = 90  # frames whose packets a viewer can ask for again (3 s at 3
 MAX_BUFFERED = 256 * 1024  # bytes waiting in a viewer's socket buffer before it counts as behind
 MAX_FRAMES = 45  # frames waiting for the fan-out task (1.5 s at 30 fps); beyond: skip to keyframe
 YIELD_EVERY = 1500  # sends between two yields to the event loop
+# NACKs are answered within a budget: a viewer earns RETRANSMIT_SHARE of the bytes it is sent,
+# up to RETRANSMIT_BURST banked, and each packet goes again at most once per REPEAT_S
+RETRANSMIT_SHARE = 0.5
+RETRANSMIT_BURST = 128 * 1024
+REPEAT_S = 0.1
 
 _MIME = {Codec.VP8: ("video/VP8", 90000), Codec.H264: ("video/H264", 90000),
          Codec.OPUS: ("audio/opus", 48000)}  # fmt: skip
@@ -120,6 +125,10 @@ class FastViewer:
         self.octets = 0
         self.skips = 0
         self.retransmits = 0
+        self.retransmitted_bytes = 0
+        self.nacks_refused = 0  # over the budget, or asked again too soon
+        self.retransmit_budget = 0.0
+        self._resent_at: dict[int, float] = {}  # sequence number → when it last went again
         self.closed = asyncio.Event()
         s: Any = sender
         self._extmap = s._RTCRtpSender__rtp_header_extensions_map
@@ -168,11 +177,30 @@ class FastViewer:
         self.seq = (self.seq + len(frame.payloads)) & 0xFFFF
         self.packets += len(frame.payloads)
         self.octets += frame.size
+        self.retransmit_budget = min(
+            RETRANSMIT_BURST, self.retransmit_budget + frame.size * RETRANSMIT_SHARE
+        )
         s: Any = self.sender
         s._RTCRtpSender__ntp_timestamp = ntp
         s._RTCRtpSender__rtp_timestamp = self.ts
         s._RTCRtpSender__packet_count = self.packets
         s._RTCRtpSender__octet_count = self.octets
+
+    def may_retransmit(self, seq: int, size: int, now: float) -> bool:
+        """Whether a NACK for ``seq`` (``size`` payload bytes) is answered: what a viewer can
+        make us resend is bounded by what it is sent (a NACK flood costs the server at most
+        half again its own stream), and a packet asked for again within REPEAT_S is not resent."""
+        last = self._resent_at.get(seq)
+        if (last is not None and now - last < REPEAT_S) or size > self.retransmit_budget:
+            self.nacks_refused += 1
+            return False
+        self.retransmit_budget -= size
+        if len(self._resent_at) >= 4096:  # keep it small: drop what is too old to matter
+            self._resent_at = {k: t for k, t in self._resent_at.items() if now - t < REPEAT_S}
+        self._resent_at[seq] = now
+        self.retransmits += 1
+        self.retransmitted_bytes += size
+        return True
 
     def packet(self, seq: int) -> RtpPacket | None:
         """The packet ``seq`` as it was sent (for a retransmission), if still in the history."""
@@ -356,7 +384,8 @@ def install(sender: RTCRtpSender, fanout_for: Callable[[Codec], FastFanout]) -> 
         packet = viewer.packet(sequence_number) if viewer else None
         if packet is None or viewer is None:
             return
-        viewer.retransmits += 1
+        if not viewer.may_retransmit(sequence_number, len(packet.payload), time.monotonic()):
+            return
         s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = packet
         await RTCRtpSender._retransmit(sender, sequence_number)
 
