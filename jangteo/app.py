@@ -37,7 +37,7 @@ from stream.workers import WorkerPool
 from . import api, cohosting, metrics, openapi
 from .broadcasts import BroadcastStore
 from .config import Settings, with_payment_secret
-from .context import AppContext, ctx
+from .context import AppContext, ctx, require_admin
 from .overlays import OverlayFeed
 from .problems import (
     MethodNotAllowed,
@@ -63,10 +63,13 @@ _NO_CACHE = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text, for the operator (Bearer admin key; Prometheus sends it with
+    ``authorization: {credentials: …}``). Read from counters: no work per viewer."""
+    require_admin(request)
     hub = ctx(request).hub
     packets = octets = 0
     for media in list(hub.broadcasts.values()):
-        p, o = await media.traffic()
+        p, o = media.traffic()
         packets, octets = packets + p, octets + o
     skips = sum(
         b.skips

@@ -225,6 +225,7 @@ class FastFanout:
         self.request_keyframe = bus.request_keyframe
         self.viewers: set[FastViewer] = set()
         self.packets_sent = 0
+        self.octets_sent = 0  # payload bytes, as RTP senders count them
         self.cpu_s = 0.0  # CPU time spent sending (this thread's), for the benchmark
         self._packetizer = Packetizer(codec)
         self._queue: collections.deque[Packetized] = collections.deque()
@@ -341,6 +342,7 @@ class FastFanout:
         for v, _, _ in targets:
             v.end(frame, ntp)
         self.packets_sent += len(payloads) * len(rows)
+        self.octets_sent += frame.size * len(rows)
         self.cpu_s += time.thread_time() - t0
 
 

@@ -511,9 +511,16 @@ async def test_openapi_document(server: RunningServer) -> None:
 _SAMPLE = re.compile(r"^(jangteo_[a-z0-9_]+)(\{[^}]*\})? (-?[0-9.e+]+)$")
 
 
+async def test_metrics_need_the_operator_key(server: RunningServer) -> None:
+    """As found: /metrics was open to anyone (the contract says operator)."""
+    b = await server.create_broadcast()
+    assert_problem(await server.http.get("/metrics"), 401, "no_token")
+    assert_problem(await server.http.get("/metrics", headers=bearer(b["host_token"])), 401)
+
+
 async def test_metrics_are_prometheus_text(server: RunningServer) -> None:
     await server.create_broadcast()
-    r = await server.http.get("/metrics")
+    r = await server.http.get("/metrics", headers=server.admin())
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert "version=0.0.4" in r.headers["content-type"]

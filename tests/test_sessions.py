@@ -99,7 +99,7 @@ def _sections(n: int) -> str:
     head = ["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0"]
     body = []
     for mid in range(n):
-        body += [f"m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=ice-ufrag:Zx4q",
+        body += ["m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=ice-ufrag:Zx4q",
                  "a=ice-pwd:p7Nq2a3VfW0sE1lKm9TyUe8b", f"a=fingerprint:sha-256 {FINGERPRINT}",
                  "a=setup:actpass", f"a=mid:{mid}", "a=recvonly", "a=rtcp-mux",
                  "a=rtpmap:96 VP8/90000"]  # fmt: skip

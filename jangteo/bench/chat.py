@@ -55,7 +55,7 @@ async def _drain(ws: Any) -> None:
 
 
 async def _metric(http: httpx.AsyncClient, name: str) -> float:
-    text = (await http.get("/metrics")).text
+    text = (await http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN}"})).text
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 
