@@ -11,13 +11,13 @@ from starlette.routing import Route
 
 from jangteo.api import json_body
 from jangteo.context import claims, ctx
-from jangteo.problems import BadRequest, NotFound, Unprocessable
+from jangteo.problems import BadRequest, Forbidden, NotFound, Unprocessable
 from jangteo.tokens import Claims
 
 from .hub import HISTORY, decode_entry, id_key
 from .normalize import TextRejected, check_text
 from .publish import publish, stream_key
-from .roles import Action, require
+from .roles import Action, outranks, require
 from .store import ChatSettings
 
 MIN_TIMEOUT_S = 10
@@ -81,6 +81,10 @@ async def ban(request: Request) -> JSONResponse:
         raise BadRequest("user_id must be a string", code="bad_user_id")
     if uid == c.user_id:
         raise Unprocessable("you cannot ban yourself", code="self_ban")
+    app = ctx(request)
+    target = await app.store.role_of(bid, uid)
+    if not outranks(c.role, target):
+        raise Forbidden(f"a {c.role.value} cannot ban the {target.value}", code="cannot_ban_staff")
     duration = doc.get("duration_s")
     if duration is not None and (
         not isinstance(duration, int)
@@ -91,7 +95,6 @@ async def ban(request: Request) -> JSONResponse:
             f"duration_s must be {MIN_TIMEOUT_S}..{MAX_TIMEOUT_S} s (or absent for a ban)",
             code="bad_duration",
         )
-    app = ctx(request)
     await app.chat_store.ban(bid, uid, duration)
     text = f"{duration}초 동안 채팅이 제한되었습니다" if duration else "채팅이 금지되었습니다"
     await publish(app.redis, bid, {"type": "system", "text": text, "to": uid, "ts": _now()})

@@ -28,6 +28,7 @@ from jangteo.keys import text
 from jangteo.tasks import cancel_all, cancel_and_wait, cancelling
 from jangteo.tokens import Claims
 
+from .connections import Connections
 from .publish import stream_key
 from .store import ChatStore
 
@@ -374,8 +375,15 @@ class ChatHub:
 
     IDLE_S = 10.0
 
-    def __init__(self, redis: Redis, store: ChatStore, batch_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        store: ChatStore,
+        batch_s: float = 0.05,
+        connections: Connections | None = None,
+    ) -> None:
         self.redis = redis
+        self.connections = connections or Connections(per_user=5, per_address=200)
         self.batch_s = batch_s
         self.store = store
         self.process = secrets.token_hex(6)

@@ -37,6 +37,15 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 }
 
 
+# who may ban or time out whom: only someone of a higher rank. Nobody bans the host; the host
+# alone bans co-hosts and moderators; moderators ban viewers.
+RANK: dict[Role, int] = {Role.HOST: 3, Role.COHOST: 2, Role.MODERATOR: 2, Role.VIEWER: 1}
+
+
+def outranks(actor: Role, target: Role) -> bool:
+    return RANK[actor] > RANK[target]
+
+
 def may(role: Role, action: Action) -> bool:
     return role in PERMISSIONS[action]
 

@@ -3,6 +3,12 @@
 Handshake: a valid token for this broadcast and an allowed ``Origin``, else the upgrade is refused
 (HTTP 403). Client → server: ``{"type":"chat","text":…}``, ``{"type":"heart","count":n}``. Bad
 input gets an ``error`` event; frames over 4 KiB close the socket with 1009 (the server's limit).
+
+Inbound limits per socket: FRAME_RATE frames a second (FRAME_BURST banked; staff five times as
+many), beyond that the
+socket is closed with 4029 and a reason; hearts count HEART_RATE taps a second (HEART_BURST
+banked) and the rest are dropped. At most ``chat_sockets_per_user`` sockets per person and
+``chat_sockets_per_address`` per client address on one process (4029 on the next).
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from commerce.chat_orders import try_order
-from jangteo.context import ctx
+from jangteo.context import client_address, ctx
 from jangteo.problems import Problem
+from jangteo.ratelimit import TokenBucket
+from jangteo.tokens import Claims, Role
 
 from .hub import Client
 from .normalize import TextRejected, banned_hit, check_text
@@ -26,6 +34,10 @@ log = logging.getLogger(__name__)
 
 MAX_HEART_TAPS = 50
 CLOSE_POLICY = 1008
+CLOSE_RATE_LIMITED = 4029
+FRAME_RATE, FRAME_BURST = 10.0, 30.0  # a viewer's; staff (host, co-host, moderator) get 5x
+STAFF_FRAME_FACTOR = 5
+HEART_RATE, HEART_BURST = 20.0, 100.0
 
 
 def _origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
@@ -49,6 +61,18 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_POLICY, exc.detail[:120])
         return
     await websocket.accept()
+    address = client_address(websocket)
+    crowded = app.chat.connections.admit(claims.user_id, address)
+    if crowded:
+        await websocket.close(CLOSE_RATE_LIMITED, crowded)
+        return
+    try:
+        await _serve(app, websocket, bid, claims)
+    finally:
+        app.chat.connections.leave(claims.user_id, address)
+
+
+async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims) -> None:
     chat = await app.chat.join(bid)
 
     async def send(frame: str) -> None:
@@ -59,11 +83,17 @@ async def chat_socket(websocket: WebSocket) -> None:
             await websocket.close(code, reason)
 
     client = Client(claims, send, close)
+    k = 1 if claims.role is Role.VIEWER else STAFF_FRAME_FACTOR
+    frames = TokenBucket(FRAME_RATE * k, FRAME_BURST * k)
+    hearts = TokenBucket(HEART_RATE, HEART_BURST)
     try:
         await chat.attach(client, websocket.query_params.get("last_id"))
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                break
+            if not frames.take(time.monotonic()):
+                await websocket.close(CLOSE_RATE_LIMITED, "too many messages: slow down")
                 break
             text = message.get("text")
             if text is None:
@@ -73,7 +103,7 @@ async def chat_socket(websocket: WebSocket) -> None:
                 except UnicodeDecodeError:
                     client.offer(_error("bad_utf8", "the frame is not valid UTF-8"))
                     continue
-            await _handle(app, chat, client, text)
+            await _handle(app, chat, client, text, hearts)
     except WebSocketDisconnect:
         pass
     finally:
@@ -87,7 +117,7 @@ def _error(code: str, detail: str, **extra: Any) -> str:
     )
 
 
-async def _handle(app: Any, chat: Any, client: Client, text: str) -> None:
+async def _handle(app: Any, chat: Any, client: Client, text: str, hearts: TokenBucket) -> None:
     try:
         msg = json.loads(text)
     except ValueError:
@@ -107,7 +137,8 @@ async def _handle(app: Any, chat: Any, client: Client, text: str) -> None:
         ):
             client.offer(_error("bad_count", f"count must be 1..{MAX_HEART_TAPS}"))
             return
-        chat.tap(count)
+        if hearts.take(time.monotonic(), count):  # taps beyond a person's pace are dropped
+            chat.tap(count)
         return
     if kind != "chat":
         client.offer(_error("bad_type", "type must be chat or heart"))

@@ -83,6 +83,8 @@ async def issue_token(request: Request) -> JSONResponse:
             raise Forbidden(f"a {role.value} token needs the host's token", code="wrong_role")
         claims(request, bid).require_role(Role.HOST)
     token, c = app.signer.issue(bid, role, name)
+    if role is not Role.VIEWER:
+        await app.store.add_staff(bid, c.user_id, role)
     return JSONResponse(
         {"token": token, "role": role.value, "user_id": c.user_id, "name": name,
          "expires_at": c.expires_at * 1000},

@@ -22,6 +22,7 @@ import chat.http
 import commerce.http
 import commerce.payments
 import stream.http
+from chat.connections import Connections
 from chat.hub import ChatHub
 from chat.store import ChatStore
 from chat.ws import chat_socket
@@ -168,7 +169,10 @@ def create_app(settings: Settings) -> Starlette:
         chat_store = ChatStore(redis, settings.chat_rate_messages, settings.chat_rate_window_s)
         # the chat readers block in XREAD: they get their own connection pool
         chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
-        chat_hub = ChatHub(chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000)
+        sockets = Connections(settings.chat_sockets_per_user, settings.chat_sockets_per_address)
+        chat_hub = ChatHub(
+            chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000, sockets
+        )
         chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
         mux = RedisMux(settings.redis_url or "")
         orders = Orders(redis, settings.hold_s, mux)

@@ -4,7 +4,8 @@
 :class:`BroadcastStore` applies it atomically in Redis and publishes a ``status`` event into the
 broadcast's stream.
 
-Keys: ``jt:{bid}:meta`` (hash), ``jt:broadcasts`` (sorted set of ids by creation time, the one key
+Keys: ``jt:{bid}:meta`` (hash), ``jt:{bid}:staff`` (hash: user id → role of every co-host and
+moderator token issued), ``jt:broadcasts`` (sorted set of ids by creation time, the one key
 outside a broadcast's slot).
 """
 
@@ -22,6 +23,7 @@ from chat import publish
 
 from .keys import key, text
 from .problems import Conflict, NotFound
+from .tokens import Role
 
 
 class Status(enum.StrEnum):
@@ -160,6 +162,18 @@ class BroadcastStore:
                 )
                 return await self.get(bid)
         raise BadTransition("broadcast status changed concurrently; try again")
+
+    async def add_staff(self, bid: str, user_id: str, role: Role) -> None:
+        """Remember that ``user_id`` holds a staff role here (bans check who outranks whom)."""
+        await self.redis.hset(key(bid, "staff"), user_id, role.value)
+
+    async def role_of(self, bid: str, user_id: str) -> Role:
+        """The role ``user_id`` holds in this broadcast (viewer unless it was given another)."""
+        broadcast = await self.get(bid)
+        if user_id == broadcast.host_user:
+            return Role.HOST
+        raw = await self.redis.hget(key(bid, "staff"), user_id)
+        return Role(text(raw)) if raw else Role.VIEWER
 
     async def ensure_live(self, bid: str) -> Broadcast:
         b = await self.get(bid)

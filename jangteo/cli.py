@@ -157,7 +157,7 @@ async def demo(settings: Settings) -> None:
 
         async def on_started(app) -> None:  # type: ignore[no-untyped-def]
             ctx: AppContext = app.state.ctx
-            b = await ctx.store.create("장터 데모 라이브 · Jangteo demo", host_user="u_synthetic")
+            b = await ctx.store.create("장터 데모 라이브 · Jangteo demo", host_user="u_host")
             host_token, _ = ctx.signer.issue(b.id, Role.HOST, "사장님", user_id="u_host")
             viewer_token, _ = ctx.signer.issue(b.id, Role.VIEWER, "시청자")
             await sample_catalog(ctx, b.id)  # before the media starts: its overlay loads it

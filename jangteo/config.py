@@ -68,6 +68,8 @@ class Settings:
     # events of one tick go out as one frame per socket; 0 sends every event as its own frame
     # (the naive anchor of `jangteo bench chat`)
     chat_batch_ms: int = 50
+    chat_sockets_per_user: int = 5  # chat sockets at once, on one process
+    chat_sockets_per_address: int = 200
     hold_s: float = 600.0  # a reservation's life before its stock goes back on sale
     payment_secret: str = ""  # signs payment callbacks (default: derived from the token secret)
     webhook_url: str | None = None  # the merchant's shop: order.created/paid/cancelled
@@ -165,6 +167,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),
         "chat_batch_ms": _int(env, "JANGTEO_CHAT_BATCH_MS", 50),
+        "chat_sockets_per_user": _int(env, "JANGTEO_CHAT_SOCKETS_PER_USER", 5),
+        "chat_sockets_per_address": _int(env, "JANGTEO_CHAT_SOCKETS_PER_ADDRESS", 200),
         "hold_s": float(_int(env, "JANGTEO_HOLD_S", 600)),
         "payment_secret": env.get("JANGTEO_PAYMENT_SECRET", ""),
         "webhook_url": env.get("JANGTEO_WEBHOOK_URL") or None,

@@ -43,6 +43,9 @@ async def _server(redis_url: str, batch_ms: int) -> tuple[subprocess.Popen[bytes
         "JANGTEO_ADMIN_KEY": ADMIN,
         "JANGTEO_CHAT_BATCH_MS": str(batch_ms),
         "JANGTEO_CHAT_RATE_MESSAGES": "1000000",  # the senders are load, not spammers
+        # a thousand sockets of one token from one address: load, not one person
+        "JANGTEO_CHAT_SOCKETS_PER_USER": "100000",
+        "JANGTEO_CHAT_SOCKETS_PER_ADDRESS": "100000",
         "JANGTEO_LOG_LEVEL": "warning",
     }
     return await start_serve_process(env, os.environ.get("JANGTEO_BENCH_SERVER_LOG", os.devnull))
