@@ -40,6 +40,10 @@ def make_settings(redis_url: str, **kw: object) -> Settings:
         video_height=360,
         video_fps=30,
         video_bitrate=1_000_000,
+        # the buyer's confirm pays (tests of real payment flows set "external")
+        payment_provider="test",
+        # every test buyer is on loopback: one address stands for many people here
+        open_orders_per_address=100_000,
     )
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]

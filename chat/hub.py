@@ -204,11 +204,10 @@ class BroadcastChat:
                 key, self.cursor, self.cursor, count=1
             ):
                 return
-            events = await self._history(key)
+            events, read_to = await self._history(key)
         except (RedisError, OSError):
             return  # still down: the read loop retries
-        last: Any = await self.redis.xrevrange(key, count=1)
-        self.cursor = text(last[0][0]) if last else "0-0"
+        self.cursor = read_to or "0-0"  # go on from what the history read saw: no gap
         log.warning("chat reader lost its place; clients reset", extra={"bid": self.bid})
         self._tell_listeners([{"type": "reset"}])
         reset = json.dumps({"type": "reset"})
@@ -270,6 +269,7 @@ class BroadcastChat:
         key = stream_key(self.bid)
         first: list[str] = []
         events: list[dict[str, Any]]
+        read_to: str | None = None  # the newest entry the history read saw (visible or not)
         if last_id:
             try:
                 since = id_key(last_id)
@@ -283,9 +283,9 @@ class BroadcastChat:
                 events = [decode_entry(i, f) for i, f in raw]
             else:
                 first.append(json.dumps({"type": "reset"}))
-                events = await self._history(key)
+                events, read_to = await self._history(key)
         else:
-            events = await self._history(key)
+            events, read_to = await self._history(key)
         events = [e for e in events if client.visible(e)]
         settings = await self.store.settings(self.bid)
         hello = {"type": "settings", **settings.public()}
@@ -307,7 +307,9 @@ class BroadcastChat:
         elif last_id and not first:
             client.last_id = id_key(last_id)
         else:
-            client.last_id = id_key(self.cursor) if self.cursor not in ("$", "0-0") else (0, 0)
+            # where the history read stood, not the reader's cursor: the reader may have moved on
+            # meanwhile, and what it read then is held for this client, not to be skipped
+            client.last_id = id_key(read_to) if read_to else (0, 0)
         held = [e for e in client.held if id_key(e["sid"]) > client.last_id and client.visible(e)]
         client.held = []
         if held:
@@ -316,12 +318,13 @@ class BroadcastChat:
         if client.state is ClientState.JOINING:
             client.state = ClientState.LIVE
 
-    async def _history(self, key: str) -> list[dict[str, Any]]:
+    async def _history(self, key: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The latest HISTORY events worth showing, and the id of the newest entry read."""
         raw: Any = await self.redis.xrevrange(key, count=HISTORY * 2)
         events = [decode_entry(i, f) for i, f in reversed(raw)]
         gone = await self.store.deleted(self.bid, [e["sid"] for e in events if e["type"] == "chat"])
-        events = [e for e in events if e["sid"] not in gone and e["type"] != "deleted"]
-        return events[-HISTORY:]
+        shown = [e for e in events if e["sid"] not in gone and e["type"] != "deleted"]
+        return shown[-HISTORY:], (events[-1]["sid"] if events else None)
 
     async def detach(self, client: Client) -> None:
         self.clients.discard(client)

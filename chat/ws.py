@@ -67,12 +67,12 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_RATE_LIMITED, crowded)
         return
     try:
-        await _serve(app, websocket, bid, claims)
+        await _serve(app, websocket, bid, claims, address)
     finally:
         app.chat.connections.leave(claims.user_id, address)
 
 
-async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims) -> None:
+async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims, address: str) -> None:
     chat = await app.chat.join(bid)
 
     async def send(frame: str) -> None:
@@ -103,7 +103,7 @@ async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims) -> No
                 except UnicodeDecodeError:
                     client.offer(_error("bad_utf8", "the frame is not valid UTF-8"))
                     continue
-            await _handle(app, chat, client, text, hearts)
+            await _handle(app, chat, client, text, hearts, address)
     except WebSocketDisconnect:
         pass
     finally:
@@ -117,7 +117,9 @@ def _error(code: str, detail: str, **extra: Any) -> str:
     )
 
 
-async def _handle(app: Any, chat: Any, client: Client, text: str, hearts: TokenBucket) -> None:
+async def _handle(
+    app: Any, chat: Any, client: Client, text: str, hearts: TokenBucket, address: str
+) -> None:
     try:
         msg = json.loads(text)
     except ValueError:
@@ -173,7 +175,7 @@ async def _handle(app: Any, chat: Any, client: Client, text: str, hearts: TokenB
     )
     if result.ok:
         # a line like "구매 2" is also an order: reserved now, confirmed by the buyer in one tap
-        await try_order(app, chat.bid, c, body)
+        await try_order(app, chat.bid, c, body, address)
         return
     if not result.ok:
         detail = {

@@ -195,5 +195,13 @@ def check_deal(product: dict[str, Any], doc: dict[str, Any], now_ms: int) -> dic
         ends = _int(doc, "deal_ends_at", now_ms + 1000, now_ms + 7 * 24 * 3600 * 1000)
         if deal_price is None:
             raise Unprocessable("deal_ends_at needs a deal_price", code="bad_deal")
+    eligible = doc.get("eligible", "anyone")
+    if eligible not in ELIGIBLE:
+        raise BadRequest(f"eligible must be one of {', '.join(ELIGIBLE)}", code="bad_eligible")
     return {"product_id": product["id"], "deal_price": deal_price, "deal_ends_at": ends,
-            "pinned_at": now_ms}  # fmt: skip
+            "pinned_at": now_ms, "eligible": eligible}  # fmt: skip
+
+
+# who may buy the pinned product: anyone; only viewers whose identity was made before the pin
+# (a flash sale fresh identities cannot farm); only identities with a verified phone
+ELIGIBLE = ("anyone", "joined_before", "verified")

@@ -22,6 +22,10 @@ _REASONS = {
     "limit_exceeded": "1인 구매 한도를 넘었습니다 · Over the per-buyer limit",
     "deal_ended": "특가가 끝났습니다 · The deal has ended",
     "option_required": "옵션을 골라 주문해 주세요 · Choose an option on the product card",
+    "too_many_open": "결제하지 않은 주문이 많습니다 · Pay or cancel an open order first",
+    "cooldown": "잠시 후 다시 주문해 주세요 · Your hold ran out: try again shortly",
+    "not_eligible": "이 특가는 참여 조건이 있습니다 · This deal is not open to you",
+    "oversubscribed": "결제 중인 주문이 많습니다 · Many buyers are paying: try again shortly",
 }
 
 
@@ -36,7 +40,7 @@ def parse(text: str) -> tuple[str | None, int] | None:
     return None
 
 
-async def try_order(app: Any, bid: str, claims: Claims, text: str) -> bool:
+async def try_order(app: Any, bid: str, claims: Claims, text: str, address: str = "") -> bool:
     """Reserve for a chat order command; True if ``text`` was one (handled either way)."""
     parsed = parse(text)
     if parsed is None or claims.role is Role.HOST:
@@ -63,6 +67,7 @@ async def try_order(app: Any, bid: str, claims: Claims, text: str) -> bool:
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=None, buyer_id=claims.user_id,
         buyer_name=claims.name, idempotency_key=f"chat-{secrets.token_hex(8)}",
+        address=address, joined_at_ms=claims.joined_at * 1000, verified=claims.verified,
     )  # fmt: skip
     if status == "ok":
         event = {"type": "order_pending", "order": json.loads(rest[0]), "to": claims.user_id,

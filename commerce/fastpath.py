@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from jangteo.api import MAX_JSON
+from jangteo.context import forwarded_address
 from jangteo.problems import (
     PROBLEM_JSON,
     BadRequest,
@@ -37,8 +38,11 @@ _EXPOSE = b"Location, ETag, Link, Accept-Post"
 
 
 class OrderFastPath:
-    def __init__(self, app: Starlette, origins: tuple[str, ...]) -> None:
+    def __init__(
+        self, app: Starlette, origins: tuple[str, ...], trusted: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
+        self.trusted = trusted  # proxies whose X-Forwarded-For names the client
         self.any_origin = "*" in origins
         self.origins = {o.encode() for o in origins}
 
@@ -66,6 +70,11 @@ class OrderFastPath:
                 if b"idempotency-key" in headers
                 else None,
                 body,
+                forwarded_address(
+                    scope["client"][0] if scope.get("client") else "",
+                    headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+                    self.trusted,
+                ),
             )
             ctype = b"application/json"
         except (Problem, RedisError) as exc:

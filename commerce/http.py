@@ -18,19 +18,34 @@ from starlette.routing import Route
 from chat.publish import publish
 from jangteo.api import MAX_JSON, json_body, parse_json_object
 from jangteo.cohosting import check_pin_allowed
-from jangteo.context import AppContext, admin_or, bearer, claims, ctx, is_admin, read_body
-from jangteo.problems import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from jangteo.context import (
+    AppContext,
+    admin_or,
+    bearer,
+    claims,
+    client_address,
+    ctx,
+    is_admin,
+    read_body,
+)
+from jangteo.problems import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from jangteo.tokens import Claims, Role
 
 from . import export
 from .catalog import check_deal, check_id, deal_of, image_path, validate_product
 from .errors import DealEnded, KeyReused, LimitExceeded, OrderConflict, SoldOut
 from .orders import bid_of, public_order
-from .payments import TestProvider
+from .payments import provider
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
 MAX_QTY = 99
-PROVIDER = TestProvider()  # real PG adapters implement commerce.payments.Provider
 
 
 def _now() -> int:
@@ -138,7 +153,7 @@ _REFUSALS: dict[str, tuple[type[Exception], str]] = {
 
 
 async def place_order(
-    app: AppContext, bid: str, token: str | None, idem: str | None, body: bytes
+    app: AppContext, bid: str, token: str | None, idem: str | None, body: bytes, address: str = ""
 ) -> tuple[int, dict[str, str], bytes]:
     """Everything an order request does after its body is read: (status, headers, JSON body).
 
@@ -169,8 +184,22 @@ async def place_order(
         option = check_id(option, "option")
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=option, buyer_id=c.user_id, buyer_name=c.name,
-        idempotency_key=idem,
+        idempotency_key=idem, address=address, joined_at_ms=c.joined_at * 1000,
+        verified=c.verified,
     )  # fmt: skip
+    return _answer(status, rest, pid, option, bid)
+
+
+_NOT_ELIGIBLE = {
+    "joined_before": "this deal is for viewers who were here before it started",
+    "verified": "this deal needs a verified phone",
+}
+
+
+def _answer(
+    status: str, rest: list[str], pid: str, option: str | None, bid: str
+) -> tuple[int, dict[str, str], bytes]:
+    """The reserve script's result as an HTTP answer (refusals raise Problems)."""
     if status == "ok":
         return 201, {"Location": f"/api/orders/{_oid(rest[0])}"}, rest[0].encode()
     if status == "replay":
@@ -188,6 +217,22 @@ async def place_order(
         raise NotFound(f"no broadcast {bid!r}")
     if status == "ended":
         raise Conflict("the broadcast has ended", code="broadcast_ended")
+    if status == "cooldown":
+        wait = str(max(1, int(rest[0]) // 1000))
+        raise TooManyRequests("your hold on this product ran out; you can order it again soon",
+                              code="hold_cooldown", headers={"Retry-After": wait})  # fmt: skip
+    if status == "too_many_open":
+        who = "you have" if rest[0] == "buyer" else "your address has"
+        raise TooManyRequests(f"{who} too many unpaid orders: pay or cancel one first",
+                              code="too_many_open_orders", limit_of=rest[0])  # fmt: skip
+    if status == "oversubscribed":
+        raise Conflict(
+            "many buyers are paying for the last units; try again in a moment",
+            code="oversubscribed", headers={"Retry-After": "10"}, left=int(rest[0]),
+        )  # fmt: skip
+    if status == "not_eligible":
+        detail = _NOT_ELIGIBLE.get(rest[0], "this deal is not open to you")
+        raise Forbidden(detail, code="not_eligible", needs=rest[0])
     raise RuntimeError(f"unexpected reserve result {status}")
 
 
@@ -199,6 +244,7 @@ async def create_order(request: Request) -> Response:
         bearer(request),
         request.headers.get("idempotency-key"),
         body,
+        client_address(request),
     )
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
@@ -225,12 +271,13 @@ async def get_order(request: Request) -> JSONResponse:
     _, row, _ = await _order_for(request)
     body = public_order(row)
     if body["status"] == "reserved":
-        body["payment"] = PROVIDER.checkout(body)
+        body["payment"] = provider(ctx(request).settings.payment_provider).checkout(body)
     return JSONResponse(body)
 
 
-async def _move(request: Request, target: str) -> JSONResponse:
-    oid, _, _ = await _order_for(request)
+async def _move(request: Request, target: str, oid: str | None = None) -> JSONResponse:
+    if oid is None:
+        oid, _, _ = await _order_for(request)
     app = ctx(request)
     status, state = await app.orders.move(oid, target)
     if status in ("ok", "same"):
@@ -245,7 +292,15 @@ async def _move(request: Request, target: str) -> JSONResponse:
 
 
 async def confirm_order(request: Request) -> JSONResponse:
-    return await _move(request, "paid")
+    """reserved → paid. With a real payment provider only the signed payment callback pays an
+    order; here the host (or the operator) may mark it paid by hand (cash, a bank transfer).
+    The buyer's own confirm pays only with the ``test`` provider (demos and tests)."""
+    oid, _, c = await _order_for(request)
+    buyer_only = c is not None and c.role is not Role.HOST
+    if buyer_only and ctx(request).settings.payment_provider != "test":
+        raise Forbidden("pay through the payment page; this order is paid once the payment is",
+                        code="payment_required")  # fmt: skip
+    return await _move(request, "paid", oid)
 
 
 async def cancel_order(request: Request) -> JSONResponse:

@@ -9,13 +9,27 @@ returned exactly once (a second sweeper, a retry or a late confirm finds the sta
 
 State machine: ``reserved → paid | cancelled | expired``.
 
+Holds that cannot be farmed: at most ``open_per_buyer`` reserved orders per buyer and
+``open_per_address`` per client address at once; a pinned deal (a flash sale) holds for
+``flash_hold_s``; a buyer whose hold ran out waits ``cooldown_s`` before ordering that product
+again; first-paid-first-served products take at most three open reservations per unit left.
+
+What is kept: paid orders stay (the merchant's books; Korean e-commerce law keeps payment and
+delivery records for five years: export them). An unpaid order (cancelled, expired) expires after
+``unpaid_retention_s``, and a buyer keeps at most KEPT_UNPAID of them (older ones go with their
+idempotency record), so reserve-cancel loops leave a bounded trace. Webhook outbox entries are
+written only when a shop endpoint is configured, and deleted once delivered.
+
 Keys (one slot per broadcast): ``jt:{bid}:order:<oid>`` (hash), ``jt:{bid}:orders`` (zset by
 creation), ``jt:{bid}:holds`` (zset by expiry), ``jt:{bid}:bought:<uid>`` (hash pid → units),
-``jt:{bid}:idem:<uid>:<key>`` (the first answer, 24 h).
+``jt:{bid}:idem:<uid>:<key>`` (the first answer, 24 h), ``jt:{bid}:open`` (hash: open orders per
+``u:<buyer>``, ``a:<address>``, ``p:<stock key>``), ``jt:{bid}:cool:<uid>:<pid>`` (a cooldown),
+``jt:{bid}:unpaid:<uid>`` (list: that buyer's closed unpaid orders, newest first).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -33,11 +47,26 @@ from jangteo.keys import key, text
 from jangteo.redismux import MuxError, RedisMux, ReplyError
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+KEPT_UNPAID = 20  # closed unpaid orders kept per buyer
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderRules:
+    hold_s: float = 600.0
+    flash_hold_s: float = 120.0
+    cooldown_s: float = 300.0
+    open_per_buyer: int = 5
+    open_per_address: int = 20
+    unpaid_retention_s: int = 3 * 24 * 3600
+    outbox: bool = False  # webhooks configured: announce changes in the outbox
+
 
 # KEYS: 1 products, 2 stock, 3 pin, 4 idem, 5 bought, 6 order, 7 orders, 8 holds, 9 stream,
-#       10 broadcast meta, 11 webhook outbox
+#       10 broadcast meta, 11 webhook outbox, 12 open counts, 13 the buyer's cooldown on the product
 # ARGV: 1 pid, 2 option, 3 qty, 4 body hash, 5 now ms, 6 hold ms, 7 oid, 8 buyer id,
-#       9 buyer name, 10 masked name, 11 idem ttl s, 12 maxlen
+#       9 buyer name, 10 masked name, 11 idem ttl s, 12 maxlen, 13 buyer address,
+#       14 flash-sale hold ms, 15 open per buyer, 16 open per address, 17 outbox on ('1'),
+#       18 buyer's identity made at (ms), 19 buyer verified ('1')
 _RESERVE = r"""
 local bstatus = redis.call('HGET', KEYS[10], 'status')
 if not bstatus then return {'unknown_broadcast'} end
@@ -67,16 +96,27 @@ local now = tonumber(ARGV[5])
 local qty = tonumber(ARGV[3])
 local price = p.price
 local deal = nil
+local hold_ms = tonumber(ARGV[6])
 local pin = redis.call('GET', KEYS[3])
 if pin then
   local pn = cjson.decode(pin)
-  if pn.product_id == ARGV[1] and type(pn.deal_price) == 'number' then
-    if type(pn.deal_ends_at) == 'number' and now >= pn.deal_ends_at then
-      return {'deal_ended'}
+  if pn.product_id == ARGV[1] then
+    if pn.eligible == 'joined_before' and tonumber(ARGV[18]) >= (pn.pinned_at or 0) then
+      return {'not_eligible', 'joined_before'}
     end
-    price = pn.deal_price
-    deal = {price = pn.deal_price, ends_at = pn.deal_ends_at}
+    if pn.eligible == 'verified' and ARGV[19] ~= '1' then return {'not_eligible', 'verified'} end
+    if type(pn.deal_price) == 'number' then
+      if type(pn.deal_ends_at) == 'number' and now >= pn.deal_ends_at then
+        return {'deal_ended'}
+      end
+      price = pn.deal_price
+      deal = {price = pn.deal_price, ends_at = pn.deal_ends_at}
+      hold_ms = math.min(hold_ms, tonumber(ARGV[14]))  -- a flash sale holds for less
+    end
   end
+end
+if redis.call('EXISTS', KEYS[13]) == 1 then
+  return {'cooldown', tostring(redis.call('PTTL', KEYS[13]))}
 end
 local left = tonumber(redis.call('HGET', KEYS[2], skey) or '0')
 if left < qty then return {'sold_out', tostring(left)} end
@@ -86,10 +126,27 @@ if p.per_buyer_limit > 0 then
     return {'limit_exceeded', tostring(p.per_buyer_limit - had)}
   end
 end
+local ou = 'u:' .. ARGV[8]
+if tonumber(redis.call('HGET', KEYS[12], ou) or '0') >= tonumber(ARGV[15]) then
+  return {'too_many_open', 'buyer'}
+end
+local oa = 'a:' .. ARGV[13]
+if ARGV[13] ~= '' and tonumber(redis.call('HGET', KEYS[12], oa) or '0') >= tonumber(ARGV[16]) then
+  return {'too_many_open', 'address'}
+end
 local hold = p.mode == 'hold'
+if not hold then  -- first paid, first served: at most three payers racing for each unit left
+  local op = 'p:' .. skey
+  if tonumber(redis.call('HGET', KEYS[12], op) or '0') >= math.max(3 * left, 10) then
+    return {'oversubscribed', tostring(left)}
+  end
+  redis.call('HINCRBY', KEYS[12], op, 1)
+end
+redis.call('HINCRBY', KEYS[12], ou, 1)
+if ARGV[13] ~= '' then redis.call('HINCRBY', KEYS[12], oa, 1) end
 if hold then left = redis.call('HINCRBY', KEYS[2], skey, -qty) end
 redis.call('HINCRBY', KEYS[5], ARGV[1], qty)
-local expires = now + tonumber(ARGV[6])
+local expires = now + hold_ms
 local shown = {name = p.name, price = price, list_price = p.list_price, deal = deal or cjson.null}
 local answer = {
   id = ARGV[7], status = 'reserved', product_id = ARGV[1],
@@ -102,7 +159,8 @@ redis.call('HSET', KEYS[6], 'id', ARGV[7], 'status', 'reserved', 'product_id', A
   'option', ARGV[2], 'option_name', option_name, 'stock_key', skey, 'qty', qty,
   'unit_price', price, 'mode', p.mode, 'stock_taken', hold and '1' or '0',
   'buyer_id', ARGV[8], 'buyer_name', ARGV[9], 'shown', cjson.encode(shown),
-  'created_at', now, 'expires_at', expires, 'answer', answer_json)
+  'created_at', now, 'expires_at', expires, 'answer', answer_json, 'addr', ARGV[13],
+  'idem_key', KEYS[4])
 redis.call('ZADD', KEYS[7], now, ARGV[7])
 redis.call('ZADD', KEYS[8], expires, ARGV[7])
 redis.call('SET', KEYS[4], ARGV[4] .. '|' .. answer_json, 'EX', ARGV[11])
@@ -113,16 +171,21 @@ if hold then
     {type = 'stock', product_id = ARGV[1], option = ARGV[2] ~= '' and ARGV[2] or cjson.null,
      left = left, ts = now}))
 end
-redis.call('XADD', KEYS[11], 'MAXLEN', '~', '100000', '*',
-  'type', 'order.created', 'order', ARGV[7])
+if ARGV[17] == '1' then
+  redis.call('XADD', KEYS[11], 'MAXLEN', '~', '10000', '*', 'type', 'order.created',
+    'order', ARGV[7])
+end
 return {'ok', answer_json}
 """
 
-# KEYS: 1 order, 2 holds, 3 stock, 4 bought, 5 stream, 6 webhook outbox
-# ARGV: 1 target (paid|cancelled|expired), 2 now ms, 3 maxlen, 4 require_due ('1' for the sweeper)
+# KEYS: 1 order, 2 holds, 3 stock, 4 bought, 5 stream, 6 webhook outbox, 7 open counts,
+#       8 the buyer's cooldown on the product
+# ARGV: 1 target (paid|cancelled|expired), 2 now ms, 3 maxlen, 4 require_due ('1' for the sweeper),
+#       5 how long an unpaid order's record is kept (s), 6 cooldown after an expired hold (ms),
+#       7 outbox on ('1')
 _MOVE = r"""
 local o = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'qty', 'stock_key', 'stock_taken',
-                     'product_id', 'option', 'id', 'buyer_id')
+                     'product_id', 'option', 'id', 'buyer_id', 'addr', 'mode')
 local status = o[1]
 if not status then return {'not_found'} end
 local target = ARGV[1]
@@ -146,6 +209,16 @@ else
   if o[5] == '1' then left = redis.call('HINCRBY', KEYS[3], o[4], qty) end
   redis.call('HINCRBY', KEYS[4], o[6], -qty)
   redis.call('HSET', KEYS[1], 'status', target, 'closed_at', now, 'stock_taken', '0')
+  redis.call('EXPIRE', KEYS[1], ARGV[5])  -- an unpaid order is kept a while, not forever
+  if target == 'expired' and tonumber(ARGV[6]) > 0 then
+    redis.call('SET', KEYS[8], '1', 'PX', ARGV[6])  -- no renewing a hold by ordering again
+  end
+end
+local counted = {'u:' .. o[9]}  -- it no longer counts as open
+if o[10] and o[10] ~= '' then counted[#counted + 1] = 'a:' .. o[10] end
+if o[11] == 'fpfs' then counted[#counted + 1] = 'p:' .. o[4] end
+for _, f in ipairs(counted) do
+  if redis.call('HINCRBY', KEYS[7], f, -1) <= 0 then redis.call('HDEL', KEYS[7], f) end
 end
 redis.call('ZREM', KEYS[2], o[8])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'e', cjson.encode(
@@ -155,8 +228,10 @@ if left then
     {type = 'stock', product_id = o[6], option = o[7] ~= '' and o[7] or cjson.null, left = left,
      ts = now}))
 end
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', '100000', '*',
-  'type', target == 'paid' and 'order.paid' or 'order.cancelled', 'order', o[8], 'reason', target)
+if ARGV[7] == '1' then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', '10000', '*',
+    'type', target == 'paid' and 'order.paid' or 'order.cancelled', 'order', o[8], 'reason', target)
+end
 if target ~= ARGV[1] then return {'expired', target} end
 return {'ok', target}
 """
@@ -187,10 +262,13 @@ def bid_of(order_id: str) -> str:
 
 
 class Orders:
-    def __init__(self, redis: Redis, hold_s: float, mux: RedisMux | None = None) -> None:
+    def __init__(
+        self, redis: Redis, rules: OrderRules | None = None, mux: RedisMux | None = None
+    ) -> None:
         self.redis = redis
         self.mux = mux  # the hot path (reserve) goes through it when given
-        self.hold_ms = int(hold_s * 1000)
+        self.rules = rules or OrderRules()
+        self.hold_ms = int(self.rules.hold_s * 1000)
         self._reserve = redis.register_script(_RESERVE)
         self._move = redis.register_script(_MOVE)
 
@@ -204,9 +282,13 @@ class Orders:
         buyer_id: str,
         buyer_name: str,
         idempotency_key: str,
+        address: str = "",
+        joined_at_ms: int = 0,
+        verified: bool = False,
         now_ms: int | None = None,
     ) -> tuple[str, list[str]]:
         oid = new_order_id(bid)
+        r = self.rules
         keys = [
             key(bid, "products"),
             key(bid, "stock"),
@@ -219,6 +301,8 @@ class Orders:
             stream_key(bid),
             meta_key(bid),
             key(bid, "outbox"),
+            key(bid, "open"),
+            key(bid, f"cool:{buyer_id}:{product_id}"),
         ]
         args: list[Any] = [
             product_id,
@@ -233,6 +317,13 @@ class Orders:
             mask_name(buyer_name),
             IDEMPOTENCY_TTL_S,
             STREAM_MAXLEN,
+            address,
+            int(r.flash_hold_s * 1000),
+            r.open_per_buyer,
+            r.open_per_address,
+            "1" if r.outbox else "0",
+            joined_at_ms,
+            "1" if verified else "0",
         ]
         res: Any
         if self.mux is not None:
@@ -250,8 +341,10 @@ class Orders:
         self, order_id: str, target: str, *, sweeping: bool = False, now_ms: int | None = None
     ) -> tuple[str, str | None]:
         bid = bid_of(order_id)
-        raw_buyer: Any = await self.redis.hget(key(bid, f"order:{order_id}"), "buyer_id")
-        buyer = text(raw_buyer) if raw_buyer else "none"
+        raw: Any = await self.redis.hmget(key(bid, f"order:{order_id}"), "buyer_id", "product_id")
+        buyer = text(raw[0]) if raw[0] else "none"
+        product = text(raw[1]) if raw[1] else "none"
+        r = self.rules
         res: Any = await self._move(
             keys=[
                 key(bid, f"order:{order_id}"),
@@ -260,15 +353,64 @@ class Orders:
                 key(bid, f"bought:{buyer}"),
                 stream_key(bid),
                 key(bid, "outbox"),
+                key(bid, "open"),
+                key(bid, f"cool:{buyer}:{product}"),
             ],
             args=[
                 target,
                 now_ms if now_ms is not None else int(time.time() * 1000),
                 STREAM_MAXLEN,
                 "1" if sweeping else "0",
+                r.unpaid_retention_s,
+                int(r.cooldown_s * 1000),
+                "1" if r.outbox else "0",
             ],
         )
-        return text(res[0]), (text(res[1]) if len(res) > 1 else None)
+        status, state = text(res[0]), (text(res[1]) if len(res) > 1 else None)
+        if status in ("ok", "expired") and state in ("cancelled", "expired"):
+            await self._keep_unpaid(bid, buyer, order_id)
+        return status, state
+
+    async def _keep_unpaid(self, bid: str, buyer: str, order_id: str) -> None:
+        """Note a closed unpaid order of ``buyer``; beyond the newest KEPT_UNPAID, older ones
+        are dropped with their idempotency records (retrying those keys makes a new order)."""
+        listed = key(bid, f"unpaid:{buyer}")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(listed, order_id)
+            pipe.expire(listed, self.rules.unpaid_retention_s)
+            pipe.lrange(listed, KEPT_UNPAID, -1)
+            pipe.ltrim(listed, 0, KEPT_UNPAID - 1)
+            _, _, old, _ = await pipe.execute()
+        if not old:
+            return
+        olds = [text(o) for o in old]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for oid in olds:
+                pipe.hmget(key(bid, f"order:{oid}"), "idem_key", "status")
+            rows = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for oid, (idem, status) in zip(olds, rows, strict=True):
+                if status is not None and text(status) == "paid":
+                    continue  # never: only unpaid orders are listed; kept for safety
+                pipe.delete(key(bid, f"order:{oid}"))
+                if idem:
+                    pipe.delete(text(idem))
+                pipe.zrem(key(bid, "orders"), oid)
+            await pipe.execute()
+
+    async def prune_index(self, bid: str, limit: int = 500) -> int:
+        """Take the oldest index entries whose records have expired out of ``orders``."""
+        ids: Any = await self.redis.zrange(key(bid, "orders"), 0, limit - 1)
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for oid in ids:
+                pipe.exists(key(bid, f"order:{text(oid)}"))
+            alive = await pipe.execute()
+        gone = [oid for oid, there in zip(ids, alive, strict=True) if not there]
+        if gone:
+            await self.redis.zrem(key(bid, "orders"), *gone)
+        return len(gone)
 
     async def get(self, order_id: str) -> dict[str, str] | None:
         raw: Any = await self.redis.hgetall(key(bid_of(order_id), f"order:{order_id}"))

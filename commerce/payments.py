@@ -5,10 +5,12 @@ A payment provider (PG) tells us the outcome of a payment by calling
 
     Jangteo-Timestamp: <unix seconds>
     Jangteo-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
-    {"order_id": "...", "payment_id": "...", "status": "paid" | "failed"}
+    {"order_id": "...", "payment_id": "...", "status": "paid" | "failed", "amount": 59800}
 
 We accept it only if the signature matches, the timestamp is within ``REPLAY_WINDOW_S`` of now,
-and the ``payment_id`` was not seen before (a replayed callback answers 200 and changes nothing).
+the ``payment_id`` was not seen before (a replayed callback answers 200 and changes nothing) and,
+for ``paid``, the ``amount`` (won) is the order's total (else 422 ``amount_mismatch``, nothing
+changes).
 Real PG adapters implement :class:`Provider` and translate their own callbacks into this one.
 """
 
@@ -26,7 +28,7 @@ from starlette.routing import Route
 
 from jangteo.context import ctx, read_body
 from jangteo.keys import key
-from jangteo.problems import BadRequest, NotFound, Unauthorized
+from jangteo.problems import BadRequest, NotFound, Unauthorized, Unprocessable
 
 from .errors import OrderConflict
 from .orders import bid_of, public_order
@@ -44,12 +46,27 @@ class Provider(Protocol):
 
 
 class TestProvider:
-    """Pays nothing: the checkout is our own confirm endpoint. For demos and tests."""
+    """Pays nothing: the checkout is our own confirm endpoint. For demos and tests only: the
+    buyer's confirm marks the order paid (`jangteo serve` refuses to start with it)."""
 
     name = "test"
 
     def checkout(self, order: dict[str, Any]) -> dict[str, Any]:
         return {"provider": self.name, "confirm_url": f"/api/orders/{order['id']}/confirm"}
+
+
+class ExternalProvider:
+    """A payment provider (PG) outside: the buyer pays there; its signed callback pays the
+    order. A real adapter returns its checkout URL or widget key here."""
+
+    name = "external"
+
+    def checkout(self, order: dict[str, Any]) -> dict[str, Any]:
+        return {"provider": self.name, "status": "awaiting_payment", "amount": order["total"]}
+
+
+def provider(name: str) -> Provider:
+    return TestProvider() if name == "test" else ExternalProvider()
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -91,9 +108,16 @@ async def callback(request: Request) -> JSONResponse:
         raise BadRequest("order_id, payment_id and status are required", code="bad_json") from None
     if status not in ("paid", "failed") or not 0 < len(pay_id) <= 100:
         raise BadRequest("status must be paid or failed", code="bad_status")
+    amount = doc.get("amount")
+    if status == "paid" and (not isinstance(amount, int) or isinstance(amount, bool)):
+        raise BadRequest("a paid callback carries the amount paid (won)", code="bad_amount")
     row = await app.orders.get(oid)
     if row is None:
         raise NotFound(f"no order {oid!r}", code="unknown_order")
+    total = int(row["qty"]) * int(row["unit_price"])
+    if status == "paid" and amount != total:
+        raise Unprocessable(f"paid {amount}원 for an order of {total}원", code="amount_mismatch",
+                            expected=total)  # fmt: skip
     first = await app.redis.set(
         key(bid_of(oid), f"paycb:{pay_id}"), oid, nx=True, ex=REPLAY_WINDOW_S * 4
     )

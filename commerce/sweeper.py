@@ -21,12 +21,16 @@ from .orders import Orders
 log = logging.getLogger(__name__)
 
 
+PRUNE_EVERY = 60  # rounds between two passes over the order indexes
+
+
 class Sweeper:
     def __init__(self, redis: Redis, orders: Orders, interval: float = 1.0) -> None:
         self.redis = redis
         self.orders = orders
         self.interval = interval
         self.expired = 0
+        self.rounds = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -41,11 +45,15 @@ class Sweeper:
         if bids is None:
             bids = await recent_ids(self.redis)
         n = 0
+        prune = self.rounds % PRUNE_EVERY == 0
+        self.rounds += 1
         for bid in bids:
             for oid in await self.orders.due(bid, now_ms):
                 status, _ = await self.orders.move(oid, "expired", sweeping=True, now_ms=now_ms)
                 if status == "ok":
                     n += 1
+            if prune:  # unpaid records expire; their index entries go here
+                await self.orders.prune_index(bid)
         self.expired += n
         return n
 

@@ -28,7 +28,7 @@ from chat.store import ChatStore
 from chat.ws import chat_socket
 from commerce.catalog import Catalog
 from commerce.fastpath import OrderFastPath
-from commerce.orders import Orders
+from commerce.orders import OrderRules, Orders
 from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
 from stream.hub import MediaHub
@@ -48,6 +48,7 @@ from .problems import (
     handle_problem,
     problem_response,
 )
+from .redislimit import RedisBuckets
 from .redismux import RedisMux
 from .tokens import TokenSigner
 
@@ -156,6 +157,18 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return problem_response(Problem("internal error; it has been logged"), request.url.path)
 
 
+def order_rules(settings: Settings) -> OrderRules:
+    return OrderRules(
+        hold_s=settings.hold_s,
+        flash_hold_s=settings.flash_hold_s,
+        cooldown_s=settings.hold_cooldown_s,
+        open_per_buyer=settings.open_orders_per_buyer,
+        open_per_address=settings.open_orders_per_address,
+        unpaid_retention_s=settings.unpaid_retention_s,
+        outbox=bool(settings.webhook_url),
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (the CLI starts the embedded Redis)")
@@ -175,7 +188,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
         mux = RedisMux(settings.redis_url or "")
-        orders = Orders(redis, settings.hold_s, mux)
+        orders = Orders(redis, order_rules(settings), mux)
         sweeper = Sweeper(redis, orders)
         catalog = Catalog(redis)
         feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
@@ -191,6 +204,7 @@ def create_app(settings: Settings) -> Starlette:
             chat_store=chat_store,
             catalog=catalog,
             orders=orders,
+            buckets=RedisBuckets(redis),
         )
         sweeper.start()
         pool: WorkerPool | None = None
@@ -252,4 +266,4 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     # the order route skips the middleware stack: see commerce/fastpath.py
-    return OrderFastPath(app, settings.cors_origins)  # type: ignore[return-value]
+    return OrderFastPath(app, settings.cors_origins, settings.trusted_proxies)  # type: ignore[return-value]

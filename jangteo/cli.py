@@ -134,7 +134,24 @@ async def _serve(settings: Settings, on_started=None) -> None:  # type: ignore[n
             await task
 
 
+def check_serve(settings: Settings) -> None:
+    """What a server for real buyers refuses to start with (ConfigError says why)."""
+    if settings.payment_provider == "test":
+        raise ConfigError(
+            "JANGTEO_PAYMENT_PROVIDER=test lets buyers mark their own orders paid: only "
+            "`jangteo demo` runs with it"
+        )
+    if settings.redis_url and not settings.secret:
+        raise ConfigError(
+            "JANGTEO_SECRET is not set: with a shared Redis (REDIS_URL) every process must sign "
+            "tokens with the same secret, or they refuse each other's"
+        )
+    if settings.redis_url and not settings.admin_key:
+        raise ConfigError("JANGTEO_ADMIN_KEY is not set: every process of a deployment needs it")
+
+
 async def serve(settings: Settings) -> None:
+    check_serve(settings)
     settings, generated = with_generated_secrets(settings)
     for name in generated:
         log.warning("%s not set: generated one for this run (tokens die with the process)", name)
@@ -151,7 +168,8 @@ async def demo(settings: Settings) -> None:
     from .sample import sample_catalog
     from .tokens import Role
 
-    settings, _ = with_generated_secrets(settings)
+    # a demo's buyers pay with one tap (nothing real is sold)
+    settings, _ = with_generated_secrets(dataclasses.replace(settings, payment_provider="test"))
     async with redis_for(settings, "demo-redis") as s:
         studio: list[SyntheticStudio] = []
 

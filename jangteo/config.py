@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 FANOUT_MODES = ("fast", "aiortc")
+PAYMENT_PROVIDERS = ("external", "test")
 
 
 class ConfigError(ValueError):
@@ -68,9 +69,18 @@ class Settings:
     # events of one tick go out as one frame per socket; 0 sends every event as its own frame
     # (the naive anchor of `jangteo bench chat`)
     chat_batch_ms: int = 50
+    guest_identities_per_min: int = 20  # new guest identities per client address per broadcast
     chat_sockets_per_user: int = 5  # chat sockets at once, on one process
     chat_sockets_per_address: int = 200
     hold_s: float = 600.0  # a reservation's life before its stock goes back on sale
+    flash_hold_s: float = 120.0  # … while its product is pinned on a deal (a flash sale)
+    hold_cooldown_s: float = 300.0  # a buyer whose hold ran out waits this long to order it again
+    open_orders_per_buyer: int = 5  # reserved (unpaid) orders at once, per broadcast
+    open_orders_per_address: int = 20
+    unpaid_retention_s: int = 3 * 24 * 3600  # cancelled and expired orders are kept this long
+    # "external": orders become paid only through the signed payment callback (or the host);
+    # "test": the buyer's own confirm pays (demos and tests; `jangteo serve` refuses it)
+    payment_provider: str = "external"
     payment_secret: str = ""  # signs payment callbacks (default: derived from the token secret)
     webhook_url: str | None = None  # the merchant's shop: order.created/paid/cancelled
     webhook_secret: str = ""  # whsec_<base64 key> (Standard Webhooks)
@@ -167,9 +177,16 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),
         "chat_batch_ms": _int(env, "JANGTEO_CHAT_BATCH_MS", 50),
+        "guest_identities_per_min": _int(env, "JANGTEO_GUEST_IDENTITIES_PER_MIN", 20),
         "chat_sockets_per_user": _int(env, "JANGTEO_CHAT_SOCKETS_PER_USER", 5),
         "chat_sockets_per_address": _int(env, "JANGTEO_CHAT_SOCKETS_PER_ADDRESS", 200),
         "hold_s": float(_int(env, "JANGTEO_HOLD_S", 600)),
+        "flash_hold_s": float(_int(env, "JANGTEO_FLASH_HOLD_S", 120)),
+        "hold_cooldown_s": float(_int(env, "JANGTEO_HOLD_COOLDOWN_S", 300)),
+        "open_orders_per_buyer": _int(env, "JANGTEO_OPEN_ORDERS_PER_BUYER", 5),
+        "open_orders_per_address": _int(env, "JANGTEO_OPEN_ORDERS_PER_ADDRESS", 20),
+        "unpaid_retention_s": _int(env, "JANGTEO_UNPAID_RETENTION_S", 3 * 24 * 3600),
+        "payment_provider": env.get("JANGTEO_PAYMENT_PROVIDER", "external"),
         "payment_secret": env.get("JANGTEO_PAYMENT_SECRET", ""),
         "webhook_url": env.get("JANGTEO_WEBHOOK_URL") or None,
         "webhook_secret": env.get("JANGTEO_WEBHOOK_SECRET", ""),
@@ -178,6 +195,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
     settings = Settings(**values)  # type: ignore[arg-type]
     if not 1 <= settings.video_fps <= 60:
         raise ConfigError("JANGTEO_VIDEO_FPS must be between 1 and 60")
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError("JANGTEO_WEBHOOK_URL needs JANGTEO_WEBHOOK_SECRET (whsec_…) to sign with")
+    if settings.payment_provider not in PAYMENT_PROVIDERS:
+        raise ConfigError(f"JANGTEO_PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}")
     if settings.fanout not in FANOUT_MODES:
         raise ConfigError(f"JANGTEO_FANOUT must be one of {', '.join(FANOUT_MODES)}")
     return settings

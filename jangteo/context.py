@@ -17,6 +17,7 @@ from stream.hub import MediaHub
 from .broadcasts import BroadcastStore
 from .config import Settings
 from .problems import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from .redislimit import RedisBuckets
 from .tokens import Claims, Role, TokenSigner
 
 
@@ -31,6 +32,7 @@ class AppContext:
     chat_store: ChatStore
     catalog: Catalog
     orders: Orders
+    buckets: RedisBuckets
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

@@ -1,9 +1,15 @@
 """Signed, expiring role tokens scoped to one broadcast.
 
 Format: ``<payload>.<signature>``, both base64url without padding; the payload is compact JSON
-``{"b": bid, "r": role, "u": user_id, "n": name, "x": expires_epoch_s}`` and the signature is
-HMAC-SHA256 over the encoded payload with ``JANGTEO_SECRET``. Any process with the secret can verify
-a token without Redis.
+``{"b": bid, "r": role, "u": user_id, "n": name, "x": expires_epoch_s}`` (plus ``"j"``, when the
+holder's identity was made, and ``"v": 1`` for a verified phone, on guest tokens) and the
+signature is HMAC-SHA256 over the encoded payload with ``JANGTEO_SECRET``. Any process with the
+secret can verify a token without Redis.
+
+Guest keys are the identity a guest viewer keeps (the page stores it): ``{"g": id, "t":
+made_epoch_s[, "p": 1]}`` signed the same way under another label, valid for every broadcast of
+the deployment. A guest token issued for a key carries the user id ``g_<id>``, so bans, slow mode,
+chat limits and per-buyer limits follow the person, not the token.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class Claims:
     user_id: str
     name: str
     expires_at: int  # epoch seconds
+    joined_at: int = 0  # epoch seconds the holder's identity was made (0: unknown, staff)
+    verified: bool = False  # the identity carries a verified phone
 
     def require_broadcast(self, bid: str) -> None:
         if self.broadcast_id != bid:
@@ -62,6 +70,18 @@ def parse_role(value: object) -> Role:
 
 
 CACHE_SIZE = 50_000
+GUEST_LABEL = b"guest-key."
+
+
+@dataclasses.dataclass(frozen=True)
+class Guest:
+    id: str
+    created_at: int  # epoch seconds
+    verified: bool = False
+
+    @property
+    def user_id(self) -> str:
+        return f"g_{self.id}"
 
 
 class TokenSigner:
@@ -80,31 +100,62 @@ class TokenSigner:
         user_id: str | None = None,
         ttl_s: int | None = None,
         now: float | None = None,
+        guest: Guest | None = None,
     ) -> tuple[str, Claims]:
         now = time.time() if now is None else now
         claims = Claims(
             broadcast_id=broadcast_id,
             role=role,
-            user_id=user_id or "u_" + secrets.token_hex(6),
+            user_id=guest.user_id if guest else user_id or "u_" + secrets.token_hex(6),
             name=name,
             expires_at=int(now) + (self.ttl_s if ttl_s is None else ttl_s),
+            joined_at=guest.created_at if guest else int(now),
+            verified=guest.verified if guest else False,
         )
-        payload = json.dumps(
-            {
-                "b": claims.broadcast_id,
-                "r": claims.role.value,
-                "u": claims.user_id,
-                "n": claims.name,
-                "x": claims.expires_at,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
-        body = _b64(payload)
+        doc: dict[str, object] = {
+            "b": claims.broadcast_id,
+            "r": claims.role.value,
+            "u": claims.user_id,
+            "n": claims.name,
+            "x": claims.expires_at,
+            "j": claims.joined_at,
+        }
+        if claims.verified:
+            doc["v"] = 1
+        body = _b64(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
         return f"{body}.{self._sign(body)}", claims
 
-    def _sign(self, body: str) -> str:
-        return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())
+    def issue_guest(self, now: float | None = None, verified_as: str | None = None) -> str:
+        """A new guest key (a new person), or -- ``verified_as``, a phone's stable id -- the key
+        of that verified person (every identity verified with one phone is one person)."""
+        doc: dict[str, object] = {
+            "g": verified_as or secrets.token_hex(8),
+            "t": int(time.time() if now is None else now),
+        }
+        if verified_as:
+            doc["p"] = 1
+        body = _b64(json.dumps(doc, separators=(",", ":")).encode())
+        return f"{body}.{self._sign(body, GUEST_LABEL)}"
+
+    def verify_guest(self, key: str) -> Guest:
+        body, dot, sig = key.partition(".")
+        try:
+            ok = (
+                bool(dot)
+                and sig.isascii()
+                and hmac.compare_digest(self._sign(body, GUEST_LABEL), sig)
+            )
+            raw = json.loads(_unb64(body)) if ok else None
+            guest = Guest(str(raw["g"]), int(raw["t"]), bool(raw.get("p"))) if raw else None
+        except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+            guest = None
+        if guest is None or not 0 < len(guest.id) <= 40:
+            raise Unauthorized("this guest key is not one of ours", code="bad_guest_key")
+        return guest
+
+    def _sign(self, body: str, label: bytes = b"") -> str:
+        mac = hmac.new(self._key, label + body.encode("ascii"), hashlib.sha256)
+        return _b64(mac.digest())
 
     def verify(self, token: str, now: float | None = None) -> Claims:
         """The token's claims; Unauthorized if forged, malformed or expired.
@@ -142,6 +193,8 @@ class TokenSigner:
                 user_id=str(raw["u"]),
                 name=str(raw["n"]),
                 expires_at=int(raw["x"]),
+                joined_at=int(raw.get("j", 0)),
+                verified=bool(raw.get("v")),
             )
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("malformed token", code="bad_token") from None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 import websockets
 
 from chat import publish
 from chat.publish import stream_key
-from jangteo.testing import RunningServer
+from jangteo.testing import RunningServer, eventually
 
 from .chat_client import ChatClient, ws_url
 
@@ -386,7 +387,8 @@ async def test_an_idle_broadcast_gives_its_reader_back(server: RunningServer) ->
     await a.send(type="chat", text="hi")
     await b.wait_for("chat")
     await a.aclose()
-    await b.wait(lambda c: len(hub.broadcasts[bid].clients) == 1)
+    # the server sees the close on its own time; b receives nothing for it
+    await eventually(lambda: len(hub.broadcasts[bid].clients) == 1, "a's socket detached")
     assert bid in hub.broadcasts  # one socket still holds it
     await b.aclose()
     while hub._holds.get(bid, 0) > 0:  # noqa: ASYNC110 - the server sees the close on its own time
@@ -408,3 +410,36 @@ async def test_joining_shows_the_hearts_total_so_far(server: RunningServer) -> N
     await late.wait_for("hearts", lambda e: e["total"] == 7, timeout=10)
     await tapper.aclose()
     await late.aclose()
+
+
+async def test_an_event_while_a_client_joins_a_quiet_stream_is_not_lost(
+    server: RunningServer,
+) -> None:
+    """The reader can move past an event while a client is still joining (after its history
+    was read); the client must still get it, once. (A client used to start from the reader's
+    cursor and drop it.)"""
+    bid, host = await _broadcast(server)
+    h = await ChatClient.open(server.base_url, bid, host)
+    await h.wait_for("settings")
+    chat = server.ctx.chat.broadcasts[bid]
+    real = chat.store.settings
+    calls = 0
+
+    async def settings_after_an_event(b: str, max_age: float = 0.0) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # between the joiner's history read and its going live
+            await publish(server.ctx.redis, bid, {"type": "system", "text": "while joining"})
+            await h.wait_for("system", lambda e: e["text"] == "while joining")
+        return await real(b, max_age)
+
+    chat.store.settings = settings_after_an_event  # type: ignore[method-assign]
+    try:
+        v = await ChatClient.open(server.base_url, bid, await server.token(bid, "viewer", "v"))
+        await v.wait_for("system", lambda e: e["text"] == "while joining", timeout=5)
+    finally:
+        del chat.store.settings
+    await h.send(type="chat", text="after")
+    await v.wait_for("chat", lambda e: e["text"] == "after")
+    assert len([e for e in v.of("system") if e["text"] == "while joining"]) == 1
+    await asyncio.gather(h.aclose(), v.aclose())

@@ -365,7 +365,7 @@ async def test_signed_payment_callback(server: RunningServer) -> None:
     secret = server.ctx.settings.payment_secret
 
     async def post(
-        doc: dict[str, str], ts: int | None = None, key: str | None = None
+        doc: dict[str, Any], ts: int | None = None, key: str | None = None
     ) -> httpx.Response:
         body = json.dumps(doc).encode()
         ts = int(time.time()) if ts is None else ts
@@ -376,7 +376,7 @@ async def test_signed_payment_callback(server: RunningServer) -> None:
                      "Jangteo-Signature": sign(key or secret, ts, body)},
         )  # fmt: skip
 
-    ok = {"order_id": paid, "payment_id": "pay-1", "status": "paid"}
+    ok = {"order_id": paid, "payment_id": "pay-1", "status": "paid", "amount": 2 * 29900}
     assert (await post(ok, key="wrong-secret")).status_code == 401
     assert (await post(ok, ts=int(time.time()) - 3600)).json()["code"] == "stale_callback"
     r = await post(ok)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_issue_verify_round_trip(signer: TokenSigner, role: Role) -> None:
     token, issued = signer.issue("b42", role, "Seller", user_id="u_1", now=NOW)
     claims = signer.verify(token, now=NOW + 1)
     assert claims == issued
-    assert claims == Claims("b42", role, "u_1", "Seller", int(NOW) + 600)
+    assert claims == Claims("b42", role, "u_1", "Seller", int(NOW) + 600, joined_at=int(NOW))
 
 
 def test_round_trip_keeps_hangul_names(signer: TokenSigner) -> None:
@@ -173,3 +174,34 @@ def test_parse_role() -> None:
 def test_empty_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         TokenSigner("", 60)
+
+
+def test_guest_keys_make_one_person_of_many_tokens(signer: TokenSigner) -> None:
+    key = signer.issue_guest(now=NOW)
+    guest = signer.verify_guest(key)
+    assert guest.created_at == int(NOW) and not guest.verified
+    a, ca = signer.issue("b1", Role.VIEWER, "a", guest=guest, now=NOW + 100)
+    b, cb = signer.issue("b1", Role.VIEWER, "b", guest=guest, now=NOW + 200)
+    assert a != b and ca.user_id == cb.user_id == guest.user_id
+    assert signer.verify(b, now=NOW + 201).joined_at == int(NOW)
+    assert signer.issue_guest(now=NOW) != key  # another person
+    verified = signer.verify_guest(signer.issue_guest(now=NOW, verified_as="p_abc"))
+    assert verified.verified and verified.user_id == "g_p_abc"
+    assert signer.verify(signer.issue("b1", Role.VIEWER, "v", guest=verified)[0]).verified
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda k: k + "x", lambda k: k.replace(".", ""), lambda k: "e30." + k.split(".")[1],
+    lambda k: k.split(".")[0] + ".\u00e9", lambda k: "",
+])  # fmt: skip
+def test_forged_guest_keys_are_refused(signer: TokenSigner, mangle: Any) -> None:
+    with pytest.raises(Unauthorized):
+        signer.verify_guest(mangle(signer.issue_guest(now=NOW)))
+
+
+def test_a_role_token_is_not_a_guest_key_and_back(signer: TokenSigner) -> None:
+    token, _ = signer.issue("b1", Role.HOST, "h")
+    with pytest.raises(Unauthorized):
+        signer.verify_guest(token)
+    with pytest.raises(Unauthorized):
+        signer.verify(signer.issue_guest())

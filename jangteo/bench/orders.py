@@ -342,6 +342,10 @@ async def _server(redis_url: str, log: str) -> tuple[subprocess.Popen[bytes], st
         "JANGTEO_SECRET": SECRET,
         "JANGTEO_ADMIN_KEY": ADMIN,
         "JANGTEO_LOG_LEVEL": "warning",
+        # 1,000 buyers on one address each keep ordering without paying: the caps on open
+        # orders are checked on every order (their cost is measured) but set out of reach
+        "JANGTEO_OPEN_ORDERS_PER_BUYER": "1000000000",
+        "JANGTEO_OPEN_ORDERS_PER_ADDRESS": "1000000000",
     }
     proc = subprocess.Popen(  # noqa: ASYNC220 - benchmark harness
         [sys.executable, "-m", "jangteo.cli", "serve", "--port", str(port)],

@@ -369,15 +369,31 @@ export function pageToken(bid, kind) {
   }
 }
 
-/** A guest viewer token (no auth needed). */
+const GUEST_KEY = "jangteo:guest";
+
+/** A guest viewer token (no auth needed). The guest key the server hands out is kept in
+ * localStorage and shown again on every later request: the same person on every show (their
+ * orders, their chat standing), and no new identity to mint. */
 export async function guestToken(bid, name = "guest") {
+  let guest = null;
+  try {
+    guest = localStorage.getItem(GUEST_KEY);
+  } catch (_) {
+    /* storage disabled */
+  }
   const resp = await fetch(`/api/broadcasts/${encodeURIComponent(bid)}/tokens`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ role: "viewer", name }),
+    body: JSON.stringify({ role: "viewer", name, ...(guest ? { guest } : {}) }),
   });
   if (resp.status !== 201) throw await problemOf(resp);
-  return (await resp.json()).token;
+  const doc = await resp.json();
+  try {
+    if (doc.guest) localStorage.setItem(GUEST_KEY, doc.guest);
+  } catch (_) {
+    /* storage disabled */
+  }
+  return doc.token;
 }
 
 /** GET /api/broadcasts/{bid}; null on network errors. Throws HttpProblem (e.g. 404). */
