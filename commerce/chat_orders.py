@@ -67,7 +67,7 @@ async def try_order(app: Any, bid: str, claims: Claims, text: str, address: str 
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=None, buyer_id=claims.user_id,
         buyer_name=claims.name, idempotency_key=f"chat-{secrets.token_hex(8)}",
-        address=address, joined_at_ms=claims.joined_at * 1000, verified=claims.verified,
+        address=address, joined_at_ms=claims.joined_at, verified=claims.verified,
     )  # fmt: skip
     if status == "ok":
         event = {"type": "order_pending", "order": json.loads(rest[0]), "to": claims.user_id,

@@ -184,7 +184,7 @@ async def place_order(
         option = check_id(option, "option")
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=option, buyer_id=c.user_id, buyer_name=c.name,
-        idempotency_key=idem, address=address, joined_at_ms=c.joined_at * 1000,
+        idempotency_key=idem, address=address, joined_at_ms=c.joined_at,
         verified=c.verified,
     )  # fmt: skip
     return _answer(status, rest, pid, option, bid)

@@ -40,6 +40,7 @@ from .orders import Orders, public_order
 log = logging.getLogger(__name__)
 
 GROUP = "webhooks"
+DEAD_MAXLEN = 10_000
 
 
 def signing_key(secret: str) -> bytes:
@@ -143,19 +144,28 @@ class Webhooks:
             )
             for cid, fields in claimed:
                 if deliveries >= self.max_attempts:
-                    await self.redis.xadd(f"{box}:dead", {k: v for k, v in fields.items()})
-                    await self.redis.xack(box, GROUP, cid)
+                    await self.redis.xadd(f"{box}:dead", {k: v for k, v in fields.items()},
+                                          maxlen=DEAD_MAXLEN, approximate=True)  # fmt: skip
+                    await self._done(box, text(cid))
                     log.error("webhook %s gave up after %d attempts", entry_id, deliveries,
                               extra={"bid": bid})  # fmt: skip
                     continue
                 done += await self._attempt(bid, box, text(cid), fields, deliveries + 1)
         return done
 
+    async def _done(self, box: str, entry_id: str) -> None:
+        """Delivered (or given up): acknowledged and deleted, so the outbox holds only what is
+        still to be sent."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(box, GROUP, entry_id)
+            pipe.xdel(box, entry_id)
+            await pipe.execute()
+
     async def _attempt(self, bid: str, box: str, entry_id: str, fields: Any, n: int) -> int:
         f = {text(k): text(v) for k, v in fields.items()}
         row = await self.orders.get(f["order"])
         if row is None:  # nothing to tell
-            await self.redis.xack(box, GROUP, entry_id)
+            await self._done(box, entry_id)
             return 0
         data = public_order(row)
         if (f.get("reason") and f["reason"] != data.get("status")) or f.get("reason"):
@@ -180,7 +190,7 @@ class Webhooks:
         except httpx.HTTPError:
             ok = False
         if ok:
-            await self.redis.xack(box, GROUP, entry_id)
+            await self._done(box, entry_id)
             self.delivered += 1
             return 1
         self.failed_attempts += 1

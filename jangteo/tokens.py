@@ -2,12 +2,12 @@
 
 Format: ``<payload>.<signature>``, both base64url without padding; the payload is compact JSON
 ``{"b": bid, "r": role, "u": user_id, "n": name, "x": expires_epoch_s}`` (plus ``"j"``, when the
-holder's identity was made, and ``"v": 1`` for a verified phone, on guest tokens) and the
+holder's identity was made, epoch ms, and ``"v": 1`` for a verified phone) and the
 signature is HMAC-SHA256 over the encoded payload with ``JANGTEO_SECRET``. Any process with the
 secret can verify a token without Redis.
 
 Guest keys are the identity a guest viewer keeps (the page stores it): ``{"g": id, "t":
-made_epoch_s[, "p": 1]}`` signed the same way under another label, valid for every broadcast of
+made_epoch_ms[, "p": 1]}`` signed the same way under another label, valid for every broadcast of
 the deployment. A guest token issued for a key carries the user id ``g_<id>``, so bans, slow mode,
 chat limits and per-buyer limits follow the person, not the token.
 """
@@ -40,7 +40,7 @@ class Claims:
     user_id: str
     name: str
     expires_at: int  # epoch seconds
-    joined_at: int = 0  # epoch seconds the holder's identity was made (0: unknown, staff)
+    joined_at: int = 0  # epoch ms the holder's identity was made (0: unknown)
     verified: bool = False  # the identity carries a verified phone
 
     def require_broadcast(self, bid: str) -> None:
@@ -76,7 +76,7 @@ GUEST_LABEL = b"guest-key."
 @dataclasses.dataclass(frozen=True)
 class Guest:
     id: str
-    created_at: int  # epoch seconds
+    created_at: int  # epoch ms
     verified: bool = False
 
     @property
@@ -109,7 +109,7 @@ class TokenSigner:
             user_id=guest.user_id if guest else user_id or "u_" + secrets.token_hex(6),
             name=name,
             expires_at=int(now) + (self.ttl_s if ttl_s is None else ttl_s),
-            joined_at=guest.created_at if guest else int(now),
+            joined_at=guest.created_at if guest else int(now * 1000),
             verified=guest.verified if guest else False,
         )
         doc: dict[str, object] = {
@@ -130,7 +130,7 @@ class TokenSigner:
         of that verified person (every identity verified with one phone is one person)."""
         doc: dict[str, object] = {
             "g": verified_as or secrets.token_hex(8),
-            "t": int(time.time() if now is None else now),
+            "t": int((time.time() if now is None else now) * 1000),
         }
         if verified_as:
             doc["p"] = 1

@@ -35,7 +35,7 @@ def test_issue_verify_round_trip(signer: TokenSigner, role: Role) -> None:
     token, issued = signer.issue("b42", role, "Seller", user_id="u_1", now=NOW)
     claims = signer.verify(token, now=NOW + 1)
     assert claims == issued
-    assert claims == Claims("b42", role, "u_1", "Seller", int(NOW) + 600, joined_at=int(NOW))
+    assert claims == Claims("b42", role, "u_1", "Seller", int(NOW) + 600, joined_at=int(NOW * 1000))
 
 
 def test_round_trip_keeps_hangul_names(signer: TokenSigner) -> None:
@@ -179,11 +179,11 @@ def test_empty_secret_is_refused() -> None:
 def test_guest_keys_make_one_person_of_many_tokens(signer: TokenSigner) -> None:
     key = signer.issue_guest(now=NOW)
     guest = signer.verify_guest(key)
-    assert guest.created_at == int(NOW) and not guest.verified
+    assert guest.created_at == int(NOW * 1000) and not guest.verified
     a, ca = signer.issue("b1", Role.VIEWER, "a", guest=guest, now=NOW + 100)
     b, cb = signer.issue("b1", Role.VIEWER, "b", guest=guest, now=NOW + 200)
     assert a != b and ca.user_id == cb.user_id == guest.user_id
-    assert signer.verify(b, now=NOW + 201).joined_at == int(NOW)
+    assert signer.verify(b, now=NOW + 201).joined_at == int(NOW * 1000)
     assert signer.issue_guest(now=NOW) != key  # another person
     verified = signer.verify_guest(signer.issue_guest(now=NOW, verified_as="p_abc"))
     assert verified.verified and verified.user_id == "g_p_abc"
