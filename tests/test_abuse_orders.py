@@ -201,10 +201,9 @@ async def test_a_buyer_cannot_mark_their_own_order_paid(shop: RunningServer) -> 
         body = json.dumps({"order_id": oid, "payment_id": pay_id, "status": "paid",
                            "amount": amount}).encode()  # fmt: skip
         ts = int(time.time())
-        return await shop.http.post("/api/payments/callback", content=body,
-                                    headers={"Content-Type": "application/json",
-                                             "Jangteo-Timestamp": str(ts),
-                                             "Jangteo-Signature": sign(secret, ts, body)})  # fmt: skip
+        headers = {"Content-Type": "application/json", "Jangteo-Timestamp": str(ts),
+                   "Jangteo-Signature": sign(secret, ts, body)}  # fmt: skip
+        return await shop.http.post("/api/payments/callback", content=body, headers=headers)
 
     r = await callback(100, "pay-short")  # signed, but not the order's amount
     assert_problem(r, 422, "amount_mismatch")
