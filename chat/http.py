@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jangteo.api import json_body
 from jangteo.context import claims, ctx
+from jangteo.jsonbody import json_body
 from jangteo.problems import BadRequest, Forbidden, NotFound, Unprocessable
 from jangteo.tokens import Claims
 

@@ -56,6 +56,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             raise Problem("a token is required")
         claims = app.signer.verify(token)
         claims.require_broadcast(bid)
+        await app.revocations.check(claims)
         await app.store.get(bid)
     except Problem as exc:
         await websocket.close(CLOSE_POLICY, exc.detail[:120])

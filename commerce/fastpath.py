@@ -18,8 +18,8 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from jangteo.api import MAX_JSON
 from jangteo.context import forwarded_address
+from jangteo.jsonbody import MAX_JSON
 from jangteo.problems import (
     PROBLEM_JSON,
     BadRequest,

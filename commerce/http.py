@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chat.publish import publish
-from jangteo.api import MAX_JSON, json_body, parse_json_object
 from jangteo.cohosting import check_pin_allowed
 from jangteo.context import (
     AppContext,
@@ -28,6 +27,7 @@ from jangteo.context import (
     is_admin,
     read_body,
 )
+from jangteo.jsonbody import MAX_JSON, json_body, parse_json_object
 from jangteo.problems import (
     BadRequest,
     Conflict,
@@ -164,6 +164,7 @@ async def place_order(
         raise Unauthorized("send a token: Authorization: Bearer <token>")
     c = app.signer.verify(token)
     c.require_broadcast(bid)
+    await app.revocations.check(c)
     if c.role is Role.HOST:
         raise Forbidden("the host cannot buy from their own broadcast", code="wrong_role")
     if not idem:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
 from typing import Any
 
@@ -11,36 +9,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from chat.normalize import TextRejected, check_text, fold
-
 from .broadcasts import Status
-from .context import bearer, claims, client_address, ctx, is_admin, read_body, require_admin
-from .keys import key
+from .context import bearer, claims, ctx, is_admin, require_admin
+from .guests import display_name, guest_identity
+from .jsonbody import json_body
 from .problems import (
     BadRequest,
     Forbidden,
     Problem,
-    TooManyRequests,
-    Unauthorized,
-    Unprocessable,
 )
 from .tokens import Guest, Role, parse_role
-
-MAX_JSON = 16 * 1024
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    return parse_json_object(await read_body(request, MAX_JSON, ("application/json",)))
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON", code="bad_json") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("the body must be a JSON object", code="bad_json")
-    return doc
 
 
 def _text(doc: dict[str, Any], key: str, default: str, limit: int = 120) -> str:
@@ -81,31 +59,6 @@ async def get_broadcast(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-# names a guest may not take: they would pass for the merchant's staff or the service itself
-_STAFF_WORDS = ("admin", "moderator", "관리자", "운영자", "모더레이터", "공지", "official", "공식",
-                "system", "시스템", "staff", "스태프", "jangteo")  # fmt: skip
-_STAFF_NAMES = ("host", "호스트", "사장님", "장터", "판매자", "seller")
-
-
-def display_name(doc: dict[str, Any], default: str, *, guest: bool) -> str:
-    """A display name under the chat's text rules (no control, bidi or zero-width characters);
-    a guest's may not look like staff."""
-    value = doc.get("name", default)
-    if not isinstance(value, str):
-        raise BadRequest("name must be a string", code="bad_name")
-    try:
-        name = check_text(value, MAX_NAME)
-    except TextRejected as exc:
-        raise BadRequest(f"name: {exc.detail}", code="bad_name") from None
-    key = fold(name)
-    if guest and (key in _STAFF_NAMES or any(w in key for w in _STAFF_WORDS)):
-        raise Unprocessable("that name is kept for the broadcast's staff", code="reserved_name")
-    return name
-
-
-MAX_NAME = 40
-
-
 async def issue_token(request: Request) -> JSONResponse:
     """A token for this broadcast. Staff roles come from the host (or the operator); a viewer
     token for anyone: a guest presents the guest key they keep (same person, same user id) or
@@ -125,8 +78,9 @@ async def issue_token(request: Request) -> JSONResponse:
     guest: Guest | None = None
     name = display_name(doc, "Guest", guest=not named)
     if not named:
-        guest_key, guest = await _guest(request, bid, doc.get("guest"))
-    token, c = app.signer.issue(bid, role, name, guest=guest)
+        guest_key, guest = await guest_identity(request, bid, doc.get("guest"))
+    generation = await app.revocations.generation(bid)
+    token, c = app.signer.issue(bid, role, name, guest=guest, generation=generation)
     if role is not Role.VIEWER:
         await app.store.add_staff(bid, c.user_id, role)
     body = {"token": token, "role": role.value, "user_id": c.user_id, "name": name,
@@ -145,25 +99,18 @@ def _is_host(request: Request, bid: str) -> bool:
         return False
 
 
-async def _guest(request: Request, bid: str, presented: object) -> tuple[str, Guest]:
-    """The guest's kept identity, or a new one within the per-address rate."""
+async def revoke_tokens(request: Request) -> JSONResponse:
+    """Every token of this broadcast issued so far stops working (within a few seconds on every
+    process): a leaked host link, a moderator let go. The answer carries a fresh host token."""
+    bid = request.path_params["bid"]
     app = ctx(request)
-    if isinstance(presented, str) and presented:
-        try:
-            return presented, app.signer.verify_guest(presented)
-        except Unauthorized:
-            pass  # not ours (another deployment, an old secret): a new identity, as if none
-    s = app.settings
-    per_min = s.guest_identities_per_min
-    wait = await app.buckets.take(key(bid, f"guests:{client_address(request)}"), per_min, per_min)
-    if wait:
-        raise TooManyRequests(
-            "too many new guests from your address; keep your guest key, or try again shortly",
-            code="too_many_guests",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
-    fresh = app.signer.issue_guest()
-    return fresh, app.signer.verify_guest(fresh)
+    broadcast = await app.store.get(bid)
+    generation = await app.revocations.revoke(bid)
+    host = claims(request, bid) if not is_admin(request) else None
+    name = host.name if host else "Host"
+    token, _ = app.signer.issue(bid, Role.HOST, name, user_id=broadcast.host_user,
+                                generation=generation)  # fmt: skip
+    return JSONResponse({"generation": generation, "host_token": token})
 
 
 async def end_broadcast(request: Request) -> JSONResponse:
@@ -180,5 +127,6 @@ routes = [
     Route("/api/broadcasts", create_broadcast, methods=["POST"]),
     Route("/api/broadcasts/{bid}", get_broadcast, methods=["GET"]),
     Route("/api/broadcasts/{bid}/tokens", issue_token, methods=["POST"]),
+    Route("/api/broadcasts/{bid}/tokens/revoke", revoke_tokens, methods=["POST"]),
     Route("/api/broadcasts/{bid}/end", end_broadcast, methods=["POST"]),
 ]

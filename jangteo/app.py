@@ -35,7 +35,8 @@ from stream.hub import MediaHub
 from stream.rtc import configure_host_addresses
 from stream.workers import WorkerPool
 
-from . import api, cohosting, metrics, openapi
+from . import api, cohosting, guests, metrics, openapi
+from .access import guard
 from .broadcasts import BroadcastStore
 from .config import Settings, with_payment_secret
 from .context import AppContext, ctx, require_admin
@@ -50,6 +51,7 @@ from .problems import (
 )
 from .redislimit import RedisBuckets
 from .redismux import RedisMux
+from .revocation import Revocations
 from .tokens import TokenSigner
 
 STATIC = Path(__file__).parent / "static"
@@ -205,6 +207,7 @@ def create_app(settings: Settings) -> Starlette:
             catalog=catalog,
             orders=orders,
             buckets=RedisBuckets(redis),
+            revocations=Revocations(redis),
         )
         sweeper.start()
         pool: WorkerPool | None = None
@@ -233,6 +236,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         *api.routes,
+        *guests.routes,
         *cohosting.routes,
         *stream.http.routes,
         *chat.http.routes,
@@ -246,6 +250,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/studio/{bid}", _page("studio.html")),
         Route("/static/{name}", static_file),
     ]
+    routes = [guard(r) for r in routes]  # the access table, before every handler
     cors = Middleware(
         CORSMiddleware,  # type: ignore[arg-type]
         allow_origins=list(settings.cors_origins),

@@ -141,6 +141,8 @@ def check_serve(settings: Settings) -> None:
             "JANGTEO_PAYMENT_PROVIDER=test lets buyers mark their own orders paid: only "
             "`jangteo demo` runs with it"
         )
+    if settings.phone_verifier == "test":
+        raise ConfigError("JANGTEO_PHONE_VERIFIER=test verifies any phone: only `jangteo demo`")
     if settings.redis_url and not settings.secret:
         raise ConfigError(
             "JANGTEO_SECRET is not set: with a shared Redis (REDIS_URL) every process must sign "
@@ -169,7 +171,8 @@ async def demo(settings: Settings) -> None:
     from .tokens import Role
 
     # a demo's buyers pay with one tap (nothing real is sold)
-    settings, _ = with_generated_secrets(dataclasses.replace(settings, payment_provider="test"))
+    demo_rules = dataclasses.replace(settings, payment_provider="test", phone_verifier="test")
+    settings, _ = with_generated_secrets(demo_rules)
     async with redis_for(settings, "demo-redis") as s:
         studio: list[SyntheticStudio] = []
 

@@ -20,8 +20,8 @@ from starlette.routing import Route
 from chat.publish import publish
 from stream.layout import DEFAULT_LAYOUT, LAYOUTS
 
-from .api import json_body
 from .context import admin_or, ctx
+from .jsonbody import json_body
 from .keys import key, text
 from .problems import BadRequest, Forbidden
 from .tokens import Claims, Role

@@ -81,6 +81,9 @@ class Settings:
     # "external": orders become paid only through the signed payment callback (or the host);
     # "test": the buyer's own confirm pays (demos and tests; `jangteo serve` refuses it)
     payment_provider: str = "external"
+    # phone verification for strict flash sales: "none", or "test" (the code is answered, not
+    # texted: demos and tests); a real SMS provider is an adapter in jangteo/guests.py
+    phone_verifier: str = "none"
     payment_secret: str = ""  # signs payment callbacks (default: derived from the token secret)
     webhook_url: str | None = None  # the merchant's shop: order.created/paid/cancelled
     webhook_secret: str = ""  # whsec_<base64 key> (Standard Webhooks)
@@ -187,6 +190,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "open_orders_per_address": _int(env, "JANGTEO_OPEN_ORDERS_PER_ADDRESS", 20),
         "unpaid_retention_s": _int(env, "JANGTEO_UNPAID_RETENTION_S", 3 * 24 * 3600),
         "payment_provider": env.get("JANGTEO_PAYMENT_PROVIDER", "external"),
+        "phone_verifier": env.get("JANGTEO_PHONE_VERIFIER", "none"),
         "payment_secret": env.get("JANGTEO_PAYMENT_SECRET", ""),
         "webhook_url": env.get("JANGTEO_WEBHOOK_URL") or None,
         "webhook_secret": env.get("JANGTEO_WEBHOOK_SECRET", ""),
@@ -199,6 +203,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         raise ConfigError("JANGTEO_WEBHOOK_URL needs JANGTEO_WEBHOOK_SECRET (whsec_…) to sign with")
     if settings.payment_provider not in PAYMENT_PROVIDERS:
         raise ConfigError(f"JANGTEO_PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}")
+    if settings.phone_verifier not in ("none", "test"):
+        raise ConfigError("JANGTEO_PHONE_VERIFIER must be none or test")
     if settings.fanout not in FANOUT_MODES:
         raise ConfigError(f"JANGTEO_FANOUT must be one of {', '.join(FANOUT_MODES)}")
     return settings

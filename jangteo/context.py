@@ -18,6 +18,7 @@ from .broadcasts import BroadcastStore
 from .config import Settings
 from .problems import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from .redislimit import RedisBuckets
+from .revocation import Revocations
 from .tokens import Claims, Role, TokenSigner
 
 
@@ -33,6 +34,7 @@ class AppContext:
     catalog: Catalog
     orders: Orders
     buckets: RedisBuckets
+    revocations: Revocations
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

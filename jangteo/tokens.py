@@ -42,6 +42,7 @@ class Claims:
     expires_at: int  # epoch seconds
     joined_at: int = 0  # epoch ms the holder's identity was made (0: unknown)
     verified: bool = False  # the identity carries a verified phone
+    generation: int = 0  # the broadcast's token generation at issue (jangteo/revocation.py)
 
     def require_broadcast(self, bid: str) -> None:
         if self.broadcast_id != bid:
@@ -101,6 +102,7 @@ class TokenSigner:
         ttl_s: int | None = None,
         now: float | None = None,
         guest: Guest | None = None,
+        generation: int = 0,
     ) -> tuple[str, Claims]:
         now = time.time() if now is None else now
         claims = Claims(
@@ -111,6 +113,7 @@ class TokenSigner:
             expires_at=int(now) + (self.ttl_s if ttl_s is None else ttl_s),
             joined_at=guest.created_at if guest else int(now * 1000),
             verified=guest.verified if guest else False,
+            generation=generation,
         )
         doc: dict[str, object] = {
             "b": claims.broadcast_id,
@@ -122,6 +125,8 @@ class TokenSigner:
         }
         if claims.verified:
             doc["v"] = 1
+        if generation:
+            doc["g"] = generation
         body = _b64(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
         return f"{body}.{self._sign(body)}", claims
 
@@ -195,6 +200,7 @@ class TokenSigner:
                 expires_at=int(raw["x"]),
                 joined_at=int(raw.get("j", 0)),
                 verified=bool(raw.get("v")),
+                generation=int(raw.get("g", 0)),
             )
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("malformed token", code="bad_token") from None

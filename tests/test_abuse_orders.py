@@ -224,15 +224,18 @@ async def test_the_host_may_mark_an_order_paid_by_hand(shop: RunningServer) -> N
 
 
 def test_serve_refuses_test_payments_and_missing_shared_secrets(redis_url: str) -> None:
+    real = {"payment_provider": "external", "phone_verifier": "none"}
     with pytest.raises(ConfigError, match="PAYMENT_PROVIDER=test"):
-        check_serve(make_settings(redis_url, payment_provider="test"))
+        check_serve(make_settings(redis_url, **real | {"payment_provider": "test"}))
+    with pytest.raises(ConfigError, match="PHONE_VERIFIER=test"):
+        check_serve(make_settings(redis_url, **real | {"phone_verifier": "test"}))
     with pytest.raises(ConfigError, match="JANGTEO_SECRET"):
-        check_serve(make_settings(redis_url, payment_provider="external", secret=""))
+        check_serve(make_settings(redis_url, **real, secret=""))
     with pytest.raises(ConfigError, match="JANGTEO_ADMIN_KEY"):
-        check_serve(make_settings(redis_url, payment_provider="external", admin_key=""))
-    check_serve(make_settings(redis_url, payment_provider="external"))
+        check_serve(make_settings(redis_url, **real, admin_key=""))
+    check_serve(make_settings(redis_url, **real))
     # with the embedded Redis (one process) the secrets may be generated
-    check_serve(make_settings(None, payment_provider="external", secret="", admin_key=""))  # type: ignore[arg-type]
+    check_serve(make_settings(None, **real, secret="", admin_key=""))  # type: ignore[arg-type]
 
 
 # -- H4: what orders leave behind ----------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Who may call what: one table for every route, enforced before each handler runs.
+
+Principals: ``anyone`` (no token needed), ``admin`` (the operator's key), the roles of a token
+scoped to the broadcast in the path (``host``, ``cohost``, ``moderator``, ``viewer``), and
+``owner``: the holder of the resource itself (the buyer of an order, the holder of a media
+session), which the handler checks once it has the resource. A route whose principals are only
+roles needs a token of this broadcast (401 without one or with a bad, expired or revoked one;
+403 for another broadcast's token or a role not named). Handlers keep the checks that need the
+resource (ownership, the host's "co-hosts may pin"); tests/test_access.py walks every route with
+every principal against this table.
+
+The order route is served ahead of the router (commerce/fastpath.py) and the chat socket is a
+WebSocket: both check their rule themselves, the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .context import bearer, claims, ctx, is_admin
+from .problems import Forbidden, Unauthorized
+from .tokens import Claims, Role
+
+ANYONE, ADMIN, OWNER = "anyone", "admin", "owner"
+HOST, COHOST, MODERATOR, VIEWER = (r.value for r in Role)
+ROLES = frozenset(r.value for r in Role)
+EVERY_ROLE = ROLES
+STAFF_PINS = frozenset({HOST, COHOST})  # co-hosts when the host allows it (handler checks)
+MODS = frozenset({HOST, MODERATOR})
+BUYERS = frozenset({COHOST, MODERATOR, VIEWER})  # anyone of the broadcast but its host
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    who: frozenset[str]
+    note: str = ""
+
+    @property
+    def public(self) -> bool:
+        return ANYONE in self.who
+
+
+def _r(*who: str | frozenset[str], note: str = "") -> Rule:
+    names: set[str] = set()
+    for w in who:
+        names |= {w} if isinstance(w, str) else set(w)
+    return Rule(frozenset(names), note)
+
+
+B = "/api/broadcasts/{bid}"
+ACCESS: dict[tuple[str, str], Rule] = {
+    # broadcasts and tokens
+    ("POST", "/api/broadcasts"): _r(ADMIN),
+    ("GET", B): _r(ANYONE),
+    ("POST", f"{B}/tokens"): _r(ANYONE, note="guests mint viewer tokens; other roles: host, admin"),
+    ("POST", f"{B}/tokens/revoke"): _r(ADMIN, HOST),
+    ("POST", f"{B}/end"): _r(ADMIN, HOST),
+    ("POST", "/api/guests/phone"): _r(ANYONE, note="with the guest key"),
+    ("POST", "/api/guests/phone/confirm"): _r(ANYONE, note="with the guest key and the code"),
+    # co-hosting
+    ("GET", f"{B}/layout"): _r(ANYONE),
+    ("PUT", f"{B}/layout"): _r(ADMIN, HOST),
+    ("GET", f"{B}/cohost"): _r(ANYONE),
+    ("PUT", f"{B}/cohost"): _r(ADMIN, HOST),
+    # media
+    ("POST", "/whip/{bid}"): _r(HOST, COHOST),
+    ("POST", "/whep/{bid}"): _r(EVERY_ROLE),
+    ("DELETE", "/whip/{bid}/{sid}"): _r(HOST, OWNER),
+    ("DELETE", "/whep/{bid}/{sid}"): _r(HOST, OWNER),
+    ("PATCH", "/whip/{bid}/{sid}"): _r(ANYONE, note="405: no trickle ICE"),
+    ("PATCH", "/whep/{bid}/{sid}"): _r(ANYONE, note="405: no trickle ICE"),
+    ("OPTIONS", "/whip/{bid}"): _r(ANYONE, note="CORS preflight"),
+    ("OPTIONS", "/whep/{bid}"): _r(ANYONE, note="CORS preflight"),
+    ("OPTIONS", "/whip/{bid}/{sid}"): _r(ANYONE, note="CORS preflight"),
+    ("OPTIONS", "/whep/{bid}/{sid}"): _r(ANYONE, note="CORS preflight"),
+    # chat
+    ("WEBSOCKET", "/ws/{bid}"): _r(EVERY_ROLE),
+    ("GET", f"{B}/chat"): _r(EVERY_ROLE),
+    ("DELETE", f"{B}/chat/{{id}}"): _r(MODS),
+    ("POST", f"{B}/bans"): _r(MODS, note="only of a lower rank"),
+    ("DELETE", f"{B}/bans/{{uid}}"): _r(MODS),
+    ("PUT", f"{B}/chat/settings"): _r(MODS),
+    ("PUT", f"{B}/chat/announcement"): _r(HOST),
+    # commerce
+    ("GET", f"{B}/products"): _r(ANYONE),
+    ("PUT", f"{B}/products/{{pid}}"): _r(ADMIN, HOST),
+    ("GET", f"{B}/products/{{pid}}/image"): _r(ANYONE),
+    ("POST", f"{B}/products/snapshot"): _r(ADMIN, HOST),
+    ("POST", f"{B}/pin"): _r(ADMIN, STAFF_PINS, note="co-hosts when the host allows it"),
+    ("DELETE", f"{B}/pin"): _r(ADMIN, STAFF_PINS, note="co-hosts when the host allows it"),
+    ("POST", f"{B}/orders"): _r(BUYERS),
+    ("GET", f"{B}/orders"): _r(ADMIN, HOST),
+    ("GET", "/api/orders/{oid}"): _r(ADMIN, HOST, OWNER),
+    ("POST", "/api/orders/{oid}/confirm"): _r(
+        ADMIN, HOST, OWNER, note="the buyer only with the test payment provider"
+    ),
+    ("POST", "/api/orders/{oid}/cancel"): _r(ADMIN, HOST, OWNER),
+    ("POST", "/api/payments/callback"): _r(ANYONE, note="signed by the payment provider"),
+    # the operator and the pages
+    ("GET", "/metrics"): _r(ADMIN),
+    ("GET", "/openapi.json"): _r(ANYONE),
+    ("GET", "/healthz"): _r(ANYONE),
+    ("GET", "/watch/{bid}"): _r(ANYONE),
+    ("GET", "/studio/{bid}"): _r(ANYONE, note="the page; its calls carry the host's token"),
+    ("GET", "/static/{name}"): _r(ANYONE),
+}
+
+
+def rule_for(method: str, path: str) -> Rule:
+    try:
+        return ACCESS[(method, path)]
+    except KeyError:
+        raise LookupError(f"{method} {path} has no rule in jangteo/access.py") from None
+
+
+def _broadcast_of(conn: HTTPConnection) -> str:
+    params = conn.path_params
+    if "bid" in params:
+        return str(params["bid"])
+    from commerce.orders import bid_of  # the one id scheme that carries its broadcast
+
+    return bid_of(str(params["oid"]))
+
+
+async def check(conn: HTTPConnection, rule: Rule) -> Claims | None:
+    """Enforce ``rule``: None for a public route or the operator; else the token's claims."""
+    if rule.public:
+        return None
+    if ADMIN in rule.who and is_admin(conn):
+        return None
+    if bearer(conn) is None:
+        needs = "the admin key" if rule.who == {ADMIN} else "a token"
+        raise Unauthorized(f"send {needs}: Authorization: Bearer …")
+    if rule.who == {ADMIN}:
+        raise Unauthorized("the admin key does not match", code="bad_token")
+    c = claims(conn, _broadcast_of(conn))
+    await ctx(conn).revocations.check(c)
+    if c.role.value not in rule.who and OWNER not in rule.who:
+        allowed = ", ".join(sorted(rule.who & ROLES)) or "the operator"
+        raise Forbidden(f"role {c.role.value} may not do this (needs {allowed})")
+    return c
+
+
+def guard(route: BaseRoute) -> BaseRoute:
+    """``route`` with its rule enforced before its handler (one Route per method here)."""
+    if not isinstance(route, Route) or route.methods is None:
+        return route
+    methods = route.methods - {"HEAD"}
+    (method,) = methods
+    rule = rule_for(method, route.path)
+    endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint  # type: ignore[assignment]
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        await check(request, rule)
+        return await endpoint(request)
+
+    return Route(route.path, guarded, methods=sorted(methods), name=route.name)
