@@ -281,3 +281,41 @@ async def test_first_paid_mode_cannot_be_flooded_with_reservations(shop: Running
     assert len(accepted) <= 20  # the address cap and at most max(3 per unit, 10) racing payers
     assert {r.json()["code"] for r in answers if r.status_code != 201} <= {
         "oversubscribed", "too_many_open_orders"}  # fmt: skip
+
+
+async def test_a_verified_phone_sale_is_one_buyer_per_phone(shop: RunningServer) -> None:
+    """The stricter mode for a real deployment, in its test version: the deal sells only to
+    identities with a verified phone, and every device verified with one phone is one buyer."""
+    b = await shop.create_broadcast()
+    bid, host = b["id"], b["host_token"]
+    await _product(shop, host, bid, per_buyer_limit=1)
+    pin = {"product_id": "p1", "deal_price": 9900, "eligible": "verified"}
+    r = await shop.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host), json=pin)
+    assert r.status_code == 200, r.text
+    phone = "010-1234-5678"
+
+    async def verified_token(guest: str) -> tuple[str, str]:
+        r = await shop.http.post("/api/guests/phone", json={"guest": guest, "phone": phone})
+        assert r.status_code == 202, r.text
+        code = r.json()["code"]  # the test verifier answers it instead of texting it
+        wrong = "000000" if code != "000000" else "111111"
+        bad = await shop.http.post("/api/guests/phone/confirm",
+                                   json={"guest": guest, "phone": phone, "code": wrong})  # fmt: skip
+        assert_problem(bad, 422, "wrong_code")
+        r = await shop.http.post("/api/guests/phone/confirm",
+                                 json={"guest": guest, "phone": phone, "code": code})  # fmt: skip
+        assert r.status_code == 200, r.text
+        doc = (await _guest(shop, bid, r.json()["guest"])).json()
+        return doc["token"], doc["user_id"]
+
+    plain = (await _guest(shop, bid)).json()
+    r = await _order(shop, bid, plain["token"], "plain")
+    assert_problem(r, 403, "not_eligible")
+    assert r.json()["needs"] == "verified"
+    first, uid1 = await verified_token(plain["guest"])
+    assert (await _order(shop, bid, first, "v1")).status_code == 201
+    async with _elsewhere() as phone2:  # the same phone on a second device
+        other = (await _guest(shop, bid, http=phone2)).json()
+    second, uid2 = await verified_token(other["guest"])
+    assert uid1 == uid2
+    assert_problem(await _order(shop, bid, second, "v2"), 422, "limit_exceeded")
