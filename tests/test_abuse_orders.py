@@ -299,8 +299,8 @@ async def test_a_verified_phone_sale_is_one_buyer_per_phone(shop: RunningServer)
         assert r.status_code == 202, r.text
         code = r.json()["code"]  # the test verifier answers it instead of texting it
         wrong = "000000" if code != "000000" else "111111"
-        bad = await shop.http.post("/api/guests/phone/confirm",
-                                   json={"guest": guest, "phone": phone, "code": wrong})  # fmt: skip
+        confirm = "/api/guests/phone/confirm"
+        bad = await shop.http.post(confirm, json={"guest": guest, "phone": phone, "code": wrong})
         assert_problem(bad, 422, "wrong_code")
         r = await shop.http.post("/api/guests/phone/confirm",
                                  json={"guest": guest, "phone": phone, "code": code})  # fmt: skip
