@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -107,6 +107,18 @@ async def redis_for(settings: Settings, subdir: str) -> AsyncIterator[Settings]:
         log.info("embedded redis-server stopped")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM or Ctrl-C ends ``serve()`` normally. uvicorn raises
+    the signal again once it has shut down, which killed the process before the embedded Redis
+    child was stopped (it lived on). Guarded by tests/test_redisproc.py."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()  # handled: we are shutting down already
+
+
 async def _serve(settings: Settings, on_started=None) -> None:  # type: ignore[no-untyped-def]
     from .app import WS_MAX_SIZE, create_app, listen
 
@@ -116,7 +128,7 @@ async def _serve(settings: Settings, on_started=None) -> None:  # type: ignore[n
         ws_max_size=WS_MAX_SIZE, ws_per_message_deflate=False, timeout_graceful_shutdown=5,
         access_log=False, server_header=False,
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = _Server(config)
     sock = listen(settings.host, settings.port)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import redis
 
 from jangteo.redisproc import EmbeddedRedisError, RedisServer, free_port
+from jangteo.testing import eventually, start_serve_process, stop_process
 
 
 def _config(url: str, name: str) -> str:
@@ -131,3 +134,33 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+async def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path) -> None:
+    """As found: after SIGTERM the server was gone but its redis-server child lived on."""
+    env = {"REDIS_URL": "", "JANGTEO_DATA_DIR": str(tmp_path), "JANGTEO_LOG_LEVEL": "warning"}
+    proc, _ = await start_serve_process(env)
+    try:
+        redis_pid = _redis_child(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        await eventually(lambda: _zombie(redis_pid), "redis-server stopped with the server", 10)
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+
+
+def _redis_child(pid: int) -> int:
+    """The redis-server child of ``pid`` (started from one of its threads)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [c for t in tasks for c in (t / "children").read_text().split()]
+    (found,) = [int(c) for c in children if b"redis" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    """Gone, or dead and waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
