@@ -42,6 +42,7 @@ def make_settings(redis_url: str, **kw: object) -> Settings:
         video_bitrate=1_000_000,
         # the buyer's confirm pays (tests of real payment flows set "external")
         payment_provider="test",
+        cors_origins=("*",),  # the CORS tests' browsers come from elsewhere
         phone_verifier="test",
         # every test buyer is on loopback: one address stands for many people here
         open_orders_per_address=100_000,

@@ -45,9 +45,19 @@ Sender = Callable[[str], Awaitable[None]]
 Closer = Callable[[int, str], Awaitable[None]]
 
 
+_U64 = 1 << 64
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id ``<ms>-<seq>`` as numbers; ValueError unless Redis would take it (two
+    unsigned 64-bit numbers: a bigger one reached Redis and came back as a 503)."""
     ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    if not (ms.isascii() and ms.isdigit()) or not (seq == "" or (seq.isascii() and seq.isdigit())):
+        raise ValueError(f"not a stream id: {entry_id!r}")
+    key = int(ms), int(seq or 0)
+    if key[0] >= _U64 or key[1] >= _U64:
+        raise ValueError(f"stream id out of range: {entry_id!r}")
+    return key
 
 
 def decode_entry(entry_id: Any, fields: Any) -> dict[str, Any]:

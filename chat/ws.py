@@ -40,14 +40,19 @@ STAFF_FRAME_FACTOR = 5
 HEART_RATE, HEART_BURST = 20.0, 100.0
 
 
-def _origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    return "*" in allowed or origin is None or origin in allowed
+def _origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str) -> bool:
+    """Non-browser clients send no Origin; browsers may connect from our own pages (the same
+    host) and from the configured origins (``JANGTEO_CORS_ORIGINS``, default none)."""
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    return bool(host) and origin in (f"https://{host}", f"http://{host}")
 
 
 async def chat_socket(websocket: WebSocket) -> None:
     app = ctx(websocket)
     bid = websocket.path_params["bid"]
-    if not _origin_allowed(websocket.headers.get("origin"), app.settings.cors_origins):
+    origin, host = websocket.headers.get("origin"), websocket.headers.get("host", "")
+    if not _origin_allowed(origin, app.settings.cors_origins, host):
         await websocket.close(CLOSE_POLICY, "origin not allowed")
         return
     token = websocket.query_params.get("token")

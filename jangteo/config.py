@@ -61,7 +61,9 @@ class Settings:
     max_viewers: int = 2000
     # proxies whose X-Forwarded-For names the client (comma-separated addresses)
     trusted_proxies: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ("*",)
+    # browser origins allowed besides our own pages (HTTP CORS and the chat socket's Origin);
+    # "*" for any, e.g. WHEP players embedded on other sites
+    cors_origins: tuple[str, ...] = ()
     public_url: str | None = None
     chat_max_chars: int = 200
     chat_rate_messages: int = 5  # per user, per chat_rate_window_s (the host is exempt)
@@ -174,7 +176,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "whep_per_address": _int(env, "JANGTEO_WHEP_PER_ADDRESS", 100),
         "max_viewers": _int(env, "JANGTEO_MAX_VIEWERS", 2000),
         "trusted_proxies": _split(env.get("JANGTEO_TRUSTED_PROXIES", "")),
-        "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "*")),
+        "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),

@@ -10,7 +10,9 @@ import pytest
 import websockets
 
 from chat.ws import CLOSE_RATE_LIMITED, FRAME_BURST, HEART_BURST
-from jangteo.testing import RunningServer
+from conftest import make_settings
+from jangteo.config import Settings
+from jangteo.testing import RunningServer, running_server
 
 from .chat_client import ChatClient, ws_url
 from .test_api import assert_problem, bearer
@@ -118,3 +120,36 @@ async def test_nobody_bans_the_host_and_moderators_cannot_ban_moderators(
     assert await ban(b["host_token"], mod2_id) == 201  # the host outranks everyone
     for uid in (host.user_id, mod_id, cohost_id):
         assert not await server.ctx.redis.exists(f"jt:{{{bid}}}:ban:{uid}")
+
+
+@pytest.mark.parametrize("bad", ["99999999999999999999999-0", "1-99999999999999999999999",
+                                 "１２-0", "-1-0", "12-x"])  # fmt: skip
+async def test_out_of_range_chat_ids_are_bad_input_not_503(server: RunningServer, bad: str) -> None:
+    """As found: a huge chat id reached Redis and came back as 503."""
+    b = await server.create_broadcast()
+    bid, host = b["id"], b["host_token"]
+    r = await server.http.get(f"/api/broadcasts/{bid}/chat", params={"after": bad},
+                              headers=bearer(host))  # fmt: skip
+    assert_problem(r, 400)
+    r = await server.http.delete(f"/api/broadcasts/{bid}/chat/{bad}", headers=bearer(host))
+    assert_problem(r, 404)
+    c = await ChatClient.open(server.base_url, bid, host, last_id=bad)  # resumes: a reset
+    await c.wait_for("reset")
+    await c.aclose()
+
+
+async def test_by_default_only_our_own_pages_open_chat_from_a_browser(redis_url: str) -> None:
+    """As found: CORS and the chat socket's Origin check allowed any origin by default."""
+    settings = make_settings(redis_url, cors_origins=Settings().cors_origins)
+    assert settings.cors_origins == ()
+    async with running_server(settings) as s:
+        b = await s.create_broadcast()
+        with pytest.raises(websockets.InvalidStatus):
+            await ChatClient.open(s.base_url, b["id"], b["host_token"],
+                                  origin="https://evil.example")  # fmt: skip
+        own = await ChatClient.open(s.base_url, b["id"], b["host_token"], origin=s.base_url)
+        await own.wait_for("settings")
+        await own.aclose()
+        r = await s.http.options(f"/whep/{b['id']}", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})  # fmt: skip
+        assert "access-control-allow-origin" not in r.headers
