@@ -116,6 +116,22 @@ export function explain(err) {
       return t("호스트가 상품 고정을 허용하지 않았습니다", "The host has not allowed co-hosts to pin");
     case "no_picture":
       return t("방송 중일 때만 화면을 찍을 수 있습니다", "Go live first: there is no picture yet");
+    case "payment_required":
+      return t("결제 페이지에서 결제하면 주문이 확정됩니다", "Pay on the payment page to confirm the order");
+    case "too_many_open_orders":
+      return t("결제하지 않은 주문이 많습니다. 먼저 결제하거나 취소해 주세요", "Too many unpaid orders: pay or cancel one first");
+    case "hold_cooldown":
+      return t("주문 시간이 지났습니다. 잠시 후 다시 주문해 주세요", "Your hold ran out: order again in a moment");
+    case "oversubscribed":
+      return t("결제 중인 분이 많습니다. 잠시 후 다시 시도해 주세요", "Many buyers are paying: try again shortly");
+    case "not_eligible":
+      return err?.doc?.needs === "verified"
+        ? t("이 특가는 휴대폰 인증이 필요합니다", "This deal needs a verified phone")
+        : t("이 특가는 방송 시작 전부터 시청한 분만 살 수 있어요", "This deal is for viewers who were here before it started");
+    case "too_many_guests":
+      return t("접속이 많습니다. 잠시 후 다시 시도해 주세요", "Busy: please try again shortly");
+    case "token_revoked":
+      return t("접속이 만료되었습니다. 새로고침해 주세요", "Your session was revoked: reload the page");
     case "network":
       return t("네트워크 오류: 다시 시도해 주세요", "Network error: please try again");
     default:
