@@ -602,8 +602,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ], 1))[0]  # fmt: skip
             b = _json(st, body, 201)
             bid = b["id"]
+            admin = {"Authorization": f"Bearer {ADMIN}"} | JSON_CT  # named buyers, not guests
             issued = await call_many(host, port, [
-                Call("POST", f"/api/broadcasts/{bid}/tokens", JSON_CT,
+                Call("POST", f"/api/broadcasts/{bid}/tokens", admin,
                      _jbody({"role": "viewer", "name": f"구매자{i}"}))
                 for i in range(max(args.buyers, args.check_buyers))
             ])  # fmt: skip
