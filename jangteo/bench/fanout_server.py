@@ -74,6 +74,10 @@ async def main(args: argparse.Namespace) -> None:
         video_bitrate=args.bitrate,
         fanout=args.fanout,
         workers=args.workers,
+        # the load is hundreds of viewers of one token on one address: load, not one person
+        whep_per_user=100_000,
+        whep_per_address=100_000,
+        max_viewers=100_000,
     )
     async with running_server(settings) as server:
         app = server.ctx
