@@ -8,7 +8,7 @@ import pytest
 
 from jangteo.testing import RunningServer
 from stream.clients import WhepClient, WhipClient
-from stream.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE
+from stream.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE, FastViewer
 from stream.synthetic import PatternTrack, ToneTrack
 
 from .helpers import fps, is_pattern
@@ -24,6 +24,16 @@ async def _live(server: RunningServer) -> tuple[str, WhipClient]:
     return b["id"], pub
 
 
+def _fast_viewer(server: RunningServer, bid: str) -> FastViewer:
+    """The one VP8 viewer's state on the server's fast fan-out."""
+    media = server.ctx.hub.get(bid)
+    assert media is not None
+    fanout = media.compositor.video_buses["vp8"].fanout
+    assert fanout is not None
+    (fast,) = fanout.viewers
+    return fast
+
+
 async def test_viewer_decodes_cleanly_under_5_percent_loss(server: RunningServer) -> None:
     assert server.settings.fanout == "fast"
     bid, pub = await _live(server)
@@ -32,11 +42,7 @@ async def test_viewer_decodes_cleanly_under_5_percent_loss(server: RunningServer
     await viewer.play(audio=False)
     try:
         await viewer.wait_frames(240, timeout=30)
-        media = server.ctx.hub.get(bid)
-        assert media is not None
-        fanout = media.compositor.video_buses["vp8"].fanout
-        assert fanout is not None
-        (fast,) = fanout.viewers
+        fast = _fast_viewer(server, bid)
         sent = fast.packets
         assert viewer.dropped >= 0.03 * sent, f"{viewer.dropped} of {sent} packets dropped"
         assert fast.retransmits >= 0.8 * viewer.dropped, (fast.retransmits, viewer.dropped)
@@ -87,11 +93,7 @@ async def test_a_nack_flood_is_answered_within_the_viewers_budget(server: Runnin
     await viewer.play(audio=False)
     try:
         await viewer.wait_frames(30, timeout=30)
-        media = server.ctx.hub.get(bid)
-        assert media is not None
-        fanout = media.compositor.video_buses["vp8"].fanout
-        assert fanout is not None
-        (fast,) = fanout.viewers
+        fast = _fast_viewer(server, bid)
         (receiver,) = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
         octets0, resent0, refused0 = fast.octets, fast.retransmitted_bytes, fast.nacks_refused
         frames0 = len(viewer.frames)
