@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from jangteo.config import Settings
-from jangteo.redisproc import RedisServer
-from jangteo.testing import RunningServer, running_server
+from core.config import Settings
+from core.redisproc import RedisServer
+from jangteo.testkit.server import RunningServer, running_server
 
 # aioice never gathers loopback; tests name it explicitly (or the netns veth address).
 ICE_ADDRESS = os.environ.get("JANGTEO_TEST_ICE_ADDRESS", "127.0.0.1")

@@ -1,9 +1,6 @@
-"""Live chat on Redis Streams.
-
-For now: the publish API the rest of the product uses to put events (status, pin, stock, order)
-into a broadcast's stream, so that they resume without gaps with the chat history.
+"""Live chat on Redis Streams: the broadcast's event stream, read once per process and fanned out
+to every socket (:mod:`chat.hub`), the socket protocol (:mod:`chat.ws`, frames in
+:mod:`chat.frames`), moderation and history over HTTP (:mod:`chat.http`), text rules
+(:mod:`chat.normalize`), ranks (:mod:`chat.roles`) and per-broadcast settings (:mod:`chat.store`).
+Events are published through :mod:`core.events`.
 """
-
-from .publish import STREAM_MAXLEN, publish, stream_key
-
-__all__ = ["STREAM_MAXLEN", "publish", "stream_key"]

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from jangteo.context import claims, ctx
-from jangteo.jsonbody import json_body
-from jangteo.problems import BadRequest, Forbidden, NotFound, Unprocessable
-from jangteo.tokens import Claims
+from core.broadcasts import BroadcastStore
+from core.config import Settings
+from core.events import publish, stream_key
+from core.problems import BadRequest, Forbidden, NotFound, Unprocessable
+from core.tokens import Claims
+from core.web import bind, claims, json_body
 
 from .hub import HISTORY, decode_entry, id_key
 from .normalize import TextRejected, check_text
-from .publish import publish, stream_key
 from .roles import Action, outranks, require
-from .store import ChatSettings
+from .store import ChatSettings, ChatStore
 
 MIN_TIMEOUT_S = 10
 MAX_TIMEOUT_S = 14 * 24 * 3600
 MAX_SLOW_MODE_S = 3600
 MAX_BANNED_WORDS = 500
+
+
+class ChatApp(Protocol):
+    """What the chat routes work on (the app's context satisfies it)."""
+
+    settings: Settings
+    redis: Redis
+    store: BroadcastStore
+    chat_store: ChatStore
 
 
 def _staff(request: Request, action: Action) -> Claims:
@@ -33,10 +45,9 @@ def _staff(request: Request, action: Action) -> Claims:
     return c
 
 
-async def history(request: Request) -> JSONResponse:
+async def history(request: Request, app: ChatApp) -> JSONResponse:
     bid = request.path_params["bid"]
     c = claims(request, bid)
-    app = ctx(request)
     after = request.query_params.get("after")
     try:
         limit = min(500, max(1, int(request.query_params.get("limit", HISTORY))))
@@ -56,14 +67,13 @@ async def history(request: Request) -> JSONResponse:
     return JSONResponse({"events": out, "deleted": sorted(gone)})
 
 
-async def delete_message(request: Request) -> Response:
+async def delete_message(request: Request, app: ChatApp) -> Response:
     _staff(request, Action.DELETE)
     bid, mid = request.path_params["bid"], request.path_params["id"]
     try:
         id_key(mid)
     except ValueError:
         raise NotFound(f"no chat message {mid!r}") from None
-    app = ctx(request)
     if not await app.chat_store.mark_deleted(bid, mid):
         if mid in await app.chat_store.deleted(bid, [mid]):
             return Response(status_code=204)  # already deleted: idempotent
@@ -72,7 +82,7 @@ async def delete_message(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def ban(request: Request) -> JSONResponse:
+async def ban(request: Request, app: ChatApp) -> JSONResponse:
     c = _staff(request, Action.BAN)
     bid = request.path_params["bid"]
     doc = await json_body(request)
@@ -81,7 +91,6 @@ async def ban(request: Request) -> JSONResponse:
         raise BadRequest("user_id must be a string", code="bad_user_id")
     if uid == c.user_id:
         raise Unprocessable("you cannot ban yourself", code="self_ban")
-    app = ctx(request)
     target = await app.store.role_of(bid, uid)
     if not outranks(c.role, target):
         raise Forbidden(f"a {c.role.value} cannot ban the {target.value}", code="cannot_ban_staff")
@@ -101,17 +110,16 @@ async def ban(request: Request) -> JSONResponse:
     return JSONResponse({"user_id": uid, "duration_s": duration}, status_code=201)
 
 
-async def unban(request: Request) -> Response:
+async def unban(request: Request, app: ChatApp) -> Response:
     _staff(request, Action.BAN)
-    await ctx(request).chat_store.unban(request.path_params["bid"], request.path_params["uid"])
+    await app.chat_store.unban(request.path_params["bid"], request.path_params["uid"])
     return Response(status_code=204)
 
 
-async def put_settings(request: Request) -> JSONResponse:
+async def put_settings(request: Request, app: ChatApp) -> JSONResponse:
     _staff(request, Action.SETTINGS)
     bid = request.path_params["bid"]
     doc = await json_body(request)
-    app = ctx(request)
     current = await app.chat_store.settings(bid)
     slow = doc.get("slow_mode_s", current.slow_mode_s)
     frozen = doc.get("frozen", current.frozen)
@@ -134,11 +142,10 @@ async def put_settings(request: Request) -> JSONResponse:
     return JSONResponse(new.public() | {"banned_words": list(new.banned_words)})
 
 
-async def put_announcement(request: Request) -> JSONResponse:
+async def put_announcement(request: Request, app: ChatApp) -> JSONResponse:
     _staff(request, Action.ANNOUNCE)
     bid = request.path_params["bid"]
     doc = await json_body(request)
-    app = ctx(request)
     text = doc.get("text")
     if text is None:
         announcement = None
@@ -160,11 +167,14 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-routes = [
-    Route("/api/broadcasts/{bid}/chat", history, methods=["GET"]),
-    Route("/api/broadcasts/{bid}/chat/settings", put_settings, methods=["PUT"]),
-    Route("/api/broadcasts/{bid}/chat/announcement", put_announcement, methods=["PUT"]),
-    Route("/api/broadcasts/{bid}/chat/{id}", delete_message, methods=["DELETE"]),
-    Route("/api/broadcasts/{bid}/bans", ban, methods=["POST"]),
-    Route("/api/broadcasts/{bid}/bans/{uid}", unban, methods=["DELETE"]),
-]
+def routes(app: Callable[[], ChatApp]) -> list[BaseRoute]:
+    return [
+        Route("/api/broadcasts/{bid}/chat", bind(history, app), methods=["GET"]),
+        Route("/api/broadcasts/{bid}/chat/settings", bind(put_settings, app), methods=["PUT"]),
+        Route(
+            "/api/broadcasts/{bid}/chat/announcement", bind(put_announcement, app), methods=["PUT"]
+        ),
+        Route("/api/broadcasts/{bid}/chat/{id}", bind(delete_message, app), methods=["DELETE"]),
+        Route("/api/broadcasts/{bid}/bans", bind(ban, app), methods=["POST"]),
+        Route("/api/broadcasts/{bid}/bans/{uid}", bind(unban, app), methods=["DELETE"]),
+    ]

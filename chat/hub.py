@@ -23,13 +23,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jangteo import metrics
-from jangteo.keys import text
-from jangteo.tasks import cancel_all, cancel_and_wait, cancelling
-from jangteo.tokens import Claims
+from core import metrics
+from core.events import stream_key
+from core.keys import text
+from core.tasks import cancel_all, cancel_and_wait, cancelling
+from core.tokens import Claims
 
 from .connections import Connections
-from .publish import stream_key
 from .store import ChatStore
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ def frame_of(events: list[dict[str, Any]]) -> str:
 # well under redis-py's default socket timeout (5 s): an idle broadcast's XREAD must come back
 # before the read times out, or the reader would reconnect (and treat it as a gap) every 5 s
 XREAD_BLOCK_MS = 2000
+
+
+LineHook = Callable[[str, Claims, str, str], Awaitable[object]]
 
 
 class ClientState(enum.Enum):
@@ -400,6 +403,8 @@ class ChatHub:
         self.batch_s = batch_s
         self.store = store
         self.process = secrets.token_hex(6)
+        # a chat line that was sent: (bid, claims, text, address); commerce takes order lines
+        self.on_line: LineHook | None = None
         self.broadcasts: dict[str, BroadcastChat] = {}
         self.media_viewers: Callable[[str], int] = lambda bid: 0
         self._lock = asyncio.Lock()

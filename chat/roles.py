@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 
-from jangteo.problems import Forbidden
-from jangteo.tokens import Role
+from core.problems import Forbidden
+from core.tokens import Role
 
 
 class Action(enum.StrEnum):

@@ -17,9 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from jangteo.keys import key, text
-
-from .publish import STREAM_MAXLEN, encode_event, stream_key
+from core.events import STREAM_MAXLEN, encode_event, stream_key
+from core.keys import key, text
 
 # KEYS: stream, cfg, ban, slow, rl
 # ARGV: event json, now ms, bypass_freeze, bypass_slow, bypass_rate, rate capacity, rate window ms,

@@ -13,26 +13,34 @@ banked) and the rest are dropped. At most ``chat_sockets_per_user`` sockets per 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
+from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from commerce.chat_orders import try_order
-from jangteo.context import client_address, ctx
-from jangteo.problems import Problem
-from jangteo.ratelimit import TokenBucket
-from jangteo.tokens import Claims, Role
+from core.problems import Problem
+from core.ratelimit import TokenBucket
+from core.revocation import Verifier
+from core.tokens import Claims, Role
+from core.web import client_address
 
-from .hub import Client
+from .frames import BadFrame, Hearts, error_event, parse
+from .http import ChatApp
+from .hub import BroadcastChat, ChatHub, Client
 from .normalize import TextRejected, banned_hit, check_text
 from .roles import Action, may
 
 log = logging.getLogger(__name__)
 
-MAX_HEART_TAPS = 50
+
+class SocketApp(ChatApp, Protocol):
+    """What the chat socket works on, beyond the chat routes' parts."""
+
+    chat: ChatHub
+    verifier: Verifier
+
+
 CLOSE_POLICY = 1008
 CLOSE_RATE_LIMITED = 4029
 FRAME_RATE, FRAME_BURST = 10.0, 30.0  # a viewer's; staff (host, co-host, moderator) get 5x
@@ -48,8 +56,7 @@ def _origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str) -> 
     return bool(host) and origin in (f"https://{host}", f"http://{host}")
 
 
-async def chat_socket(websocket: WebSocket) -> None:
-    app = ctx(websocket)
+async def chat_socket(websocket: WebSocket, app: SocketApp) -> None:
     bid = websocket.path_params["bid"]
     origin, host = websocket.headers.get("origin"), websocket.headers.get("host", "")
     if not _origin_allowed(origin, app.settings.cors_origins, host):
@@ -59,9 +66,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     try:
         if not token:
             raise Problem("a token is required")
-        claims = app.signer.verify(token)
-        claims.require_broadcast(bid)
-        await app.revocations.check(claims)
+        claims = await app.verifier.claims(token, bid)
         await app.store.get(bid)
     except Problem as exc:
         await websocket.close(CLOSE_POLICY, exc.detail[:120])
@@ -78,7 +83,9 @@ async def chat_socket(websocket: WebSocket) -> None:
         app.chat.connections.leave(claims.user_id, address)
 
 
-async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims, address: str) -> None:
+async def _serve(
+    app: SocketApp, websocket: WebSocket, bid: str, claims: Claims, address: str
+) -> None:
     chat = await app.chat.join(bid)
 
     async def send(frame: str) -> None:
@@ -107,7 +114,7 @@ async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims, addre
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    client.offer(_error("bad_utf8", "the frame is not valid UTF-8"))
+                    client.offer(error_event("bad_utf8", "the frame is not valid UTF-8"))
                     continue
             await _handle(app, chat, client, text, hearts, address)
     except WebSocketDisconnect:
@@ -117,52 +124,36 @@ async def _serve(app: Any, websocket: WebSocket, bid: str, claims: Claims, addre
         app.chat.release(bid)
 
 
-def _error(code: str, detail: str, **extra: Any) -> str:
-    return json.dumps(
-        {"type": "error", "code": code, "detail": detail, **extra}, ensure_ascii=False
-    )
-
-
 async def _handle(
-    app: Any, chat: Any, client: Client, text: str, hearts: TokenBucket, address: str
-) -> None:
+    app: SocketApp, chat: BroadcastChat, client: Client, text: str, hearts: TokenBucket,
+    address: str,
+) -> None:  # fmt: skip
     try:
-        msg = json.loads(text)
-    except ValueError:
-        client.offer(_error("bad_json", "send a JSON object"))
+        frame = parse(text)
+    except BadFrame as exc:
+        client.offer(error_event(exc.code, exc.detail))
         return
-    if not isinstance(msg, dict):
-        client.offer(_error("bad_json", "send a JSON object"))
-        return
-    kind = msg.get("type")
-    role = client.claims.role
-    if kind == "heart":
-        count = msg.get("count", 1)
-        if (
-            not isinstance(count, int)
-            or isinstance(count, bool)
-            or not 1 <= count <= MAX_HEART_TAPS
-        ):
-            client.offer(_error("bad_count", f"count must be 1..{MAX_HEART_TAPS}"))
-            return
-        if hearts.take(time.monotonic(), count):  # taps beyond a person's pace are dropped
-            chat.tap(count)
-        return
-    if kind != "chat":
-        client.offer(_error("bad_type", "type must be chat or heart"))
-        return
-    raw = msg.get("text")
-    if not isinstance(raw, str):
-        client.offer(_error("bad_text", "text must be a string"))
+    if isinstance(frame, Hearts):
+        if hearts.take(time.monotonic(), frame.count):  # taps beyond a person's pace are dropped
+            chat.tap(frame.count)
         return
     try:
-        body = check_text(raw, app.settings.chat_max_chars)
+        body = check_text(frame.text, app.settings.chat_max_chars)
     except TextRejected as exc:
-        client.offer(_error(exc.code, exc.detail))
+        client.offer(error_event(exc.code, exc.detail))
         return
+    await _say(app, chat, client, body, address)
+
+
+async def _say(
+    app: SocketApp, chat: BroadcastChat, client: Client, body: str, address: str
+) -> None:
+    role = client.claims.role
     settings = await app.chat_store.settings(chat.bid, max_age=1.0)
     if banned_hit(body, list(settings.banned_words)):
-        client.offer(_error("banned_word", "the message contains a word this chat does not allow"))
+        client.offer(
+            error_event("banned_word", "the message contains a word this chat does not allow")
+        )
         return
     c = client.claims
     event = {
@@ -180,8 +171,9 @@ async def _handle(
         bypass_rate=may(role, Action.BYPASS_RATE_LIMIT),
     )
     if result.ok:
-        # a line like "구매 2" is also an order: reserved now, confirmed by the buyer in one tap
-        await try_order(app, chat.bid, c, body, address)
+        # a line like "구매 2" may also be an order (commerce registers the hook)
+        if app.chat.on_line is not None:
+            await app.chat.on_line(chat.bid, c, body, address)
         return
     if not result.ok:
         detail = {
@@ -190,4 +182,4 @@ async def _handle(
             "slow_mode": "slow mode: wait before sending again",
             "rate_limited": "too many messages: wait a moment",
         }.get(result.code or "", "rejected")
-        client.offer(_error(result.code or "rejected", detail, retry_ms=result.retry_ms))
+        client.offer(error_event(result.code or "rejected", detail, retry_ms=result.retry_ms))

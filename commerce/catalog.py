@@ -13,8 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from jangteo.keys import key, text
-from jangteo.problems import BadRequest, NotFound, Unprocessable
+from core.keys import key, text
+from core.problems import BadRequest, NotFound, Unprocessable
 
 MAX_STOCK = 10_000_000
 MAX_PRICE = 100_000_000

@@ -9,10 +9,15 @@ import json
 import re
 import secrets
 import time
-from typing import Any
+from typing import Protocol
 
-from chat.publish import publish
-from jangteo.tokens import Claims, Role
+from redis.asyncio import Redis
+
+from core.events import publish
+from core.tokens import Claims, Role
+
+from .catalog import Catalog
+from .orders import Orders
 
 _BUY = re.compile(r"^(?:구매|buy)\s*(\d{1,2})?\s*(?:개|ea)?$", re.IGNORECASE)
 _TAG = re.compile(r"^#([A-Za-z0-9가-힣_-]{1,20})\s*(\d{1,2})?\s*(?:개|ea)?$")
@@ -29,6 +34,12 @@ _REASONS = {
 }
 
 
+class OrderDesk(Protocol):
+    redis: Redis
+    catalog: Catalog
+    orders: Orders
+
+
 def parse(text: str) -> tuple[str | None, int] | None:
     """``(keyword or None for the pinned product, qty)`` if ``text`` is an order command."""
     m = _BUY.match(text.strip())
@@ -40,7 +51,7 @@ def parse(text: str) -> tuple[str | None, int] | None:
     return None
 
 
-async def try_order(app: Any, bid: str, claims: Claims, text: str, address: str = "") -> bool:
+async def try_order(app: OrderDesk, bid: str, claims: Claims, text: str, address: str = "") -> bool:
     """Reserve for a chat order command; True if ``text`` was one (handled either way)."""
     parsed = parse(text)
     if parsed is None or claims.role is Role.HOST:

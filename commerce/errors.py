@@ -9,7 +9,7 @@
     KeyReused (422 idempotency_key_reused) same Idempotency-Key, different body
 """
 
-from jangteo.problems import Conflict, Unprocessable
+from core.problems import Conflict, Unprocessable
 
 
 class SoldOut(Conflict):

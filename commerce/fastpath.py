@@ -18,9 +18,7 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from jangteo.context import forwarded_address
-from jangteo.jsonbody import MAX_JSON
-from jangteo.problems import (
+from core.problems import (
     PROBLEM_JSON,
     BadRequest,
     PayloadTooLarge,
@@ -28,6 +26,7 @@ from jangteo.problems import (
     Unavailable,
     UnsupportedMediaType,
 )
+from core.web import MAX_JSON, forwarded_address
 
 from .http import place_order
 

@@ -13,36 +13,31 @@ from typing import Any
 import cv2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from chat.publish import publish
-from jangteo.cohosting import check_pin_allowed
-from jangteo.context import (
-    AppContext,
+from core.broadcasts import check_pin_allowed
+from core.events import publish
+from core.problems import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
+from core.tokens import Claims, Role
+from core.web import (
+    MAX_JSON,
     admin_or,
     bearer,
+    bind,
     claims,
     client_address,
-    ctx,
     is_admin,
+    json_body,
+    parse_json_object,
     read_body,
 )
-from jangteo.jsonbody import MAX_JSON, json_body, parse_json_object
-from jangteo.problems import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    TooManyRequests,
-    Unauthorized,
-)
-from jangteo.tokens import Claims, Role
 
 from . import export
 from .catalog import check_deal, check_id, deal_of, image_path, validate_product
 from .errors import DealEnded, KeyReused, LimitExceeded, OrderConflict, SoldOut
 from .orders import bid_of, public_order
 from .payments import provider
+from .shop import ShopApp
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
 MAX_QTY = 99
@@ -53,10 +48,9 @@ def _now() -> int:
 
 
 # -- catalog --------------------------------------------------------------------------------------
-async def put_product(request: Request) -> JSONResponse:
+async def put_product(request: Request, app: ShopApp) -> JSONResponse:
     admin_or(request)
     bid, pid = request.path_params["bid"], request.path_params["pid"]
-    app = ctx(request)
     await app.store.get(bid)
     product, stock = validate_product(pid, await json_body(request))
     existed = await app.catalog.put(bid, product, stock)
@@ -65,32 +59,30 @@ async def put_product(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if existed else 201)
 
 
-async def list_products(request: Request) -> JSONResponse:
+async def list_products(request: Request, app: ShopApp) -> JSONResponse:
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     return JSONResponse(
         {"products": await app.catalog.all(bid), "pinned": await app.catalog.pin(bid)}
     )
 
 
-async def product_image(request: Request) -> Response:
+async def product_image(request: Request, app: ShopApp) -> Response:
     bid, pid = request.path_params["bid"], request.path_params["pid"]
-    jpeg = await ctx(request).catalog.image(bid, pid)
+    jpeg = await app.catalog.image(bid, pid)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
 
-async def snapshot_product(request: Request) -> JSONResponse:
+async def snapshot_product(request: Request, app: ShopApp) -> JSONResponse:
     """A flash product whose image is the current composed frame (show it, price it, sell)."""
     admin_or(request)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     doc = await json_body(request)
     pid = doc.get("id") or f"flash-{secrets.token_hex(3)}"
     check_id(pid)
-    media = app.hub.get(bid)
-    jpeg = await asyncio.to_thread(_jpeg, media.compositor.snapshot_bgr) if media else None
+    take = app.hub.still(bid)
+    jpeg = await asyncio.to_thread(_jpeg, take) if take else None
     if jpeg is None:
         raise Conflict("nothing is live to take a picture of", code="no_picture")
     image = image_path(bid, pid)
@@ -118,10 +110,9 @@ def _jpeg(take: Callable[[], Any]) -> bytes | None:
 
 
 # -- pin ------------------------------------------------------------------------------------------
-async def pin(request: Request) -> JSONResponse:
+async def pin(request: Request, app: ShopApp) -> JSONResponse:
     who = admin_or(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     await check_pin_allowed(app.redis, bid, who)
     doc = await json_body(request)
@@ -133,10 +124,9 @@ async def pin(request: Request) -> JSONResponse:
     return JSONResponse(record | {"product": product})
 
 
-async def unpin(request: Request) -> Response:
+async def unpin(request: Request, app: ShopApp) -> Response:
     who = admin_or(request, Role.HOST, Role.COHOST)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await check_pin_allowed(app.redis, bid, who)
     await app.catalog.set_pin(bid, None)
     await publish(app.redis, bid, {"type": "pin", "product": None, "ts": _now()})
@@ -153,18 +143,14 @@ _REFUSALS: dict[str, tuple[type[Exception], str]] = {
 
 
 async def place_order(
-    app: AppContext, bid: str, token: str | None, idem: str | None, body: bytes, address: str = ""
+    app: ShopApp, bid: str, token: str | None, idem: str | None, body: bytes, address: str = ""
 ) -> tuple[int, dict[str, str], bytes]:
     """Everything an order request does after its body is read: (status, headers, JSON body).
 
     Shared by the routed handler and the fast path (commerce/fastpath.py); refusals raise
     ``Problem``s.
     """
-    if token is None:
-        raise Unauthorized("send a token: Authorization: Bearer <token>")
-    c = app.signer.verify(token)
-    c.require_broadcast(bid)
-    await app.revocations.check(c)
+    c = await app.verifier.claims(token, bid)
     if c.role is Role.HOST:
         raise Forbidden("the host cannot buy from their own broadcast", code="wrong_role")
     if not idem:
@@ -237,10 +223,10 @@ def _answer(
     raise RuntimeError(f"unexpected reserve result {status}")
 
 
-async def create_order(request: Request) -> Response:
+async def create_order(request: Request, app: ShopApp) -> Response:
     body = await read_body(request, MAX_JSON, ("application/json",))
     status, headers, content = await place_order(
-        ctx(request),
+        app,
         request.path_params["bid"],
         bearer(request),
         request.headers.get("idempotency-key"),
@@ -254,9 +240,8 @@ def _oid(answer: str) -> str:
     return str(json.loads(answer)["id"])
 
 
-async def _order_for(request: Request) -> tuple[str, dict[str, str], Claims | None]:
+async def _order_for(request: Request, app: ShopApp) -> tuple[str, dict[str, str], Claims | None]:
     oid = request.path_params["oid"]
-    app = ctx(request)
     row = await app.orders.get(oid)
     if row is None:
         raise NotFound(f"no order {oid!r}", code="unknown_order")
@@ -268,18 +253,19 @@ async def _order_for(request: Request) -> tuple[str, dict[str, str], Claims | No
     return oid, row, c
 
 
-async def get_order(request: Request) -> JSONResponse:
-    _, row, _ = await _order_for(request)
+async def get_order(request: Request, app: ShopApp) -> JSONResponse:
+    _, row, _ = await _order_for(request, app)
     body = public_order(row)
     if body["status"] == "reserved":
-        body["payment"] = provider(ctx(request).settings.payment_provider).checkout(body)
+        body["payment"] = provider(app.settings.payment_provider).checkout(body)
     return JSONResponse(body)
 
 
-async def _move(request: Request, target: str, oid: str | None = None) -> JSONResponse:
+async def _move(
+    request: Request, app: ShopApp, target: str, oid: str | None = None
+) -> JSONResponse:
     if oid is None:
-        oid, _, _ = await _order_for(request)
-    app = ctx(request)
+        oid, _, _ = await _order_for(request, app)
     status, state = await app.orders.move(oid, target)
     if status in ("ok", "same"):
         row = await app.orders.get(oid)
@@ -292,26 +278,25 @@ async def _move(request: Request, target: str, oid: str | None = None) -> JSONRe
     raise OrderConflict(f"the order is {state}; it cannot become {target}", code="bad_order_state")
 
 
-async def confirm_order(request: Request) -> JSONResponse:
+async def confirm_order(request: Request, app: ShopApp) -> JSONResponse:
     """reserved → paid. With a real payment provider only the signed payment callback pays an
     order; here the host (or the operator) may mark it paid by hand (cash, a bank transfer).
     The buyer's own confirm pays only with the ``test`` provider (demos and tests)."""
-    oid, _, c = await _order_for(request)
+    oid, _, c = await _order_for(request, app)
     buyer_only = c is not None and c.role is not Role.HOST
-    if buyer_only and ctx(request).settings.payment_provider != "test":
+    if buyer_only and app.settings.payment_provider != "test":
         raise Forbidden("pay through the payment page; this order is paid once the payment is",
                         code="payment_required")  # fmt: skip
-    return await _move(request, "paid", oid)
+    return await _move(request, app, "paid", oid)
 
 
-async def cancel_order(request: Request) -> JSONResponse:
-    return await _move(request, "cancelled")
+async def cancel_order(request: Request, app: ShopApp) -> JSONResponse:
+    return await _move(request, app, "cancelled")
 
 
-async def list_orders(request: Request) -> Response:
+async def list_orders(request: Request, app: ShopApp) -> Response:
     admin_or(request)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     q = request.query_params
     if q.get("format") == "csv":
@@ -338,16 +323,22 @@ async def list_orders(request: Request) -> Response:
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
-routes = [
-    Route("/api/broadcasts/{bid}/products", list_products, methods=["GET"]),
-    Route("/api/broadcasts/{bid}/products/snapshot", snapshot_product, methods=["POST"]),
-    Route("/api/broadcasts/{bid}/products/{pid}", put_product, methods=["PUT"]),
-    Route("/api/broadcasts/{bid}/products/{pid}/image", product_image, methods=["GET"]),
-    Route("/api/broadcasts/{bid}/pin", pin, methods=["POST"]),
-    Route("/api/broadcasts/{bid}/pin", unpin, methods=["DELETE"]),
-    Route("/api/broadcasts/{bid}/orders", create_order, methods=["POST"]),
-    Route("/api/broadcasts/{bid}/orders", list_orders, methods=["GET"]),
-    Route("/api/orders/{oid}", get_order, methods=["GET"]),
-    Route("/api/orders/{oid}/confirm", confirm_order, methods=["POST"]),
-    Route("/api/orders/{oid}/cancel", cancel_order, methods=["POST"]),
-]
+
+def routes(app: Callable[[], ShopApp]) -> list[BaseRoute]:
+    return [
+        Route("/api/broadcasts/{bid}/products", bind(list_products, app), methods=["GET"]),
+        Route(
+            "/api/broadcasts/{bid}/products/snapshot", bind(snapshot_product, app), methods=["POST"]
+        ),
+        Route("/api/broadcasts/{bid}/products/{pid}", bind(put_product, app), methods=["PUT"]),
+        Route(
+            "/api/broadcasts/{bid}/products/{pid}/image", bind(product_image, app), methods=["GET"]
+        ),
+        Route("/api/broadcasts/{bid}/pin", bind(pin, app), methods=["POST"]),
+        Route("/api/broadcasts/{bid}/pin", bind(unpin, app), methods=["DELETE"]),
+        Route("/api/broadcasts/{bid}/orders", bind(create_order, app), methods=["POST"]),
+        Route("/api/broadcasts/{bid}/orders", bind(list_orders, app), methods=["GET"]),
+        Route("/api/orders/{oid}", bind(get_order, app), methods=["GET"]),
+        Route("/api/orders/{oid}/confirm", bind(confirm_order, app), methods=["POST"]),
+        Route("/api/orders/{oid}/cancel", bind(cancel_order, app), methods=["POST"]),
+    ]

@@ -41,10 +41,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 
-from chat.publish import STREAM_MAXLEN, stream_key
-from jangteo.broadcasts import meta_key
-from jangteo.keys import key, text
-from jangteo.redismux import MuxError, RedisMux, ReplyError
+from core.broadcasts import meta_key
+from core.events import STREAM_MAXLEN, stream_key
+from core.keys import key, text
+from core.redismux import MuxError, RedisMux, ReplyError
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 KEPT_UNPAID = 20  # closed unpaid orders kept per buyer

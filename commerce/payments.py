@@ -20,18 +20,20 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from jangteo.context import ctx, read_body
-from jangteo.keys import key
-from jangteo.problems import BadRequest, NotFound, Unauthorized, Unprocessable
+from core.keys import key
+from core.problems import BadRequest, NotFound, Unauthorized, Unprocessable
+from core.web import bind, read_body
 
 from .errors import OrderConflict
 from .orders import bid_of, public_order
+from .shop import ShopApp
 
 REPLAY_WINDOW_S = 300
 MAX_BODY = 8 * 1024
@@ -92,8 +94,7 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
         raise Unauthorized("signature does not match", code="bad_signature")
 
 
-async def callback(request: Request) -> JSONResponse:
-    app = ctx(request)
+async def callback(request: Request, app: ShopApp) -> JSONResponse:
     body = await read_body(request, MAX_BODY, ("application/json",))
     verify(
         app.settings.payment_secret,
@@ -132,4 +133,5 @@ async def callback(request: Request) -> JSONResponse:
     return JSONResponse(public_order(fresh))
 
 
-routes = [Route("/api/payments/callback", callback, methods=["POST"])]
+def routes(app: Callable[[], ShopApp]) -> list[BaseRoute]:
+    return [Route("/api/payments/callback", bind(callback, app), methods=["POST"])]

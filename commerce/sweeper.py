@@ -13,8 +13,8 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jangteo.broadcasts import recent_ids
-from jangteo.tasks import cancel_and_wait, cancelling
+from core.broadcasts import recent_ids
+from core.tasks import cancel_and_wait, cancelling
 
 from .orders import Orders
 

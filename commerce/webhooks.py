@@ -31,9 +31,9 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from jangteo.broadcasts import recent_ids
-from jangteo.keys import key, text
-from jangteo.tasks import cancel_and_wait, cancelling
+from core.broadcasts import recent_ids
+from core.keys import key, text
+from core.tasks import cancel_and_wait, cancelling
 
 from .orders import Orders, public_order
 

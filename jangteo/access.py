@@ -23,9 +23,11 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .context import bearer, claims, ctx, is_admin
-from .problems import Forbidden, Unauthorized
-from .tokens import Claims, Role
+from core.problems import Forbidden, Unauthorized
+from core.tokens import Claims, Role
+from core.web import bearer, mark_caller
+
+from .context import admin_key_matches, ctx
 
 ANYONE, ADMIN, OWNER = "anyone", "admin", "owner"
 HOST, COHOST, MODERATOR, VIEWER = (r.value for r in Role)
@@ -129,21 +131,27 @@ def _broadcast_of(conn: HTTPConnection) -> str:
 
 
 async def check(conn: HTTPConnection, rule: Rule) -> Claims | None:
-    """Enforce ``rule``: None for a public route or the operator; else the token's claims."""
+    """Enforce ``rule``: None for a public route or the operator; else the token's claims.
+
+    The verdict is left in the request's scope for the handler (core/web.py ``claims``)."""
     if rule.public:
+        mark_caller(conn, None)
         return None
-    if ADMIN in rule.who and is_admin(conn):
+    app = ctx(conn)
+    if ADMIN in rule.who and admin_key_matches(conn, app.settings.admin_key):
+        mark_caller(conn, None, admin=True)
         return None
-    if bearer(conn) is None:
+    token = bearer(conn)
+    if token is None:
         needs = "the admin key" if rule.who == {ADMIN} else "a token"
         raise Unauthorized(f"send {needs}: Authorization: Bearer …")
     if rule.who == {ADMIN}:
         raise Unauthorized("the admin key does not match", code="bad_token")
-    c = claims(conn, _broadcast_of(conn))
-    await ctx(conn).revocations.check(c)
+    c = await app.verifier.claims(token, _broadcast_of(conn))
     if c.role.value not in rule.who and OWNER not in rule.who:
         allowed = ", ".join(sorted(rule.who & ROLES)) or "the operator"
         raise Forbidden(f"role {c.role.value} may not do this (needs {allowed})")
+    mark_caller(conn, c)
     return c
 
 

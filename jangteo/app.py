@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -27,32 +26,29 @@ from chat.hub import ChatHub
 from chat.store import ChatStore
 from chat.ws import chat_socket
 from commerce.catalog import Catalog
+from commerce.chat_orders import try_order
 from commerce.fastpath import OrderFastPath
 from commerce.orders import OrderRules, Orders
 from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
+from core import metrics
+from core.broadcasts import BroadcastStore
+from core.config import Settings, with_payment_secret
+from core.problems import NotFound
+from core.redislimit import RedisBuckets
+from core.redismux import RedisMux
+from core.revocation import Revocations, Verifier
+from core.tokens import TokenSigner
+from core.web import bind_socket
+from stream import cohosting
+from stream.deliver.pool import WorkerPool
+from stream.deliver.rtc import configure_host_addresses
 from stream.hub import MediaHub
-from stream.rtc import configure_host_addresses
-from stream.workers import WorkerPool
 
-from . import api, cohosting, guests, metrics, openapi
+from . import api, errors, guests, openapi
 from .access import guard
-from .broadcasts import BroadcastStore
-from .config import Settings, with_payment_secret
-from .context import AppContext, ctx, require_admin
+from .context import AppContext, ctx_of, require_admin
 from .overlays import OverlayFeed
-from .problems import (
-    MethodNotAllowed,
-    NotFound,
-    Problem,
-    Unavailable,
-    handle_problem,
-    problem_response,
-)
-from .redislimit import RedisBuckets
-from .redismux import RedisMux
-from .revocation import Revocations
-from .tokens import TokenSigner
 
 STATIC = Path(__file__).parent / "static"
 REDIS_CONNECTIONS = 64
@@ -70,7 +66,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text, for the operator (Bearer admin key; Prometheus sends it with
     ``authorization: {credentials: …}``). Read from counters: no work per viewer."""
     require_admin(request)
-    hub = ctx(request).hub
+    hub = ctx_of(request.app).hub
     packets = octets = 0
     for media in list(hub.broadcasts.values()):
         p, o = media.traffic()
@@ -91,7 +87,7 @@ async def openapi_endpoint(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    await ctx(request).redis.ping()
+    await ctx_of(request.app).redis.ping()
     return JSONResponse({"ok": True})
 
 
@@ -108,19 +104,6 @@ async def static_file(request: Request) -> Response:
     if path.parent != STATIC.resolve() or not path.is_file():
         raise NotFound(f"no file {name!r}")
     return FileResponse(path, headers=_NO_CACHE)
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    problem: Problem
-    if exc.status_code == 405:
-        problem = MethodNotAllowed("this method is not allowed here")
-    elif exc.status_code == 404:
-        problem = NotFound("no such route")
-    else:
-        problem = Problem(str(exc.detail))
-        problem.status = exc.status_code  # type: ignore[misc]
-    return problem_response(problem, request.url.path)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -149,16 +132,6 @@ def _redis(url: str, connections: int) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
-async def redis_error(request: Request, exc: Exception) -> Response:
-    log.warning("redis error on %s: %s", request.url.path, exc)
-    return problem_response(Unavailable("storage is unavailable; try again"), request.url.path)
-
-
-async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s", request.url.path, exc_info=exc)
-    return problem_response(Problem("internal error; it has been logged"), request.url.path)
-
-
 def order_rules(settings: Settings) -> OrderRules:
     return OrderRules(
         hold_s=settings.hold_s,
@@ -171,6 +144,64 @@ def order_rules(settings: Settings) -> OrderRules:
     )
 
 
+async def _start(
+    settings: Settings, parts: contextlib.AsyncExitStack, app: Starlette
+) -> AppContext:
+    """Build and start the app's parts; each is registered on ``parts`` as soon as it exists,
+    so the lifespan closes exactly what was started (in reverse) whatever fails."""
+    redis = _redis(settings.redis_url or "", REDIS_CONNECTIONS)
+    parts.push_async_callback(redis.aclose)
+    mux = RedisMux(settings.redis_url or "")
+    parts.push_async_callback(mux.aclose)
+    # the chat readers block in XREAD: they get their own connection pool
+    chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
+    parts.push_async_callback(chat_redis.aclose)
+    hub = MediaHub(settings)
+    if settings.workers:
+        pool = hub.workers = WorkerPool(settings, settings.workers)
+        parts.push_async_callback(pool.aclose)
+        await pool.start()
+    parts.push_async_callback(hub.aclose)
+    chat_store = ChatStore(redis, settings.chat_rate_messages, settings.chat_rate_window_s)
+    sockets = Connections(settings.chat_sockets_per_user, settings.chat_sockets_per_address)
+    chat_hub = ChatHub(chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000, sockets)
+    parts.push_async_callback(chat_hub.aclose)
+    chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
+    orders = Orders(redis, order_rules(settings), mux)
+    catalog = Catalog(redis)
+    feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
+    parts.push_async_callback(feed.aclose)
+    hub.on_started, hub.on_ended = feed.started, feed.ended
+    app.state.overlays = feed
+    signer = TokenSigner(settings.secret, settings.token_ttl_s)
+    revocations = Revocations(redis)
+    context = AppContext(
+        settings=settings,
+        redis=redis,
+        store=BroadcastStore(redis),
+        signer=signer,
+        hub=hub,
+        chat=chat_hub,
+        chat_store=chat_store,
+        catalog=catalog,
+        orders=orders,
+        buckets=RedisBuckets(redis),
+        revocations=revocations,
+        verifier=Verifier(signer, revocations),
+    )
+    # a chat line like "구매 2" is an order: commerce's hook on the chat
+    chat_hub.on_line = functools.partial(try_order, context)
+    sweeper = Sweeper(redis, orders)
+    parts.push_async_callback(sweeper.aclose)
+    sweeper.start()
+    if settings.webhook_url:
+        webhooks = Webhooks(redis, orders, settings.webhook_url, settings.webhook_secret,
+                            retry_base_s=settings.webhook_retry_base_s)  # fmt: skip
+        parts.push_async_callback(webhooks.aclose)
+        webhooks.start()
+    return context
+
+
 def create_app(settings: Settings) -> Starlette:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (the CLI starts the embedded Redis)")
@@ -179,70 +210,23 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis = _redis(settings.redis_url or "", REDIS_CONNECTIONS)
-        hub = MediaHub(settings)
-        chat_store = ChatStore(redis, settings.chat_rate_messages, settings.chat_rate_window_s)
-        # the chat readers block in XREAD: they get their own connection pool
-        chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
-        sockets = Connections(settings.chat_sockets_per_user, settings.chat_sockets_per_address)
-        chat_hub = ChatHub(
-            chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000, sockets
-        )
-        chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
-        mux = RedisMux(settings.redis_url or "")
-        orders = Orders(redis, order_rules(settings), mux)
-        sweeper = Sweeper(redis, orders)
-        catalog = Catalog(redis)
-        feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
-        hub.on_started, hub.on_ended = feed.started, feed.ended
-        app.state.overlays = feed
-        app.state.ctx = AppContext(
-            settings=settings,
-            redis=redis,
-            store=BroadcastStore(redis),
-            signer=TokenSigner(settings.secret, settings.token_ttl_s),
-            hub=hub,
-            chat=chat_hub,
-            chat_store=chat_store,
-            catalog=catalog,
-            orders=orders,
-            buckets=RedisBuckets(redis),
-            revocations=Revocations(redis),
-        )
-        sweeper.start()
-        pool: WorkerPool | None = None
-        if settings.workers:
-            pool = hub.workers = WorkerPool(settings, settings.workers)
-            await pool.start()
-        webhooks: Webhooks | None = None
-        if settings.webhook_url:
-            webhooks = Webhooks(redis, orders, settings.webhook_url, settings.webhook_secret,
-                                retry_base_s=settings.webhook_retry_base_s)  # fmt: skip
-            webhooks.start()
-        try:
+        # every part is closed, in reverse order, whatever fails to start or to close
+        async with contextlib.AsyncExitStack() as parts:
+            app.state.ctx = await _start(settings, parts, app)
             yield
-        finally:
-            if webhooks is not None:
-                await webhooks.aclose()
-            await sweeper.aclose()
-            await feed.aclose()
-            await chat_hub.aclose()
-            await hub.aclose()
-            if pool is not None:
-                await pool.aclose()
-            await chat_redis.aclose()
-            await mux.aclose()
-            await redis.aclose()
+
+    def context() -> AppContext:
+        return ctx_of(app)
 
     routes = [
         *api.routes,
         *guests.routes,
-        *cohosting.routes,
-        *stream.http.routes,
-        *chat.http.routes,
-        *commerce.http.routes,
-        *commerce.payments.routes,
-        WebSocketRoute("/ws/{bid}", chat_socket),
+        *cohosting.routes(context),
+        *stream.http.routes(context),
+        *chat.http.routes(context),
+        *commerce.http.routes(context),
+        *commerce.payments.routes(context),
+        WebSocketRoute("/ws/{bid}", bind_socket(chat_socket, context)),
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint),
         Route("/healthz", healthz),
@@ -263,12 +247,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[cors],
         lifespan=lifespan,
-        exception_handlers={
-            Problem: handle_problem,
-            HTTPException: http_error,
-            RedisError: redis_error,
-            Exception: unexpected_error,
-        },
+        exception_handlers=dict(errors.HANDLERS),
     )
+    app.state.trusted_proxies = settings.trusted_proxies
     # the order route skips the middleware stack: see commerce/fastpath.py
     return OrderFastPath(app, settings.cors_origins, settings.trusted_proxies)  # type: ignore[return-value]

@@ -9,14 +9,13 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
 
-from . import logs
-from .config import (
+from core.config import (
     ConfigError,
     Settings,
     from_env,
@@ -25,8 +24,11 @@ from .config import (
     parse_workers,
     with_generated_secrets,
 )
-from .malloc import tune_malloc
-from .redisproc import EmbeddedRedisError, RedisServer
+from core.loop import run
+from core.malloc import tune_malloc
+from core.redisproc import EmbeddedRedisError, RedisServer
+
+from . import logs
 
 log = logging.getLogger("jangteo")
 
@@ -176,11 +178,11 @@ async def serve(settings: Settings) -> None:
 
 
 async def demo(settings: Settings) -> None:
-    from stream.synthetic import SyntheticStudio
+    from core.tokens import Role
+    from stream.ingest.synthetic import SyntheticStudio
 
     from .context import AppContext
     from .sample import sample_catalog
-    from .tokens import Role
 
     # a demo's buyers pay with one tap (nothing real is sold)
     demo_rules = dataclasses.replace(settings, payment_provider="test", phone_verifier="test")
@@ -227,21 +229,6 @@ async def demo(settings: Settings) -> None:
         finally:
             for st in studio:
                 await st.aclose()
-
-
-def run(coro: Coroutine[Any, Any, None], loop: str = "auto") -> None:
-    """Run ``coro`` on uvloop when it is installed (and not refused), else on asyncio's loop."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if loop != "asyncio":
-        try:
-            import uvloop
-
-            factory = uvloop.new_event_loop
-        except ImportError:
-            if loop == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,12 +30,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from chat.normalize import TextRejected, check_text, fold
+from core.keys import text
+from core.problems import BadRequest, NotFound, TooManyRequests, Unauthorized, Unprocessable
+from core.tokens import Guest
+from core.web import client_address, json_body
 
-from .context import client_address, ctx
-from .jsonbody import json_body
-from .keys import text
-from .problems import BadRequest, NotFound, TooManyRequests, Unauthorized, Unprocessable
-from .tokens import Guest
+from .context import ctx
 
 MAX_NAME = 40
 # names a guest may not take: they would pass for the merchant's staff or the service itself

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.layout import LAYOUTS
+from stream.compose.layout import LAYOUTS
 
 from . import __version__
 

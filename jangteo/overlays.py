@@ -23,12 +23,12 @@ from redis.exceptions import RedisError
 from chat.hub import ChatHub
 from chat.store import ChatStore
 from commerce.catalog import Catalog, deal_of, image_pid
-from jangteo.cohosting import load_layout
-from jangteo.problems import Problem
-from jangteo.tasks import TaskSet
+from core.problems import Problem
+from core.tasks import TaskSet
+from stream.cohosting import load_layout
+from stream.compose.overlay import TICKER_LINES, Overlay, OverlayModel, Pinned, Tick
+from stream.compose.sprites import Image
 from stream.hub import BroadcastMedia
-from stream.overlay import TICKER_LINES, Overlay, OverlayModel, Pinned, Tick
-from stream.sprites import Image
 
 log = logging.getLogger(__name__)
 

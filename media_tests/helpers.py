@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stream import pattern
-from stream.clients import Received, WhepClient
-from stream.slate import slate_bgr
+from jangteo.testkit.clients import Received, WhepClient
+from stream.compose.slate import slate_bgr
+from stream.ingest import pattern
 
 PATTERN_TOLERANCE = 30.0  # mean abs error (0-255) of a decoded frame vs the pattern it claims
 

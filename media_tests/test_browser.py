@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 
 from conftest import ICE_ADDRESS
-from jangteo.testing import RunningServer
-from stream.ingest import Source
+from jangteo.testkit.server import RunningServer
+from stream.ingest.publisher import Source
 
 from .helpers import is_slate
 

@@ -15,12 +15,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo.testing import RunningServer
-from stream.clients import Received, SignallingError, WhepClient, WhipClient
-from stream.encode import VIDEO_CLOCK, Codec
+from jangteo.testkit.clients import Received, SignallingError, WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer
+from stream.compose.layout import boxes
+from stream.encode.encoders import VIDEO_CLOCK, Codec
 from stream.hub import BroadcastMedia
-from stream.layout import boxes
-from stream.synthetic import PatternTrack, ToneTrack
+from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from .helpers import is_pattern, wait_for_frame
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from jangteo.testing import RunningServer
-from stream.clients import WhepClient, WhipClient
-from stream.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE, FastViewer
-from stream.synthetic import PatternTrack, ToneTrack
+from jangteo.testkit.clients import WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer
+from stream.deliver.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE, FastViewer
+from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from .helpers import fps, is_pattern
 

@@ -32,10 +32,10 @@ import numpy as np
 import pytest
 
 from conftest import make_settings
-from jangteo.testing import RunningServer, running_server
-from stream import pattern
-from stream.clients import Received, WhepClient
-from stream.ingest import Source
+from jangteo.testkit.clients import Received, WhepClient
+from jangteo.testkit.server import RunningServer, running_server
+from stream.ingest import pattern
+from stream.ingest.publisher import Source
 
 from .helpers import is_pattern, is_slate, wait_for_frame
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from jangteo.testing import RunningServer
-from stream.clients import Received, WhepClient, WhipClient
-from stream.overlay import Layout
-from stream.synthetic import PatternTrack, ToneTrack
-from stream.textmatch import score
+from jangteo.testkit.clients import Received, WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer
+from jangteo.testkit.textmatch import score
+from stream.compose.overlay import Layout
+from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from .helpers import wait_for_frame
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import pytest
 
-from jangteo.testing import RunningServer
+from jangteo.testkit.server import RunningServer
 
 from . import test_browser as tb
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import make_settings
-from jangteo import metrics
-from jangteo.testing import RunningServer, running_server
-from jangteo.tokens import Role
-from stream import pattern
-from stream.clients import SignallingError, WhepClient, WhipClient
-from stream.fanout import Subscription
-from stream.synthetic import PatternTrack, ToneTrack
+from core import metrics
+from core.tokens import Role
+from jangteo.testkit.clients import SignallingError, WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer, running_server
+from stream.encode.bus import Subscription
+from stream.ingest import pattern
+from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from .helpers import fps, is_pattern, is_slate, wait_for_frame
 

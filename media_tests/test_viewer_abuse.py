@@ -11,11 +11,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from redis.asyncio import Redis
 
 from conftest import ICE_ADDRESS
-from jangteo.broadcasts import BroadcastStore
-from jangteo.testing import eventually, start_serve_process, stop_process
-from stream.clients import _post_offer, _wait_connected
-from stream.rtc import configure_host_addresses
-from stream.synthetic import PatternTrack
+from core.broadcasts import BroadcastStore
+from jangteo.testkit.clients import _post_offer, _wait_connected
+from jangteo.testkit.server import eventually, start_serve_process, stop_process
+from stream.deliver.rtc import configure_host_addresses
+from stream.ingest.synthetic import PatternTrack
 
 pytestmark = pytest.mark.timeout(120)
 

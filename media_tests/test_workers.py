@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conftest import make_settings
-from jangteo.testing import RunningServer, running_server
-from stream import pattern
-from stream.clients import WhepClient, WhipClient
-from stream.synthetic import PatternTrack, ToneTrack
+from jangteo.testkit.clients import WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer, running_server
+from stream.ingest import pattern
+from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from .helpers import is_pattern
 

@@ -11,7 +11,7 @@
     TooManySessions (429) over the sessions allowed per person, per address or per broadcast
 """
 
-from jangteo.problems import BadRequest, Conflict, NotFound, TooManyRequests
+from core.problems import BadRequest, Conflict, NotFound, TooManyRequests
 
 
 class BadSdp(BadRequest):

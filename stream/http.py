@@ -7,20 +7,34 @@ and ``Location`` of the session; ``DELETE`` on the session ends it (same token o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from jangteo.broadcasts import Status
-from jangteo.context import claims, client_address, ctx, read_body
-from jangteo.problems import Forbidden, MethodNotAllowed, Unavailable
-from jangteo.tokens import Role
+from core.broadcasts import BroadcastStore, Status
+from core.problems import Forbidden, MethodNotAllowed, Unavailable
+from core.tokens import Role
+from core.web import bind, claims, client_address, read_body
+from stream.deliver.rtc import MAX_SDP_BYTES, check_offer
 
 from .errors import BroadcastEnded, NotLive
-from .hub import BroadcastMedia
-from .rtc import MAX_SDP_BYTES, check_offer
+from .hub import BroadcastMedia, MediaHub
 
 SDP = "application/sdp"
+
+
+class MediaApp(Protocol):
+    """What the media routes work on (the app's context satisfies it)."""
+
+    redis: Redis
+    store: BroadcastStore
+    hub: MediaHub
+
+
 _PREFLIGHT_HEADERS = {
     "Accept-Post": SDP,
     "Allow": "OPTIONS, POST, DELETE, PATCH",
@@ -46,11 +60,10 @@ def _created(kind: str, bid: str, sid: str, answer: str) -> Response:
     )
 
 
-async def whip_post(request: Request) -> Response:
+async def whip_post(request: Request, app: MediaApp) -> Response:
     bid = request.path_params["bid"]
     c = claims(request, bid)
     c.require_role(Role.HOST, Role.COHOST)
-    app = ctx(request)
     broadcast = await app.store.get(bid)
     if broadcast.status is Status.ENDED:
         raise BroadcastEnded("the broadcast has ended")
@@ -67,10 +80,9 @@ async def whip_post(request: Request) -> Response:
     return _created("whip", bid, publisher.id, answer)
 
 
-async def whep_post(request: Request) -> Response:
+async def whep_post(request: Request, app: MediaApp) -> Response:
     bid = request.path_params["bid"]
     c = claims(request, bid)
-    app = ctx(request)
     broadcast = await app.store.get(bid)
     if broadcast.status is Status.ENDED:
         raise BroadcastEnded("the broadcast has ended")
@@ -91,20 +103,20 @@ async def whep_post(request: Request) -> Response:
     return _created("whep", bid, viewer.id, answer)
 
 
-def _media_of(request: Request) -> BroadcastMedia:
+def _media_of(request: Request, app: MediaApp) -> BroadcastMedia:
     from .errors import SessionNotFound
 
-    media = ctx(request).hub.get(request.path_params["bid"])
+    media = app.hub.get(request.path_params["bid"])
     if media is None:
         raise SessionNotFound("no media session on this broadcast")
     return media
 
 
-async def session_delete(request: Request) -> Response:
+async def session_delete(request: Request, app: MediaApp) -> Response:
     kind = request.url.path.split("/")[1]
     bid, sid = request.path_params["bid"], request.path_params["sid"]
     c = claims(request, bid)
-    media = _media_of(request)
+    media = _media_of(request, app)
     session = media.session(kind, sid)
     if session.claims.user_id != c.user_id and c.role is not Role.HOST:
         raise Forbidden("this session belongs to someone else", code="not_your_session")
@@ -126,15 +138,16 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=_PREFLIGHT_HEADERS)
 
 
-routes = [
-    Route("/whip/{bid}", whip_post, methods=["POST"]),
-    Route("/whep/{bid}", whep_post, methods=["POST"]),
-    Route("/whip/{bid}", preflight, methods=["OPTIONS"]),
-    Route("/whep/{bid}", preflight, methods=["OPTIONS"]),
-    Route("/whip/{bid}/{sid}", session_delete, methods=["DELETE"]),
-    Route("/whep/{bid}/{sid}", session_delete, methods=["DELETE"]),
-    Route("/whip/{bid}/{sid}", session_patch, methods=["PATCH"]),
-    Route("/whep/{bid}/{sid}", session_patch, methods=["PATCH"]),
-    Route("/whip/{bid}/{sid}", preflight, methods=["OPTIONS"]),
-    Route("/whep/{bid}/{sid}", preflight, methods=["OPTIONS"]),
-]
+def routes(app: Callable[[], MediaApp]) -> list[BaseRoute]:
+    return [
+        Route("/whip/{bid}", bind(whip_post, app), methods=["POST"]),
+        Route("/whep/{bid}", bind(whep_post, app), methods=["POST"]),
+        Route("/whip/{bid}", preflight, methods=["OPTIONS"]),
+        Route("/whep/{bid}", preflight, methods=["OPTIONS"]),
+        Route("/whip/{bid}/{sid}", bind(session_delete, app), methods=["DELETE"]),
+        Route("/whep/{bid}/{sid}", bind(session_delete, app), methods=["DELETE"]),
+        Route("/whip/{bid}/{sid}", session_patch, methods=["PATCH"]),
+        Route("/whep/{bid}/{sid}", session_patch, methods=["PATCH"]),
+        Route("/whip/{bid}/{sid}", preflight, methods=["OPTIONS"]),
+        Route("/whep/{bid}/{sid}", preflight, methods=["OPTIONS"]),
+    ]

@@ -8,155 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from jangteo import metrics
-from jangteo.config import Settings
-from jangteo.tasks import cancel_all
-from jangteo.tokens import Claims, Role
-
-from . import rtpsend
-from .compose import Compositor
-from .encode import Codec
-from .errors import BadSdp, CohostLimit, HostLive, SessionNotFound, TooManySessions
-from .fanout import FrameBus, ViewerTrack, route_keyframe_requests
-from .ingest import Publisher, PublisherState, Source
-from .layout import MAX_PICTURES
-from .rtc import (
+from core import metrics
+from core.config import Settings
+from core.tasks import cancel_all
+from core.tokens import Claims, Role
+from stream.compose.compositor import Compositor
+from stream.compose.layout import MAX_PICTURES
+from stream.deliver.rtc import (
     announce,
     check_offer,
-    close_peer,
     connected_within,
-    negotiated_codec,
     new_peer_connection,
 )
-from .rtpsend import FastFanout
+from stream.encode.encoders import Codec
+from stream.ingest.publisher import Publisher, PublisherState, Source
+
+from .deliver.whep import Viewer, answer_offer, negotiate_viewer, viewer_kinds, viewer_tracks
+from .errors import CohostLimit, HostLive, SessionNotFound, TooManySessions
 
 if TYPE_CHECKING:
-    from .workers import RemoteViewer, WorkerPool
+    from stream.deliver.pool import RemoteViewer, WorkerPool
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(eq=False)
-class Viewer:
-    id: str
-    claims: Claims
-    pc: RTCPeerConnection
-    tracks: list[ViewerTrack]
-    video_codec: Codec | None
-    address: str = ""
-    closed: bool = False
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for track in self.tracks:
-            track.stop()
-        await close_peer(self.pc)
-
-    def senders(self) -> list[RTCRtpSender]:
-        return [t.sender for t in self.pc.getTransceivers() if t.sender.track is not None]
-
-
-async def _answer(pc: RTCPeerConnection, offer: str, *, send_only: bool = False) -> str:
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-    except Exception as exc:  # aiortc raises ValueError/OperationError/... for offers it cannot use
-        raise BadSdp(f"cannot use this offer: {exc}") from exc
-    if send_only:
-        answer_send_only(pc)
-    await pc.setLocalDescription(await pc.createAnswer())
-    return pc.localDescription.sdp
-
-
-def answer_send_only(pc: RTCPeerConnection) -> None:
-    """A viewer receives; it never sends to us. Our tracks' sections are answered ``sendonly``
-    and every other section ``inactive``, so aiortc never starts a receiver (which would decode
-    whatever a viewer's ``sendrecv`` offer sends, into a queue nothing reads)."""
-    for t in pc.getTransceivers():
-        t.direction = "sendonly" if t.sender.track is not None else "inactive"
-
-
-def viewer_kinds(offer: str) -> set[str]:
-    """The kinds of media a viewer's offer wants to receive (BadSdp if it is unusable)."""
-    desc = check_offer(offer, need_send=False)
-    return {m.kind for m in desc.media if m.direction in ("recvonly", "sendrecv")}
-
-
-def viewer_tracks(
-    pc: RTCPeerConnection,
-    kinds: set[str],
-    bus: Callable[[Codec], FrameBus],
-    video_codec: Callable[[], Codec],
-    *,
-    fast: bool,
-) -> list[ViewerTrack]:
-    """A viewer's outgoing tracks (Opus audio; video in the codec negotiation picks): on the
-    fast path their senders hand RTP over to the bus's fan-out (stream/rtpsend.py); a PLI/FIR
-    goes to the video bus's keyframe request (the shared, rate-limited encoder)."""
-
-    def fanout(codec: Codec) -> FastFanout:
-        return bus(codec).fast(codec)
-
-    tracks: list[ViewerTrack] = []
-    if "audio" in kinds:
-        audio = ViewerTrack("audio", lambda: bus(Codec.OPUS))
-        sender = pc.addTrack(audio)
-        if fast:
-            rtpsend.install(sender, fanout)
-        tracks.append(audio)
-        for t in pc.getTransceivers():
-            if t.kind == "audio":
-                caps = RTCRtpSender.getCapabilities("audio").codecs
-                t.setCodecPreferences([c for c in caps if c.mimeType.lower() == "audio/opus"])
-    if "video" in kinds:
-        video = ViewerTrack("video", lambda: bus(video_codec()))
-        sender = pc.addTrack(video)
-        route_keyframe_requests(sender, lambda: bus(video_codec()).request_keyframe())
-        if fast:
-            rtpsend.install(sender, fanout)
-        tracks.append(video)
-    drop_receive_state(pc)
-    return tracks
-
-
-# aiortc 1.16's per-receiver state a send-only viewer never uses (name-mangled; aiortc checks
-# both for None, as for audio). The bitrate estimator alone is ~95 KB per video transceiver.
-# Guarded by tests/test_aiortc_hooks.py.
-RECEIVER_FIELDS = (
-    "_RTCRtpReceiver__remote_bitrate_estimator",
-    "_RTCRtpReceiver__nack_generator",
-)
-
-
-def drop_receive_state(pc: RTCPeerConnection) -> None:
-    """Free what aiortc allocates for receiving on a viewer's connection (WHEP viewers send
-    nothing; with a sendrecv offer we just do not send REMB or NACK for what they send)."""
-    for t in pc.getTransceivers():
-        for name in RECEIVER_FIELDS:
-            setattr(t.receiver, name, None)
-
-
-async def negotiate_viewer(
-    pc: RTCPeerConnection, offer: str, kinds: set[str]
-) -> tuple[str, Codec | None]:
-    """The answer to a viewer's offer and the video codec it settled on."""
-    answer = await _answer(pc, offer, send_only=True)
-    if "video" not in kinds:
-        return answer, None
-    name = negotiated_codec(answer, "video")
-    if name not in ("vp8", "h264"):
-        raise BadSdp("the offer has no video codec we send (VP8 or H.264)")
-    return answer, Codec(name)
 
 
 class BroadcastMedia:
@@ -222,7 +103,7 @@ class BroadcastMedia:
 
         self._watch(pc, lambda: self.remove_publisher(pid), publisher_id=pid)
         try:
-            answer = await _answer(pc, offer)
+            answer = await answer_offer(pc, offer)
         except BaseException:
             await pc.close()
             raise
@@ -276,7 +157,9 @@ class BroadcastMedia:
         self, claims: Claims, offer: str, address: str
     ) -> tuple[Viewer | RemoteViewer, str]:
         if self.workers is not None:  # a fan-out worker process serves it
-            return await self.workers.add_viewer(self, claims, offer, address)
+            remote, answer = await self.workers.add_viewer(self, claims, offer, address)
+            self.viewers[remote.id] = remote
+            return remote, answer
         kinds = viewer_kinds(offer)
         vid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
@@ -300,6 +183,9 @@ class BroadcastMedia:
         self._deadline(pc, lambda: self.remove_viewer(vid))
         log.info("viewer %s joined (%s)", vid, holder.get("video"), extra={"bid": self.bid})
         return viewer, announce(answer, self.settings.announced_address)
+
+    def forget_viewer(self, vid: str) -> None:
+        self.viewers.pop(vid, None)
 
     async def remove_viewer(self, vid: str) -> None:
         viewer = self.viewers.pop(vid, None)
@@ -414,6 +300,11 @@ class MediaHub:
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
+
+    def still(self, bid: str) -> Callable[[], Any] | None:
+        """What takes the broadcast's current composed picture (BGR), when its media runs here."""
+        media = self.broadcasts.get(bid)
+        return media.compositor.snapshot_bgr if media else None
 
     def get(self, bid: str) -> BroadcastMedia | None:
         return self.broadcasts.get(bid)

@@ -16,9 +16,9 @@ from commerce.orders import KEPT_UNPAID
 from commerce.payments import sign
 from commerce.sweeper import Sweeper
 from conftest import make_settings
+from core.config import ConfigError
 from jangteo.cli import check_serve
-from jangteo.config import ConfigError
-from jangteo.testing import RunningServer, running_server
+from jangteo.testkit.server import RunningServer, running_server
 
 from .chat_client import ChatClient
 from .test_api import assert_problem, bearer

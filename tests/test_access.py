@@ -12,9 +12,9 @@ import pytest
 import websockets
 from starlette.routing import Route, WebSocketRoute
 
+from core.tokens import Role
 from jangteo.access import ACCESS, ADMIN, ANYONE, OWNER, ROLES, rule_for
-from jangteo.testing import RunningServer
-from jangteo.tokens import Role
+from jangteo.testkit.server import RunningServer
 
 from .chat_client import ChatClient, ws_url
 from .test_api import WHEP_OFFER, WHIP_OFFER, bearer

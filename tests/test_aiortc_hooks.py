@@ -20,8 +20,9 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
 )
 
-from stream.fanout import FrameBus, ViewerTrack, route_keyframe_requests
-from stream.rtc import _original_get_host_addresses, configure_host_addresses
+from stream.deliver.fanout import ViewerTrack, route_keyframe_requests
+from stream.deliver.rtc import _original_get_host_addresses, configure_host_addresses
+from stream.encode.bus import FrameBus
 
 
 def test_aiortc_is_the_pinned_version() -> None:
@@ -145,7 +146,7 @@ def test_dtls_context_offers_rsa_suites_for_rsa_certificate_peers() -> None:
     from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate
     from OpenSSL import SSL
 
-    from stream import rtc_hooks
+    from stream.deliver import rtc_hooks
 
     assert RTCCertificate._create_ssl_context is rtc_hooks._create_ssl_context
     cert = RTCCertificate.generateCertificate()
@@ -163,7 +164,7 @@ def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
     import aioice
     import aioice.ice
 
-    from stream import rtc_hooks
+    from stream.deliver import rtc_hooks
 
     assert aioice.__version__ == "0.13.0"
     assert aioice.ice.Connection.query_consent is rtc_hooks._query_consent
@@ -177,7 +178,7 @@ def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
 
 # -- the fast fan-out (stream/rtpsend.py) --------------------------------------------------------
 def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
-    from stream.rtpsend import SENDER_FIELDS
+    from stream.deliver.rtpsend import SENDER_FIELDS
 
     for name in SENDER_FIELDS:
         assert hasattr(sender, name), f"aiortc changed: RTCRtpSender has no {name}"
@@ -192,7 +193,7 @@ def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
 
 
 async def test_install_takes_over_rtp_and_retransmission(sender: RTCRtpSender) -> None:
-    from stream import rtpsend
+    from stream.deliver import rtpsend
 
     rtpsend.install(sender, lambda codec: pytest.fail("not started without DTLS"))
     assert sender._run_rtp.__name__ == "run_rtp"  # type: ignore[attr-defined]
@@ -205,7 +206,7 @@ async def test_receiver_state_a_viewer_drops_is_where_aiortc_keeps_it() -> None:
 
     from aiortc import RTCRtpReceiver
 
-    from stream.hub import RECEIVER_FIELDS, drop_receive_state
+    from stream.deliver.whep import RECEIVER_FIELDS, drop_receive_state
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:

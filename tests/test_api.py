@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from jangteo.problems import PROBLEM_JSON
-from jangteo.testing import RunningServer
-from jangteo.tokens import Role
+from core.problems import PROBLEM_JSON
+from core.tokens import Role
+from jangteo.testkit.server import RunningServer
 
 SDP = "application/sdp"
 FINGERPRINT = (

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import websockets
 
-from chat import publish
-from chat.publish import stream_key
-from jangteo.testing import RunningServer, eventually
+from core.events import publish, stream_key
+from jangteo.testkit.server import RunningServer, eventually
 
 from .chat_client import ChatClient, ws_url
 
@@ -361,7 +360,7 @@ async def test_reader_survives_redis_dropping_its_connection(server: RunningServ
 
 async def test_origin_allow_list(redis_url: str) -> None:
     from conftest import make_settings
-    from jangteo.testing import running_server
+    from jangteo.testkit.server import running_server
 
     settings = make_settings(redis_url, cors_origins=("https://shop.example",))
     async with running_server(settings) as s:

@@ -11,8 +11,8 @@ import websockets
 
 from chat.ws import CLOSE_RATE_LIMITED, FRAME_BURST, HEART_BURST
 from conftest import make_settings
-from jangteo.config import Settings
-from jangteo.testing import RunningServer, running_server
+from core.config import Settings
+from jangteo.testkit.server import RunningServer, running_server
 
 from .chat_client import ChatClient, ws_url
 from .test_api import assert_problem, bearer

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from jangteo.testing import RunningServer, start_serve_process, stop_process
+from jangteo.testkit.server import RunningServer, start_serve_process, stop_process
 
 from .chat_client import ChatClient
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from chat.publish import stream_key
-from jangteo.cohosting import cohost_key, layout_key
-from jangteo.keys import text
-from jangteo.testing import RunningServer
+from core.broadcasts import cohost_key
+from core.events import stream_key
+from core.keys import text
+from jangteo.testkit.server import RunningServer
+from stream.cohosting import layout_key
 
 from .test_api import WHIP_OFFER, assert_problem, bearer
 

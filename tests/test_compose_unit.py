@@ -8,8 +8,8 @@ import pytest
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from stream.compose import fit, letterbox
-from stream.slate import EN, KO, slate_bgr, slate_i420
+from stream.compose.compositor import fit, letterbox
+from stream.compose.slate import EN, KO, slate_bgr, slate_i420
 
 Y_BLACK, C_NEUTRAL = 16, 128
 

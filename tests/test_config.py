@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jangteo.config import (
+from core.config import (
     ConfigError,
     IceServer,
     Settings,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from conftest import make_settings
-from jangteo.redisproc import RedisServer
-from jangteo.testing import running_server
+from core.redisproc import RedisServer
+from jangteo.testkit.server import running_server
 
 pytestmark = pytest.mark.timeout(120)
 STOCK = 300

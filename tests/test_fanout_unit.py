@@ -1,4 +1,5 @@
-"""stream.fanout (Subscription, FrameBus, ViewerTrack) and stream.encode.KeyframeLimiter."""
+"""stream.encode.bus (Subscription, FrameBus), stream.deliver.fanout (ViewerTrack) and the
+keyframe limiter (stream.encode.encoders.KeyframeLimiter)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import random
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from stream.encode import VIDEO_TIME_BASE, EncodedFrame, KeyframeLimiter
-from stream.fanout import AUDIO_BACKLOG, VIDEO_BACKLOG, FrameBus, Subscription, ViewerTrack
+from stream.deliver.fanout import ViewerTrack
+from stream.encode.bus import AUDIO_BACKLOG, VIDEO_BACKLOG, FrameBus, Subscription
+from stream.encode.encoders import VIDEO_TIME_BASE, EncodedFrame, KeyframeLimiter
 
 
 def frame(n: int, key: bool = False) -> EncodedFrame:

@@ -12,20 +12,13 @@ import pytest
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo.tokens import Role
-from stream.compose import Compositor
-from stream.encode import AUDIO_SAMPLES
-from stream.ingest import Source
-from stream.layout import (
-    LAYOUTS,
-    MAX_PICTURES,
-    SAFE_MARGIN,
-    Box,
-    boxes,
-    compose_sources,
-)
-from stream.mix import FULL_SCALE, SoftLimiter, mix
-from stream.slate import slate_i420
+from core.tokens import Role
+from stream.compose.compositor import Compositor
+from stream.compose.layout import LAYOUTS, MAX_PICTURES, SAFE_MARGIN, Box, boxes, compose_sources
+from stream.compose.mix import FULL_SCALE, SoftLimiter, mix
+from stream.compose.slate import slate_i420
+from stream.encode.encoders import AUDIO_SAMPLES
+from stream.ingest.publisher import Source
 
 W, H = 640, 360
 Y_BLACK, C_NEUTRAL = 16, 128

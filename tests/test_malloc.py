@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from jangteo.malloc import tune_malloc
+from core.malloc import tune_malloc
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")

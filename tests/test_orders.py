@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from commerce.sweeper import Sweeper
-from jangteo.testing import RunningServer
+from jangteo.testkit.server import RunningServer
 
 pytestmark = pytest.mark.timeout(90)
 _keys = itertools.count()

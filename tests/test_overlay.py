@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from chat.publish import publish
-from jangteo.testing import RunningServer
-from stream.overlay import Layout, Overlay, OverlayModel, Pinned, Tick
-from stream.slate import slate_i420
-from stream.textmatch import UNMAPPED, score
+from core.events import publish
+from jangteo.testkit.server import RunningServer
+from jangteo.testkit.textmatch import UNMAPPED, score
+from stream.compose.overlay import Layout, Overlay, OverlayModel, Pinned, Tick
+from stream.compose.slate import slate_i420
 
 GOLDEN = Path(__file__).parent / "golden" / "overlay-640x360.png"
 NOW = 1_800_000_000.0  # a fixed clock for the renderings

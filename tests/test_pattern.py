@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.pattern import (
+from stream.ingest.pattern import (
     CELLS,
     bits_of,
     dominant_frequency,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from jangteo.redisproc import EmbeddedRedisError, RedisServer, free_port
-from jangteo.testing import eventually, start_serve_process, stop_process
+from core.redisproc import EmbeddedRedisError, RedisServer, free_port
+from jangteo.testkit.server import eventually, start_serve_process, stop_process
 
 
 def _config(url: str, name: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from stream.deliver.rtc import announce, check_offer, negotiated_codec
 from stream.errors import BadSdp
-from stream.rtc import announce, check_offer, negotiated_codec
 
 FP = (
     "4F:1E:9A:0B:77:62:C3:D8:15:AE:90:3B:6C:21:F4:E7"

@@ -8,8 +8,8 @@ import fractions
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from stream.encode import Codec, EncodedFrame
-from stream.rtpsend import FastViewer, Packetized, Packetizer
+from stream.deliver.rtpsend import FastViewer, Packetized, Packetizer
+from stream.encode.encoders import Codec, EncodedFrame
 
 
 def _viewer(extensions: list[tuple[int, str]]) -> FastViewer:

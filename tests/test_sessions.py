@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from conftest import make_settings
-from jangteo.context import forwarded_address
-from jangteo.testing import RunningServer, eventually, running_server
+from core.web import forwarded_address
+from jangteo.testkit.server import RunningServer, eventually, running_server
 
 from .test_api import FINGERPRINT, WHEP_OFFER, assert_problem, bearer, offer
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jangteo.testing import RunningServer
-from stream import pattern
-from stream.encode import Codec
-from stream.fanout import Subscription
-from stream.synthetic import SyntheticStudio
+from jangteo.testkit.server import RunningServer
+from stream.encode.bus import Subscription
+from stream.encode.encoders import Codec
+from stream.ingest import pattern
+from stream.ingest.synthetic import SyntheticStudio
 
 
 async def test_snapshot_takes_the_composed_frame(server: RunningServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jangteo.tasks import TaskSet, cancel_all, cancel_and_wait, cancelling
+from core.tasks import TaskSet, cancel_all, cancel_and_wait, cancelling
 
 
 async def _stubborn(swallow: int, seen: list[str]) -> None:

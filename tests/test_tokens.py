@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jangteo.problems import BadRequest, Forbidden, Unauthorized
-from jangteo.tokens import Claims, Role, TokenSigner, parse_role
+from core.problems import BadRequest, Forbidden, Unauthorized
+from core.tokens import Claims, Role, TokenSigner, parse_role
 
 NOW = 1_700_000_000.0
 

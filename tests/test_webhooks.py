@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from commerce.webhooks import sign
 from conftest import make_settings
-from jangteo.redisproc import RedisServer, free_port
-from jangteo.testing import running_server
+from core.redisproc import RedisServer, free_port
+from jangteo.testkit.server import running_server
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "whsec_" + base64.b64encode(b"shop-signing-key-0123456789abcdef").decode()

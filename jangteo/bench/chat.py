@@ -27,8 +27,8 @@ import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
-from jangteo.redisproc import RedisServer
-from jangteo.testing import start_serve_process, stop_process
+from core.redisproc import RedisServer
+from jangteo.testkit.server import start_serve_process, stop_process
 
 from .procstat import cpu_seconds, rss_mb
 

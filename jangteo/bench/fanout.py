@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from jangteo.config import parse_workers
-from jangteo.redisproc import RedisServer
-from stream.rtc import configure_host_addresses
+from core.config import parse_workers
+from core.redisproc import RedisServer
+from stream.deliver.rtc import configure_host_addresses
 
 from .procstat import cpu_seconds, rss_mb, thread_cpu_seconds
 
@@ -46,8 +46,8 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
                   window: list[float], ready: asyncio.Event) -> dict[str, Any]:  # fmt: skip
     from av.video.frame import VideoFrame
 
-    from stream import pattern
-    from stream.clients import WhepClient
+    from jangteo.testkit.clients import WhepClient
+    from stream.ingest import pattern
 
     configure_host_addresses(["127.0.0.1"])
     latencies: list[float] = []

@@ -23,14 +23,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from jangteo.config import Settings
-from jangteo.context import claims, ctx, read_body
-from jangteo.testing import running_server
-from jangteo.tokens import Role
-from stream.compose import Compositor
-from stream.encode import VIDEO_CLOCK, Codec
-from stream.rtc import MAX_SDP_BYTES, new_peer_connection
-from stream.synthetic import SyntheticStudio
+from core.config import Settings
+from core.tokens import Role
+from core.web import bearer, read_body
+from jangteo.context import ctx
+from jangteo.testkit.server import running_server
+from stream.compose.compositor import Compositor
+from stream.deliver import rtpsend
+from stream.deliver.rtc import MAX_SDP_BYTES, new_peer_connection
+from stream.encode.encoders import VIDEO_CLOCK, Codec
+from stream.ingest.synthetic import SyntheticStudio
 
 
 class ComposedTrack(MediaStreamTrack):
@@ -99,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
         pcs = set()
 
         async def naive_whep(request: Request) -> Response:
-            c = claims(request, request.path_params["bid"])
+            c = await ctx(request).verifier.claims(bearer(request), request.path_params["bid"])
             offer = (await read_body(request, MAX_SDP_BYTES, ("application/sdp",))).decode()
             pc = new_peer_connection(ctx(request).settings)
             pcs.add(pc)
@@ -137,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
         # run until the parent closes our stdin
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         bus = media.compositor.video_buses.get(Codec.VP8)
-        fan = bus.fanout if bus else None
+        fan = rtpsend.fast_fanout(bus, Codec.VP8) if bus and bus.fanout else None
         stats = {
             "keyframe_spreads_ms": [round(s * 1000, 2) for s in fan.keyframe_spreads]
             if fan
@@ -162,8 +164,8 @@ if __name__ == "__main__":
     p.add_argument("--bitrate", type=int, default=2_500_000)
     p.add_argument("--fanout", choices=["fast", "aiortc"], default="fast")
     p.add_argument("--workers", type=int, default=0)
-    from jangteo.cli import run
-    from jangteo.malloc import tune_malloc
+    from core.loop import run
+    from core.malloc import tune_malloc
 
     tune_malloc()  # as `jangteo serve` does
     run(main(p.parse_args()))

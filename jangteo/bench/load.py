@@ -21,7 +21,7 @@ import httpx
 import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from stream.rtc import configure_host_addresses
+from stream.deliver.rtc import configure_host_addresses
 
 COUNTS = {"frames": 0, "packets": 0, "bytes": 0}
 

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jangteo.redisproc import RedisServer, free_port
-from jangteo.testing import stop_process
+from core.redisproc import RedisServer, free_port
+from jangteo.testkit.server import stop_process
 
 from . import procstat
 from .procstat import rss_mb

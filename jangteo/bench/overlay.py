@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from av.video.frame import VideoFrame
 
-from stream.layout import LAYOUTS, compose_sources
-from stream.overlay import (
+from stream.compose.layout import LAYOUTS, compose_sources
+from stream.compose.overlay import (
     Layout,
     Overlay,
     OverlayModel,
@@ -44,8 +44,8 @@ from stream.overlay import (
     render_ticker,
     ticker_lines,
 )
-from stream.slate import slate_i420
-from stream.sprites import Image, Sprite, planes
+from stream.compose.slate import slate_i420
+from stream.compose.sprites import Image, Sprite, planes
 
 GOAL_MS = 0.5  # card + lower third + ticker + countdown per 1280x720 frame
 
@@ -186,7 +186,7 @@ def screenshot(path: str, width: int, height: int) -> None:
     """A composed frame as viewers get it: host and co-host side by side, the full overlay."""
     from jangteo.overlays import decode_thumb
     from jangteo.sample import picture
-    from stream.synthetic import pattern_frame
+    from stream.ingest.synthetic import pattern_frame
 
     now_ms = int(time.time() * 1000)
     stall = decode_thumb(picture((0, 140, 255), 0))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import av
 
-from stream import pattern
+from stream.ingest import pattern
 
 # The muxer's private options (FFmpeg 8.1 libavformat/whip.c; read with av_opt_next on its AVClass,
 # "WHIP muxer"): handshake_timeout (int, ms, 5000), pkt_size (int, 1200), ts_buffer_size (int, -1),

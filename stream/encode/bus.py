@@ -1,10 +1,10 @@
-"""Fan the encoded frames of one broadcast out to its viewers.
+"""The encoded frames of one broadcast, handed to everything that sends them.
 
 :class:`FrameBus` holds the subscribers of one encoded stream (one per video codec, one for Opus).
 Each :class:`Subscription` has a bounded backlog: a viewer that falls behind drops what it has,
 waits for the next keyframe and asks for one (rate-limited by the broadcast), so it never grows
-memory or latency and never slows anyone else. :class:`ViewerTrack` is the aiortc track a viewer's
-RTCRtpSender reads; it yields the shared frames as ``av.Packet`` so the sender only packetizes.
+memory or latency and never slows anyone else. A :class:`Sink` (the fast fan-out,
+stream/deliver/rtpsend.py) subscribes once and sends to many viewers.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
 
-from .encode import Codec, EncodedFrame
-
-if TYPE_CHECKING:
-    from .rtpsend import FastFanout
+from .encoders import EncodedFrame
 
 VIDEO_BACKLOG = 45  # frames (1.5 s at 30 fps)
 AUDIO_BACKLOG = 25  # 20 ms packets (0.5 s)
@@ -77,6 +72,15 @@ class Subscriber(Protocol):
     def close(self) -> None: ...
 
 
+class Sink(Subscriber, Protocol):
+    """One subscriber that sends to many viewers (the fast fan-out), with its counters."""
+
+    packets_sent: int
+    octets_sent: int
+
+    async def aclose(self) -> None: ...
+
+
 class FrameBus:
     """The viewers of one encoded stream of one broadcast."""
 
@@ -87,7 +91,7 @@ class FrameBus:
         self.request_keyframe = request_keyframe
         self.maxlen = maxlen or (VIDEO_BACKLOG if kind == "video" else AUDIO_BACKLOG)
         self.subscribers: set[Subscriber] = set()
-        self.fanout: FastFanout | None = None  # the fast path's viewers (stream/rtpsend.py)
+        self.fanout: Sink | None = None  # the fast path's viewers (stream/deliver/rtpsend.py)
         self.skips = 0
         self.frames = 0
 
@@ -98,15 +102,6 @@ class FrameBus:
         if video:
             self.request_keyframe()
         return sub
-
-    def fast(self, codec: Codec) -> FastFanout:
-        """The fast fan-out of this bus (created on first use; it subscribes while it has
-        viewers)."""
-        from .rtpsend import FastFanout  # it subscribes to buses: imported when first needed
-
-        if self.fanout is None:
-            self.fanout = FastFanout(self, codec)
-        return self.fanout
 
     def publish(self, frames: list[EncodedFrame]) -> None:
         for frame in frames:
@@ -125,42 +120,3 @@ class FrameBus:
         self.close()
         if self.fanout is not None:
             await self.fanout.aclose()
-
-
-class ViewerTrack(MediaStreamTrack):
-    """One viewer's track: the shared encoded frames of its codec as ``av.Packet``."""
-
-    def __init__(self, kind: str, bus_for: Callable[[], FrameBus]) -> None:
-        super().__init__()
-        self.kind = kind
-        self._bus_for = bus_for
-        self.subscription: Subscription | None = None
-
-    async def recv(self) -> av.Packet:  # type: ignore[type-arg]
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.subscription is None:
-            # Subscribe on the first read: the sender reads only once DTLS is up, so the
-            # keyframe requested here is the first thing this viewer decodes.
-            self.subscription = self._bus_for().subscribe()
-        frame = await self.subscription.get()
-        packet = av.Packet(frame.data)
-        packet.pts = frame.pts
-        packet.time_base = frame.time_base
-        return packet
-
-    def stop(self) -> None:
-        if self.subscription is not None:
-            self.subscription.close()
-        super().stop()
-
-
-def route_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
-    """Send a viewer's PLI/FIR to the shared encoder.
-
-    On the packet path aiortc's ``RTCRtpSender._send_keyframe`` only sets a private flag nobody
-    reads (aiortc 1.16, pinned). Guarded by tests/test_aiortc_hooks.py.
-    """
-    if not callable(getattr(RTCRtpSender, "_send_keyframe", None)):
-        raise RuntimeError("aiortc changed: RTCRtpSender._send_keyframe is gone")
-    sender._send_keyframe = request  # type: ignore[method-assign]

@@ -22,7 +22,7 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo.tasks import cancel_all
+from core.tasks import cancel_all
 
 
 class SignallingError(RuntimeError):

@@ -15,10 +15,10 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from .app import WS_MAX_SIZE, create_app, listen
-from .config import Settings
-from .context import AppContext
-from .redisproc import free_port
+from core.config import Settings
+from core.redisproc import free_port
+from jangteo.app import WS_MAX_SIZE, create_app, listen
+from jangteo.context import AppContext
 
 
 @dataclasses.dataclass

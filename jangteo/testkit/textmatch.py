@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .sprites import BGR, Image, put, text_width
+from stream.compose.sprites import BGR, Image, put, text_width
 
 UNMAPPED = "\U000f0000"  # a private-use code point no font here maps: drawn as a box
 

@@ -1,10 +1,11 @@
 """A fan-out worker process: viewers' peer connections, fed with the origin's encoded frames.
 
-Started by :class:`stream.workers.WorkerPool` as ``python -m stream.worker SOCKET TOKEN INDEX``
-with ``JANGTEO_WORKER_SETTINGS`` (ICE settings as JSON). It connects to the origin's Unix socket,
-answers WHEP offers the origin hands over (negotiating ICE and DTLS on its own UDP sockets), and
-sends every viewer the frames the origin streams to it, through the fast fan-out
-(stream/rtpsend.py). Keyframe requests go back to the origin. It exits when the channel closes.
+Started by :class:`stream.deliver.pool.WorkerPool` as
+``python -m stream.deliver.worker SOCKET TOKEN INDEX`` with ``JANGTEO_WORKER_SETTINGS`` (ICE
+settings as JSON). It connects to the origin's Unix socket, answers WHEP offers the origin hands
+over (negotiating ICE and DTLS on its own UDP sockets), and sends every viewer the frames the
+origin streams to it, through the fast fan-out (stream/deliver/rtpsend.py). Keyframe requests go
+back to the origin. It exits when the channel closes.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from jangteo.config import Settings, parse_ice_servers
-from jangteo.tasks import TaskSet
+from core.config import Settings, parse_ice_servers
+from core.tasks import TaskSet
+from stream.encode.bus import FrameBus
+from stream.encode.encoders import Codec, EncodedFrame
 
 from . import channel
-from .encode import Codec, EncodedFrame
-from .fanout import FrameBus, ViewerTrack
-from .hub import negotiate_viewer, viewer_kinds, viewer_tracks
+from .fanout import ViewerTrack
 from .rtc import (
     announce,
     close_peer,
@@ -36,8 +37,9 @@ from .rtc import (
     connected_within,
     new_peer_connection,
 )
+from .whep import negotiate_viewer, viewer_kinds, viewer_tracks
 
-log = logging.getLogger("stream.worker")
+log = logging.getLogger("stream.deliver.worker")
 
 
 class Worker:
@@ -178,8 +180,8 @@ async def main(path: str, token: str, index: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    from jangteo.cli import run
-    from jangteo.malloc import tune_malloc
+    from core.loop import run
+    from core.malloc import tune_malloc
 
     tune_malloc()
     run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

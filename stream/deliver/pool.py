@@ -2,8 +2,8 @@
 
 One process runs one event loop on one core; the per-packet work of many viewers (header, SRTP,
 send) is what fills it. With ``--workers N`` the origin (``jangteo serve``) keeps ingest, the
-compositor, the encoders, the API and chat, and starts N worker processes
-(``python -m stream.worker``). A WHEP offer that reaches the origin is handed to the worker with
+compositor, the encoders, the API and chat, and starts N worker processes (``python -m
+stream.deliver.worker``). A WHEP offer that reaches the origin is handed to the worker with
 the fewest viewers; the worker negotiates ICE/DTLS on its own sockets and answers; the viewer
 keeps talking to the origin's URL for DELETE (one URL, the worker is invisible). The origin sends
 each encoded frame once per worker over a Unix socket (:mod:`stream.channel`): the worker
@@ -28,27 +28,38 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from jangteo.config import Settings
-from jangteo.problems import Unavailable
-from jangteo.tasks import TaskSet
-from jangteo.tokens import Claims
+from core.config import Settings
+from core.problems import Unavailable
+from core.tasks import TaskSet
+from core.tokens import Claims
+from stream.compose.compositor import Compositor
+from stream.encode.encoders import Codec, EncodedFrame
+from stream.errors import BadSdp
 
 from . import channel
-from .encode import Codec, EncodedFrame
-from .errors import BadSdp
-
-if TYPE_CHECKING:
-    from .hub import BroadcastMedia
 
 log = logging.getLogger(__name__)
+WORKER_MODULE = "stream.deliver.worker"
 
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 15.0
 MAX_CHANNEL_BUFFER = 4 << 20  # bytes queued to one worker before its feeds skip to a keyframe
 HARD_CHANNEL_BUFFER = 16 << 20  # beyond this nothing is queued for it (audio and keyframes too)
 RESPAWN_DELAY_S = 1.0
+
+
+class BroadcastMedia(Protocol):
+    """The broadcast media a worker serves viewers of (stream/hub.py ``BroadcastMedia``)."""
+
+    bid: str
+    compositor: Compositor
+
+    async def remove_viewer(self, vid: str) -> None: ...
+
+    def forget_viewer(self, vid: str) -> None:
+        """Drop the session of a viewer that is already gone (its worker stopped)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -234,7 +245,13 @@ class WorkerPool:
         env = os.environ | {"JANGTEO_WORKER_SETTINGS": json.dumps(worker_settings(self.settings))}
         link.ready.clear()
         proc = link.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "stream.worker", self._path, token, str(link.index), env=env
+            sys.executable,
+            "-m",
+            "stream.deliver.worker",
+            self._path,
+            token,
+            str(link.index),
+            env=env,
         )
         self.tasks.spawn(self._watch(link, proc, token))
 
@@ -287,7 +304,6 @@ class WorkerPool:
         codec = Codec(reply["video"]) if reply.get("video") else None
         viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec, address)
         link.viewers[viewer.id] = viewer
-        media.viewers[viewer.id] = viewer
         if reply.get("audio"):
             link.feed(media, Codec.OPUS)
         if codec is not None:
@@ -302,7 +318,7 @@ class WorkerPool:
                 fut.set_result({"t": "error", "detail": "the fan-out worker stopped", "lost": True})
         for viewer in list(link.viewers.values()):
             viewer.closed = True
-            viewer.media.viewers.pop(viewer.id, None)
+            viewer.media.forget_viewer(viewer.id)
         link.viewers.clear()
         for feed in link.feeds.values():
             feed.detach()

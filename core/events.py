@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from jangteo.keys import key
+from .keys import key
 
 STREAM_MAXLEN = 5000
 

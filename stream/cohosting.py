@@ -11,28 +11,25 @@ the broadcast's compositor when its media runs on this process.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from chat.publish import publish
-from stream.layout import DEFAULT_LAYOUT, LAYOUTS
+from core.broadcasts import cohost_can_pin, cohost_key
+from core.events import publish
+from core.keys import key, text
+from core.problems import BadRequest
+from core.web import admin_or, bind, json_body
+from stream.compose.layout import DEFAULT_LAYOUT, LAYOUTS
 
-from .context import admin_or, ctx
-from .jsonbody import json_body
-from .keys import key, text
-from .problems import BadRequest, Forbidden
-from .tokens import Claims, Role
+from .http import MediaApp
 
 
 def layout_key(bid: str) -> str:
     return key(bid, "layout")
-
-
-def cohost_key(bid: str) -> str:
-    return key(bid, "cohost")
 
 
 async def load_layout(redis: Redis, bid: str) -> str:
@@ -42,27 +39,15 @@ async def load_layout(redis: Redis, bid: str) -> str:
     return value if value in LAYOUTS else DEFAULT_LAYOUT
 
 
-async def cohost_can_pin(redis: Redis, bid: str) -> bool:
-    return text(await redis.hget(cohost_key(bid), "can_pin") or b"0") == "1"
-
-
-async def check_pin_allowed(redis: Redis, bid: str, who: Claims | None) -> None:
-    """A co-host pins and unpins only when the host allowed it (403 ``cohost_not_allowed``)."""
-    if who is not None and who.role is Role.COHOST and not await cohost_can_pin(redis, bid):
-        raise Forbidden("the host has not allowed co-hosts to pin", code="cohost_not_allowed")
-
-
-async def get_layout(request: Request) -> JSONResponse:
+async def get_layout(request: Request, app: MediaApp) -> JSONResponse:
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     return JSONResponse({"layout": await load_layout(app.redis, bid)})
 
 
-async def put_layout(request: Request) -> JSONResponse:
+async def put_layout(request: Request, app: MediaApp) -> JSONResponse:
     admin_or(request)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     layout = (await json_body(request)).get("layout")
     if not isinstance(layout, str) or layout not in LAYOUTS:
@@ -76,17 +61,15 @@ async def put_layout(request: Request) -> JSONResponse:
     return JSONResponse({"layout": layout})
 
 
-async def get_cohost(request: Request) -> JSONResponse:
+async def get_cohost(request: Request, app: MediaApp) -> JSONResponse:
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     return JSONResponse({"can_pin": await cohost_can_pin(app.redis, bid)})
 
 
-async def put_cohost(request: Request) -> JSONResponse:
+async def put_cohost(request: Request, app: MediaApp) -> JSONResponse:
     admin_or(request)
     bid = request.path_params["bid"]
-    app = ctx(request)
     await app.store.get(bid)
     can_pin = (await json_body(request)).get("can_pin")
     if not isinstance(can_pin, bool):
@@ -95,9 +78,10 @@ async def put_cohost(request: Request) -> JSONResponse:
     return JSONResponse({"can_pin": can_pin})
 
 
-routes = [
-    Route("/api/broadcasts/{bid}/layout", get_layout, methods=["GET"]),
-    Route("/api/broadcasts/{bid}/layout", put_layout, methods=["PUT"]),
-    Route("/api/broadcasts/{bid}/cohost", get_cohost, methods=["GET"]),
-    Route("/api/broadcasts/{bid}/cohost", put_cohost, methods=["PUT"]),
-]
+def routes(app: Callable[[], MediaApp]) -> list[BaseRoute]:
+    return [
+        Route("/api/broadcasts/{bid}/layout", bind(get_layout, app), methods=["GET"]),
+        Route("/api/broadcasts/{bid}/layout", bind(put_layout, app), methods=["PUT"]),
+        Route("/api/broadcasts/{bid}/cohost", bind(get_cohost, app), methods=["GET"]),
+        Route("/api/broadcasts/{bid}/cohost", bind(put_cohost, app), methods=["PUT"]),
+    ]

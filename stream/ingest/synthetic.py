@@ -19,13 +19,13 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo.tasks import cancel_all
-from jangteo.tokens import Role
+from core.tasks import cancel_all
+from core.tokens import Role
+from stream.compose.compositor import Compositor
+from stream.encode.encoders import AUDIO_RATE, AUDIO_SAMPLES, VIDEO_CLOCK
 
 from . import pattern
-from .compose import Compositor
-from .encode import AUDIO_RATE, AUDIO_SAMPLES, VIDEO_CLOCK
-from .ingest import Source
+from .publisher import Source
 
 
 def pattern_frame(

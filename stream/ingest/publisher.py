@@ -22,11 +22,10 @@ from av.audio.resampler import AudioResampler
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo.tasks import cancel_all
-from jangteo.tokens import Claims, Role
-
-from .encode import AUDIO_RATE
-from .rtc import close_peer
+from core.tasks import cancel_all
+from core.tokens import Claims, Role
+from stream.deliver.rtc import close_peer
+from stream.encode.encoders import AUDIO_RATE
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,20 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from jangteo import metrics
-from jangteo.tasks import cancel_all
-from jangteo.tokens import Role
+from core import metrics
+from core.tasks import cancel_all
+from core.tokens import Role
+from stream.encode.bus import FrameBus
+from stream.encode.encoders import (
+    AUDIO_SAMPLES,
+    AudioEncoder,
+    Codec,
+    EncodedFrame,
+    KeyframeLimiter,
+    VideoEncoder,
+)
+from stream.ingest.publisher import Source
 
-from .encode import AUDIO_SAMPLES, AudioEncoder, Codec, EncodedFrame, KeyframeLimiter, VideoEncoder
-from .fanout import FrameBus
-from .ingest import Source
 from .layout import DEFAULT_LAYOUT, MAX_PICTURES, check_layout, compose_sources, fit
 from .mix import SoftLimiter, mix
 from .overlay import Overlay

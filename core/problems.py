@@ -15,17 +15,14 @@ One exception tree for the whole HTTP surface::
     ├── TooManyRequests          429 rate_limited
     └── Unavailable              503 not_ready
 
-Packages raise their own subclasses; the app maps every ``Problem`` once, in
-:func:`problem_response`.
+Packages raise their own subclasses. This module knows nothing of the web: the app maps
+every ``Problem`` to an HTTP answer once (jangteo/errors.py), the chat socket to a close
+code.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
-
-from starlette.requests import Request
-from starlette.responses import Response
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -132,17 +129,3 @@ class Unavailable(Problem):
     status = 503
     title = "Service unavailable"
     default_code = "not_ready"
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> Response:
-    return Response(
-        json.dumps(problem.body(instance), ensure_ascii=False),
-        status_code=problem.status,
-        media_type=PROBLEM_JSON,
-        headers=problem.headers,
-    )
-
-
-async def handle_problem(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Problem)
-    return problem_response(exc, instance=request.url.path)

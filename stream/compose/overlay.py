@@ -20,17 +20,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from .sprites import (
-    BGR,
-    Image,
-    Sprite,
-    ellipsize,
-    ink_of,
-    put,
-    text_width,
-    won,
-    wrap,
-)
+from .sprites import BGR, Image, Sprite, ellipsize, ink_of, put, text_width, won, wrap
 
 PANEL: BGR = (34, 28, 24)
 WHITE: BGR = (250, 250, 250)

@@ -19,11 +19,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from chat import publish
-
+from .events import publish
 from .keys import key, text
-from .problems import Conflict, NotFound
-from .tokens import Role
+from .problems import Conflict, Forbidden, NotFound
+from .tokens import Claims, Role
 
 
 class Status(enum.StrEnum):
@@ -185,3 +184,18 @@ class BroadcastStore:
         if b.status is Status.ENDED:
             raise Conflict("the broadcast has ended", code="broadcast_ended")
         return b
+
+
+# co-hosts pin only when the host allows it: the hash jt:{bid}:cohost, field can_pin 1/0
+def cohost_key(bid: str) -> str:
+    return key(bid, "cohost")
+
+
+async def cohost_can_pin(redis: Redis, bid: str) -> bool:
+    return text(await redis.hget(cohost_key(bid), "can_pin") or b"0") == "1"
+
+
+async def check_pin_allowed(redis: Redis, bid: str, who: Claims | None) -> None:
+    """A co-host pins and unpins only when the host allowed it (403 ``cohost_not_allowed``)."""
+    if who is not None and who.role is Role.COHOST and not await cohost_can_pin(redis, bid):
+        raise Forbidden("the host has not allowed co-hosts to pin", code="cohost_not_allowed")

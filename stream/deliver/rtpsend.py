@@ -3,7 +3,7 @@
 aiortc's ``RTCRtpSender`` packetizes every frame again for every viewer and awaits four coroutine
 layers per packet (sender → DTLS → ICE → aioice) -- about 30 µs of CPU per packet. Here:
 
-* :class:`FastFanout` subscribes to a :class:`~stream.fanout.FrameBus` like one viewer would and
+* :class:`FastFanout` subscribes to a :class:`~stream.encode.bus.FrameBus` like one viewer would and
   packetizes each frame ONCE (aiortc's own packetizers: VP8 descriptor, H.264 FU-A/STAP-A, Opus).
 * Per viewer (:class:`FastViewer`), per frame, one RTP header is built with aiortc's serializer
   (its SSRC, timestamp offset, negotiated extension ids: mid, abs-send-time); per packet only the
@@ -32,7 +32,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av
 from aiortc import clock
@@ -41,12 +41,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 
-from jangteo.tasks import cancel_and_wait
-
-from .encode import Codec, EncodedFrame
-
-if TYPE_CHECKING:
-    from .fanout import FrameBus
+from core.tasks import cancel_and_wait
+from stream.encode.bus import FrameBus
+from stream.encode.encoders import Codec, EncodedFrame
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +210,14 @@ class FastViewer:
                 packet.extensions.mid = self._mid
                 return packet
         return None
+
+
+def fast_fanout(bus: FrameBus, codec: Codec) -> FastFanout:
+    """The fast fan-out of ``bus`` (created on first use; it subscribes while it has viewers)."""
+    if bus.fanout is None:
+        bus.fanout = FastFanout(bus, codec)
+    assert isinstance(bus.fanout, FastFanout)
+    return bus.fanout
 
 
 class FastFanout:

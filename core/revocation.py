@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from .keys import key
 from .problems import Unauthorized
-from .tokens import Claims
+from .tokens import Claims, TokenSigner
 
 CACHE_S = 2.0
 _MAX_CACHED = 10_000
@@ -46,3 +46,19 @@ class Revocations:
         gen = int(await self.redis.hincrby(key(bid, "meta"), "token_gen", 1))
         self._cache[bid] = (time.monotonic(), gen)
         return gen
+
+
+class Verifier:
+    """A token to its claims for one broadcast: signature and expiry, scope, then revocation."""
+
+    def __init__(self, signer: TokenSigner, revocations: Revocations) -> None:
+        self.signer = signer
+        self.revocations = revocations
+
+    async def claims(self, token: str | None, bid: str) -> Claims:
+        if token is None:
+            raise Unauthorized("send a token: Authorization: Bearer <token>")
+        c = self.signer.verify(token)
+        c.require_broadcast(bid)
+        await self.revocations.check(c)
+        return c

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, sdp
 
-from jangteo.config import Settings
+from core.config import Settings
+from stream.errors import BadSdp
 
 from . import rtc_hooks  # noqa: F401  (installs the DTLS and ICE consent hooks)
-from .errors import BadSdp
 
 MAX_SDP_BYTES = 64 * 1024
 # audio + video (+ a data channel) is all any studio or player sends; every section costs the
