@@ -75,7 +75,7 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 def _ours(task: asyncio.Task[object]) -> bool:
     coro = task.get_coro()
     qual = getattr(coro, "__qualname__", "")
-    if qual == "_query_consent":  # stream/rtc_hooks.py's loop runs as aioice's, owned by it
+    if qual == "_query_consent":  # stream/deliver/rtc_hooks.py's loop runs as aioice's, owned by it
         return False
     module = getattr(getattr(coro, "cr_code", None), "co_filename", "")
     return any(part in module for part in ("/stream/", "/jangteo/", "/chat/", "/commerce/")) or (

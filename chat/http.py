@@ -18,7 +18,8 @@ from core.problems import BadRequest, Forbidden, NotFound, Unprocessable
 from core.tokens import Claims
 from core.web import bind, claims, json_body
 
-from .hub import HISTORY, decode_entry, id_key
+from .entries import decode_entry, id_key
+from .hub import HISTORY
 from .normalize import TextRejected, check_text
 from .roles import Action, outranks, require
 from .store import ChatSettings, ChatStore

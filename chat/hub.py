@@ -11,12 +11,9 @@ Redis error in the reader is treated as a possible gap: it reconnects and resume
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,54 +23,20 @@ from redis.exceptions import RedisError
 from core import metrics
 from core.events import stream_key
 from core.keys import text
-from core.tasks import cancel_all, cancel_and_wait, cancelling
+from core.tasks import TaskSet, cancel_all, cancelling
 from core.tokens import Claims
 
+from .client import Client, ClientState
 from .connections import Connections
+from .entries import decode_entry, frame_of, id_key
 from .store import ChatStore
 
 log = logging.getLogger(__name__)
 
 HISTORY = 50
-SEND_QUEUE = 1024  # frames queued for one client, at most
-SLOW_AFTER_S = 3.0  # a client whose oldest unsent frame is older than this is too slow
 PRESENCE_INTERVAL = 2.0
 HEARTS_INTERVAL = 0.2
 CLOSE_TOO_SLOW = 4008
-
-Sender = Callable[[str], Awaitable[None]]
-Closer = Callable[[int, str], Awaitable[None]]
-
-
-_U64 = 1 << 64
-
-
-def id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id ``<ms>-<seq>`` as numbers; ValueError unless Redis would take it (two
-    unsigned 64-bit numbers: a bigger one reached Redis and came back as a 503)."""
-    ms, _, seq = entry_id.partition("-")
-    if not (ms.isascii() and ms.isdigit()) or not (seq == "" or (seq.isascii() and seq.isdigit())):
-        raise ValueError(f"not a stream id: {entry_id!r}")
-    key = int(ms), int(seq or 0)
-    if key[0] >= _U64 or key[1] >= _U64:
-        raise ValueError(f"stream id out of range: {entry_id!r}")
-    return key
-
-
-def decode_entry(entry_id: Any, fields: Any) -> dict[str, Any]:
-    """The event with its stream id as ``sid`` (resume with the last ``sid`` seen). ``id`` is the
-    stream id too, except for ``deleted``, whose ``id`` names the deleted message (API.md)."""
-    event: dict[str, Any] = json.loads(fields[b"e"])
-    event["sid"] = text(entry_id)
-    event.setdefault("id", event["sid"])
-    return event
-
-
-def frame_of(events: list[dict[str, Any]]) -> str:
-    public = [{k: v for k, v in e.items() if k != "to"} for e in events]
-    doc: Any = public[0] if len(public) == 1 else public
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-
 
 # well under redis-py's default socket timeout (5 s): an idle broadcast's XREAD must come back
 # before the read times out, or the reader would reconnect (and treat it as a gap) every 5 s
@@ -81,64 +44,6 @@ XREAD_BLOCK_MS = 2000
 
 
 LineHook = Callable[[str, Claims, str, str], Awaitable[object]]
-
-
-class ClientState(enum.Enum):
-    JOINING = "joining"
-    LIVE = "live"
-    CLOSED = "closed"
-
-
-class Client:
-    def __init__(self, claims: Claims, send: Sender, close: Closer) -> None:
-        self.claims = claims
-        self.id = secrets.token_hex(6)
-        self._send = send
-        self._close = close
-        self.state = ClientState.JOINING
-        self.last_id: tuple[int, int] = (0, 0)
-        self.held: list[dict[str, Any]] = []
-        self.queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue(maxsize=SEND_QUEUE)
-        self._sending_since: float | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.too_slow = False
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"chat-send-{self.id}")
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                queued_at, frame = await self.queue.get()
-                self._sending_since = queued_at  # how old the frame on the wire is
-                await self._send(frame)
-                self._sending_since = None
-        except Exception:  # the socket went away; the receive loop notices and detaches
-            self.state = ClientState.CLOSED
-
-    def offer(self, frame: str) -> bool:
-        if self.state is ClientState.CLOSED:
-            return False
-        now = time.monotonic()
-        stuck = self._sending_since is not None and now - self._sending_since > SLOW_AFTER_S
-        if stuck or self.queue.full():
-            self.too_slow = True
-            self.state = ClientState.CLOSED
-            return False
-        self.queue.put_nowait((now, frame))
-        return True
-
-    def visible(self, event: dict[str, Any]) -> bool:
-        to = event.get("to")
-        return to is None or to == self.claims.user_id
-
-    async def aclose(self, code: int | None = None, reason: str = "") -> None:
-        self.state = ClientState.CLOSED
-        if self.task is not None and self.task is not asyncio.current_task():
-            await cancel_and_wait(self.task)
-        if code is not None:
-            with contextlib.suppress(Exception):
-                await self._close(code, reason)
 
 
 class BroadcastChat:
@@ -158,7 +63,7 @@ class BroadcastChat:
         self.deliveries = 0
         self.dropped_slow = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._reaper: set[asyncio.Task[None]] = set()
+        self._reaper = TaskSet()
         # in-process consumers of every event batch, in order (the overlay feed); a batch of
         # [{"type": "reset"}] means events may have been lost: reload state
         self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
@@ -177,7 +82,7 @@ class BroadcastChat:
         await cancel_all(self._tasks)
         await asyncio.gather(*(c.aclose(1001, "server closing") for c in self.clients))
         self.clients.clear()
-        await cancel_all(self._reaper)
+        await self._reaper.aclose()
 
     # -- reading and fan-out ---------------------------------------------------------------------
     async def _read(self) -> None:
@@ -270,9 +175,7 @@ class BroadcastChat:
 
     def _drop(self, client: Client, code: int, reason: str) -> None:
         self.clients.discard(client)
-        task = asyncio.get_running_loop().create_task(client.aclose(code, reason))
-        self._reaper.add(task)
-        task.add_done_callback(self._reaper.discard)
+        self._reaper.spawn(client.aclose(code, reason))
 
     # -- joining ---------------------------------------------------------------------------------
     async def attach(self, client: Client, last_id: str | None) -> None:
@@ -409,26 +312,24 @@ class ChatHub:
         self.media_viewers: Callable[[str], int] = lambda bid: 0
         self._lock = asyncio.Lock()
         self._holds: dict[str, int] = {}
-        self._reapers: set[asyncio.Task[None]] = set()
+        self._reapers = TaskSet()
         self._closed_deliveries = 0
         self._closed_dropped = 0
-        metrics.CHAT_SOCKETS.read = lambda: [
-            ({}, float(sum(len(c.clients) for c in self.broadcasts.values())))
-        ]
-        metrics.CHAT_DELIVERIES.read = lambda: [
-            (
-                {},
-                float(
-                    self._closed_deliveries + sum(c.deliveries for c in self.broadcasts.values())
-                ),
-            )
-        ]
-        metrics.CHAT_DROPPED_SLOW.read = lambda: [
-            (
-                {},
-                float(self._closed_dropped + sum(c.dropped_slow for c in self.broadcasts.values())),
-            )
-        ]
+        metrics.CHAT_SOCKETS.register(
+            self, lambda: sum(len(c.clients) for c in list(self.broadcasts.values()))
+        )
+        metrics.CHAT_DELIVERIES.register(
+            self,
+            lambda: (
+                self._closed_deliveries + sum(c.deliveries for c in list(self.broadcasts.values()))
+            ),
+        )
+        metrics.CHAT_DROPPED_SLOW.register(
+            self,
+            lambda: (
+                self._closed_dropped + sum(c.dropped_slow for c in list(self.broadcasts.values()))
+            ),
+        )
 
     async def join(self, bid: str) -> BroadcastChat:
         """The broadcast's chat, with a hold on it until :meth:`release`."""
@@ -445,11 +346,7 @@ class ChatHub:
     def release(self, bid: str) -> None:
         self._holds[bid] = self._holds.get(bid, 1) - 1
         if self._holds[bid] <= 0:
-            task = asyncio.get_running_loop().create_task(
-                self._close_if_idle(bid), name=f"chat-idle-{bid}"
-            )
-            self._reapers.add(task)
-            task.add_done_callback(self._reapers.discard)
+            self._reapers.spawn(self._close_if_idle(bid), name=f"chat-idle-{bid}")
 
     async def _close_if_idle(self, bid: str) -> None:
         await asyncio.sleep(self.IDLE_S)
@@ -463,7 +360,9 @@ class ChatHub:
         self._closed_dropped += chat.dropped_slow
 
     async def aclose(self) -> None:
-        await cancel_all(self._reapers)
+        for gauge in (metrics.CHAT_SOCKETS, metrics.CHAT_DELIVERIES, metrics.CHAT_DROPPED_SLOW):
+            gauge.unregister(self)
+        await self._reapers.aclose()
         chats = list(self.broadcasts.values())
         self.broadcasts.clear()
         await asyncio.gather(*(c.aclose() for c in chats), return_exceptions=True)

@@ -12,6 +12,9 @@ import unicodedata
 
 DEFAULT_MAX_CHARS = 200
 _SPACES = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]+")
+# a subdivision flag (🏴 England, Scotland, Wales): black flag, tag letters, cancel tag. Tag
+# characters anywhere else are invisible text and stay refused
+_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,8}\U000e007f")
 
 
 class TextRejected(ValueError):
@@ -31,7 +34,8 @@ def check_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     if not norm:
         raise TextRejected("empty", "the message is empty")
     if any(
-        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\u200d" for ch in norm
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\u200d"
+        for ch in _FLAG.sub("", norm)
     ):
         raise TextRejected("control_characters", "the message contains control characters")
     if len(norm) > max_chars:

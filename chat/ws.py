@@ -8,7 +8,8 @@ Inbound limits per socket: FRAME_RATE frames a second (FRAME_BURST banked; staff
 many), beyond that the
 socket is closed with 4029 and a reason; hearts count HEART_RATE taps a second (HEART_BURST
 banked) and the rest are dropped. At most ``chat_sockets_per_user`` sockets per person and
-``chat_sockets_per_address`` per client address on one process (4029 on the next).
+``chat_sockets_per_address`` per client address on one process (4029 on the next). A Redis
+failure closes the socket with 1011 and a reason (core/storage.py); clients resume with last_id.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ import logging
 import time
 from typing import Protocol
 
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from core.problems import Problem
 from core.ratelimit import TokenBucket
 from core.revocation import Verifier
+from core.storage import unavailable
 from core.tokens import Claims, Role
 from core.web import client_address
 
+from .client import Client
 from .frames import BadFrame, Hearts, error_event, parse
 from .http import ChatApp
-from .hub import BroadcastChat, ChatHub, Client
+from .hub import BroadcastChat, ChatHub
 from .normalize import TextRejected, banned_hit, check_text
 from .roles import Action, may
 
@@ -42,6 +46,7 @@ class SocketApp(ChatApp, Protocol):
 
 
 CLOSE_POLICY = 1008
+CLOSE_UNAVAILABLE = 1011  # storage trouble (core/storage.py): reconnect with last_id
 CLOSE_RATE_LIMITED = 4029
 FRAME_RATE, FRAME_BURST = 10.0, 30.0  # a viewer's; staff (host, co-host, moderator) get 5x
 STAFF_FRAME_FACTOR = 5
@@ -79,6 +84,9 @@ async def chat_socket(websocket: WebSocket, app: SocketApp) -> None:
         return
     try:
         await _serve(app, websocket, bid, claims, address)
+    except RedisError as exc:  # the client reconnects with its last id: nothing is lost
+        if websocket.application_state is not WebSocketState.DISCONNECTED:
+            await websocket.close(CLOSE_UNAVAILABLE, unavailable(exc, websocket.url.path).detail)
     finally:
         app.chat.connections.leave(claims.user_id, address)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +19,10 @@ from core.problems import BadRequest, NotFound, Unprocessable
 
 MAX_STOCK = 10_000_000
 MAX_PRICE = 100_000_000
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+KEYWORD = r"[A-Za-z0-9가-힣_-]{1,20}"  # a product's chat keyword, after NFKC
+_KEYWORD = re.compile(KEYWORD)
+_IMAGE = re.compile(r"(?:https?://[^\s/]|/[^/\s])[^\s]*\Z", re.IGNORECASE)
 MODES = ("hold", "fpfs")  # reserve on order (hold) / first paid first served (stock at confirm)
 
 
@@ -34,7 +38,7 @@ def _int(doc: dict[str, Any], name: str, lo: int, hi: int, default: int | None =
 
 
 def check_id(value: object, what: str = "product_id") -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise BadRequest(f"{what}: 1-40 letters, digits, '-' or '_'", code=f"bad_{what}")
     return value
 
@@ -54,11 +58,19 @@ def validate_product(pid: str, doc: dict[str, Any]) -> tuple[dict[str, Any], dic
     if mode not in MODES:
         raise BadRequest("mode must be hold or fpfs", code="bad_mode")
     image = doc.get("image")
-    if image is not None and (not isinstance(image, str) or len(image) > 2000):
+    if image is not None and (
+        not isinstance(image, str) or len(image) > 2000 or (image and not _IMAGE.match(image))
+    ):  # pages put it in <img src>: the web or our own paths, nothing else (javascript:, data:)
         raise BadRequest("image must be a URL", code="bad_image")
     keyword = doc.get("keyword")
-    if keyword is not None and (not isinstance(keyword, str) or not 0 < len(keyword) <= 20):
-        raise BadRequest("keyword: 1-20 characters", code="bad_keyword")
+    if keyword is not None:  # what a chat line "#keyword 2" can name (commerce/chat_orders.py)
+        if isinstance(keyword, str):
+            keyword = unicodedata.normalize("NFKC", keyword)
+        if not isinstance(keyword, str) or not _KEYWORD.fullmatch(keyword):
+            raise BadRequest(
+                "keyword: 1-20 letters, digits, Hangul, _ or - (viewers type it after #)",
+                code="bad_keyword",
+            )
     stock: dict[str, int] = {}
     options_out: list[dict[str, str]] = []
     options = doc.get("options")
@@ -123,7 +135,7 @@ class Catalog:
             if stale:
                 pipe.hdel(key(bid, "stock"), *stale)
             pipe.hset(key(bid, "products"), pid, json.dumps(product, ensure_ascii=False))
-            pipe.hset(key(bid, "stock"), mapping=dict(stock.items()))  # type: ignore[arg-type]
+            pipe.hset(key(bid, "stock"), mapping=dict(stock.items()))
             await pipe.execute()
         return bool(old)
 

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 from core.events import publish
 from core.tokens import Claims, Role
 
-from .catalog import Catalog
+from .catalog import KEYWORD, Catalog
 from .orders import Orders
 
 _BUY = re.compile(r"^(?:구매|buy)\s*(\d{1,2})?\s*(?:개|ea)?$", re.IGNORECASE)
-_TAG = re.compile(r"^#([A-Za-z0-9가-힣_-]{1,20})\s*(\d{1,2})?\s*(?:개|ea)?$")
+_TAG = re.compile(rf"^#({KEYWORD})\s*(\d{{1,2}})?\s*(?:개|ea)?$")
 
 _REASONS = {
     "sold_out": "품절되었습니다 · Sold out",

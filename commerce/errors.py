@@ -1,4 +1,4 @@
-"""The commerce package's errors (all problem+json through jangteo.problems).
+"""The commerce package's errors (all :class:`core.problems.Problem` subclasses).
 
 ::
 

@@ -23,16 +23,16 @@ from core.problems import (
     BadRequest,
     PayloadTooLarge,
     Problem,
-    Unavailable,
     UnsupportedMediaType,
 )
+from core.storage import unavailable
 from core.web import MAX_JSON, forwarded_address
 
 from .http import place_order
 
 log = logging.getLogger(__name__)
 
-ORDER_PATH = re.compile(r"^/api/broadcasts/([A-Za-z0-9_-]{1,40})/orders$")
+ORDER_PATH = re.compile(r"/api/broadcasts/([A-Za-z0-9_-]{1,40})/orders")
 _EXPOSE = b"Location, ETag, Link, Accept-Post"
 
 
@@ -52,7 +52,7 @@ class OrderFastPath:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        m = ORDER_PATH.match(scope["path"])
+        m = ORDER_PATH.fullmatch(scope["path"])
         if m is None:
             await self.app(scope, receive, send)
             return
@@ -77,9 +77,7 @@ class OrderFastPath:
             )
             ctype = b"application/json"
         except (Problem, RedisError) as exc:
-            if isinstance(exc, RedisError):
-                log.warning("redis error on %s: %s", scope["path"], exc)
-            problem = exc if isinstance(exc, Problem) else Unavailable("storage is unavailable")
+            problem = exc if isinstance(exc, Problem) else unavailable(exc, scope["path"])
             status, extra, ctype = problem.status, problem.headers, PROBLEM_JSON.encode()
             content = json.dumps(problem.body(scope["path"]), ensure_ascii=False).encode()
         out = [(b"content-type", ctype), (b"content-length", str(len(content)).encode())]

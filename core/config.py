@@ -48,7 +48,7 @@ class Settings:
     video_fps: int = 30
     video_bitrate: int = 2_500_000
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
-    # stream/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
+    # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
     # fan-out worker processes serving viewers (0: this process sends; `auto`: one per core)
     workers: int = 0

@@ -1,6 +1,9 @@
 """A small Prometheus text-format registry (counters and gauges with labels).
 
-Gauges that are cheaper to read than to maintain are callbacks evaluated at scrape time.
+Values that are cheaper to read than to maintain are :class:`Gauge` readings: each owner (a media
+hub, a chat hub) registers a callback when it starts and unregisters it when it closes; a scrape
+adds up the readings of every owner alive in the process. A reading that only grows (packets
+sent) is exposed as a counter.
 """
 
 from __future__ import annotations
@@ -39,15 +42,25 @@ class Counter:
 
 
 class Gauge:
-    kind = "gauge"
+    """A value read at scrape time from its owners' callbacks (summed)."""
 
-    def __init__(self, name: str, help: str) -> None:
+    def __init__(self, name: str, help: str, kind: str = "gauge") -> None:
         self.name = name
         self.help = help
-        self.read: Callable[[], list[tuple[dict[str, str], float]]] = lambda: [({}, 0.0)]
+        self.kind = kind
+        self._owners: dict[int, Callable[[], float]] = {}
+
+    def register(self, owner: object, read: Callable[[], float]) -> None:
+        self._owners[id(owner)] = read
+
+    def unregister(self, owner: object) -> None:
+        self._owners.pop(id(owner), None)
+
+    def value(self) -> float:
+        return sum(read() for read in list(self._owners.values()))
 
     def samples(self) -> list[tuple[tuple[tuple[str, str], ...], float]]:
-        return [(tuple(sorted(labels.items())), value) for labels, value in self.read()]
+        return [((), self.value())]
 
 
 BROADCASTS = Gauge("jangteo_broadcasts", "Broadcasts with media on this process")
@@ -57,13 +70,19 @@ FRAMES_COMPOSED = Counter("jangteo_frames_composed_total", "Video frames compose
 FRAMES_ENCODED = Counter("jangteo_frames_encoded_total", "Video frames encoded, by codec")
 ENCODE_SECONDS = Counter("jangteo_encode_seconds_total", "Seconds spent encoding, by codec")
 KEYFRAMES_FORCED = Counter("jangteo_keyframes_forced_total", "Keyframes forced on request")
-PACKETS_OUT = Gauge("jangteo_rtp_packets_out_total", "RTP packets sent to viewers")
-BYTES_OUT = Gauge("jangteo_rtp_bytes_out_total", "RTP payload bytes sent to viewers")
-VIEWER_SKIPS = Gauge("jangteo_viewer_skips_total", "Backlogs dropped by viewers that fell behind")
+PACKETS_OUT = Gauge("jangteo_rtp_packets_out_total", "RTP packets sent to viewers", "counter")
+BYTES_OUT = Gauge("jangteo_rtp_bytes_out_total", "RTP payload bytes sent to viewers", "counter")
+VIEWER_SKIPS = Gauge(
+    "jangteo_viewer_skips_total", "Backlogs dropped by viewers that fell behind", "counter"
+)
 
 CHAT_SOCKETS = Gauge("jangteo_chat_sockets", "Chat sockets on this process")
-CHAT_DELIVERIES = Gauge("jangteo_chat_deliveries_total", "Chat events delivered to sockets")
-CHAT_DROPPED_SLOW = Gauge("jangteo_chat_dropped_slow_total", "Chat sockets closed as too slow")
+CHAT_DELIVERIES = Gauge(
+    "jangteo_chat_deliveries_total", "Chat events delivered to sockets", "counter"
+)
+CHAT_DROPPED_SLOW = Gauge(
+    "jangteo_chat_dropped_slow_total", "Chat sockets closed as too slow", "counter"
+)
 
 ALL: list[Counter | Gauge] = [
     BROADCASTS,

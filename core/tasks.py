@@ -9,7 +9,7 @@ with nobody left to cancel it. :func:`cancel_and_wait` cancels again until the t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any
 
 RECANCEL_S = 0.5
@@ -42,15 +42,38 @@ def cancelling() -> bool:
 
 class TaskSet:
     """Tasks started on the side (a reload, a retransmit, a process watcher) that their owner
-    cancels and awaits on close; a finished task leaves the set by itself."""
+    cancels and awaits on close; a finished task leaves the set by itself.
+
+    Once :meth:`aclose` has begun the set takes no more work: :meth:`spawn` closes the coroutine
+    unstarted and returns ``None`` (a callback racing the owner's close must not leave a task
+    nobody will stop).
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(list(self._tasks))  # a snapshot: tasks leave the set as they finish
+
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], name: str | None = None
+    ) -> asyncio.Task[Any] | None:
+        if self._closed:
+            coro.close()
+            return None
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def aclose(self) -> None:
+        self._closed = True
         await cancel_all(self._tasks)

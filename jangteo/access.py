@@ -162,7 +162,7 @@ def guard(route: BaseRoute) -> BaseRoute:
     methods = route.methods - {"HEAD"}
     (method,) = methods
     rule = rule_for(method, route.path)
-    endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint  # type: ignore[assignment]
+    endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:

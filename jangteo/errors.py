@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.problems import PROBLEM_JSON, MethodNotAllowed, NotFound, Problem, Unavailable
+from core.problems import PROBLEM_JSON, MethodNotAllowed, NotFound, Problem
+from core.storage import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def redis_error(request: Request, exc: Exception) -> Response:
-    """The one boundary where a storage failure becomes an answer: 503, logged."""
-    log.warning("redis error on %s: %s", request.url.path, exc)
-    return problem_response(Unavailable("storage is unavailable; try again"), request.url.path)
+    """A storage failure: 503, logged (core/storage.py)."""
+    assert isinstance(exc, RedisError)
+    return problem_response(unavailable(exc, request.url.path), request.url.path)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

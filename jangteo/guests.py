@@ -44,7 +44,7 @@ _STAFF_WORDS = ("admin", "moderator", "관리자", "운영자", "모더레이터
 _STAFF_NAMES = ("host", "호스트", "사장님", "장터", "판매자", "seller")
 CODE_TTL_S = 300
 CODE_TRIES = 5
-_PHONE = re.compile(r"^\+?[0-9]{8,15}$")
+_PHONE = re.compile(r"\+?[0-9]{8,15}")
 
 
 def display_name(doc: dict[str, Any], default: str, *, guest: bool) -> str:
@@ -91,7 +91,7 @@ async def guest_identity(request: Request, bid: str, presented: object) -> tuple
 def _phone(doc: dict[str, Any]) -> str:
     raw = doc.get("phone")
     digits = re.sub(r"[\s().-]", "", raw) if isinstance(raw, str) else ""
-    if not _PHONE.match(digits):
+    if not _PHONE.fullmatch(digits):
         raise BadRequest("phone: 8 to 15 digits, e.g. 010-1234-5678", code="bad_phone")
     return digits
 

@@ -3,8 +3,8 @@
 Pins, product and stock changes, orders and hearts are events on the broadcast's chat stream in
 Redis (whatever process the API call landed on). For every broadcast whose media runs on this
 process, the feed holds the chat reader (``ChatHub.join``), listens to its event batches, and
-swaps a new :class:`stream.overlay.OverlayModel` into the compositor's overlay. On start, and
-after the reader lost its place in the stream, the state is reloaded from Redis (pin, product,
+swaps a new :class:`stream.compose.overlay.OverlayModel` into the compositor's overlay. On start,
+and after the reader lost its place in the stream, the state is reloaded from Redis (pin, product,
 stock, hearts); events that arrive while it loads are applied after it.
 """
 

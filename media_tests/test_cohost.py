@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from jangteo.testkit.clients import Received, SignallingError, WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer
 from stream.compose.layout import boxes
+from stream.deliver.whep import Viewer
 from stream.encode.encoders import VIDEO_CLOCK, Codec
 from stream.hub import BroadcastMedia
 from stream.ingest.synthetic import PatternTrack, ToneTrack
@@ -138,7 +139,8 @@ async def _viewer(server: RunningServer, bid: str) -> WhepClient:
 
 def _unchanged(media: BroadcastMedia, viewer: WhepClient, viewer_id: str, encoder: object) -> None:
     assert list(media.viewers) == [viewer_id], "the viewer's WHEP session is the same one"
-    assert media.viewers[viewer_id].pc.connectionState == "connected"
+    served = media.viewers[viewer_id]
+    assert isinstance(served, Viewer) and served.pc.connectionState == "connected"
     assert viewer.pc.connectionState == "connected"
     assert media.compositor._encoders.get(Codec.VP8) is encoder, "the encoder carried on"
 

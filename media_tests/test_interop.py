@@ -9,8 +9,8 @@ off the slate, and reach an aiortc WHEP viewer as real pictures (and its tone as
   skip outside it (``scripts/netns-run``, or the recipe in docs/interop.md).
 - FFmpeg 8.1 is the one inside PyAV (``format="whip"``); it works over loopback.
 
-Two server hooks make them work (stream/rtc_hooks.py, docs/interop.md): DTLS cipher suites for
-peers with RSA certificates (GStreamer), and consent freshness for peers that check us but never
+Two server hooks make them work (stream/deliver/rtc_hooks.py, docs/interop.md): DTLS cipher suites
+for peers with RSA certificates (GStreamer), and consent freshness for peers that check us but never
 answer our checks (FFmpeg).
 """
 

@@ -38,7 +38,7 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 
 # Fractions of the product card's region (lower right) of the <video>'s decoded picture that are
 # dark (the card's panel, blended over the picture) and yellow (its price). The server draws the
-# card (stream/overlay.py): 5% margins, 560x244 of 1280x720 -> x 0.51..0.95, y 0.61..0.95.
+# card (stream/compose/overlay.py): 5% margins, 560x244 of 1280x720 -> x 0.51..0.95, y 0.61..0.95.
 CARD_JS = """(v) => {
     const c = document.createElement("canvas");
     c.width = v.videoWidth; c.height = v.videoHeight;

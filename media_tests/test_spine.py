@@ -14,7 +14,9 @@ from core import metrics
 from core.tokens import Role
 from jangteo.testkit.clients import SignallingError, WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, running_server
+from stream.deliver.rtpsend import FastFanout
 from stream.encode.bus import Subscription
+from stream.encode.encoders import Codec
 from stream.ingest import pattern
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
@@ -82,9 +84,9 @@ async def test_five_viewers_decode_the_pattern_and_hear_the_tone(
         assert media is not None
         # encode once: one VP8 encoder for all five viewers
         assert list(media.compositor.video_buses) == ["vp8"]
-        bus = media.compositor.video_buses["vp8"]
+        bus = media.compositor.video_buses[Codec.VP8]
         if server.settings.fanout == "fast":  # one subscriber, the fan-out, sending to all five
-            assert bus.fanout is not None and len(bus.fanout.viewers) == 5
+            assert isinstance(bus.fanout, FastFanout) and len(bus.fanout.viewers) == 5
             assert bus.subscribers == {bus.fanout}
         else:
             assert len(bus.subscribers) == 5
@@ -266,7 +268,7 @@ async def test_viewer_pli_reaches_the_shared_encoder_at_most_every_500ms(
         forced_before = metrics.KEYFRAMES_FORCED.value()
         requests_before = limiter.requests
         # 40 PLIs, one per composed frame (~1.3 s); a tap on the bus paces us
-        bus = media.compositor.video_buses["vp8"]
+        bus = media.compositor.video_buses[Codec.VP8]
         tap = Subscription(bus, maxlen=1000, wait_keyframe=False)
         bus.subscribers.add(tap)
         t0 = time.monotonic()

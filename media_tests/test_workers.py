@@ -1,4 +1,4 @@
-"""Fan-out worker processes (stream/workers.py): one URL, viewers spread over workers."""
+"""Fan-out worker processes (stream/deliver/pool.py): one URL, viewers spread over workers."""
 
 from __future__ import annotations
 

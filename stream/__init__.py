@@ -1,9 +1,15 @@
-"""The media path: ingest → compose → encode once → fan out.
+"""The media path: ingest → compose → encode once → deliver (docs: README, "The data path").
 
-Modules, in data-path order: :mod:`stream.rtc` (peer connections, ICE settings, SDP helpers),
-:mod:`stream.ingest` (WHIP publishers → decoded frames), :mod:`stream.compose` (one compositor per
-broadcast, slate), :mod:`stream.encode` (one encoder per codec per broadcast), :mod:`stream.fanout`
-(encoded frames to every viewer, bounded), :mod:`stream.hub` (a broadcast's media and its sessions),
-:mod:`stream.whip` / :mod:`stream.whep` (HTTP endpoints). :mod:`stream.pattern` and
-:mod:`stream.synthetic` make the test pattern and tone used by the demo studio, tests and benches.
+- :mod:`stream.ingest`: WHIP publishers (aiortc peers) → decoded frames into a source; the
+  synthetic studio (test pattern and tone) used by the demo, tests and benchmarks.
+- :mod:`stream.compose`: one compositor per broadcast (layout of the publishers' pictures, the
+  slate while the host is away, overlay sprites, the audio mix).
+- :mod:`stream.encode`: the encoders (once per codec per broadcast, keyframe limiter) and the bus
+  that hands encoded frames to everything that sends them.
+- :mod:`stream.deliver`: WebRTC out (WHEP negotiation, the fast fan-out, aiortc hooks, the
+  aiortc error boundary in :mod:`stream.deliver.rtc`) and the fan-out worker processes with
+  their typed channel. HLS, recording, RTMP and the relay between nodes will sit beside it.
+- :mod:`stream.hub` (a broadcast's media on this process and its sessions), :mod:`stream.http`
+  (the WHIP/WHEP endpoints), :mod:`stream.cohosting` (layout and co-host rights),
+  :mod:`stream.errors` (the package's problems).
 """

@@ -1,4 +1,4 @@
-"""The stream package's errors, all :class:`jangteo.problems.Problem` subclasses.
+"""The stream package's errors, all :class:`core.problems.Problem` subclasses.
 
 ::
 

@@ -18,12 +18,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from core import metrics
 from core.config import Settings
-from core.tasks import cancel_all
+from core.tasks import TaskSet
 from core.tokens import Claims, Role
 from stream.compose.compositor import Compositor
 from stream.compose.layout import MAX_PICTURES
 from stream.deliver.rtc import (
     announce,
+    answer_offer,
     check_offer,
     connected_within,
     new_peer_connection,
@@ -31,7 +32,7 @@ from stream.deliver.rtc import (
 from stream.encode.encoders import Codec
 from stream.ingest.publisher import Publisher, PublisherState, Source
 
-from .deliver.whep import Viewer, answer_offer, negotiate_viewer, viewer_kinds, viewer_tracks
+from .deliver.whep import Viewer, negotiate_viewer, viewer_kinds, viewer_tracks
 from .errors import CohostLimit, HostLive, SessionNotFound, TooManySessions
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class BroadcastMedia:
         self.viewers: dict[str, Viewer | RemoteViewer] = {}
         self.workers: WorkerPool | None = None  # set: viewers are served by worker processes
         self._closed = False
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchers = TaskSet()
         # (user id, address) of WHEP offers being negotiated: they count against the limits
         self._admitting: list[tuple[str, str]] = []
         self.packets_out_closed = 0
@@ -253,9 +254,7 @@ class BroadcastMedia:
         self._spawn(watch())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._watchers.spawn(coro)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -269,7 +268,7 @@ class BroadcastMedia:
         self.publishers.clear()
         self.viewers.clear()
         await self.compositor.aclose()
-        await cancel_all(self._watchers)
+        await self._watchers.aclose()
 
 
 def _sent(viewer: Viewer | RemoteViewer) -> tuple[int, int]:
@@ -288,13 +287,13 @@ class MediaHub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.broadcasts: dict[str, BroadcastMedia] = {}
-        metrics.BROADCASTS.read = lambda: [({}, float(len(self.broadcasts)))]
-        metrics.PUBLISHERS.read = lambda: [
-            ({}, float(sum(len(b.publishers) for b in self.broadcasts.values())))
-        ]
-        metrics.VIEWERS.read = lambda: [
-            ({}, float(sum(len(b.viewers) for b in self.broadcasts.values())))
-        ]
+        metrics.BROADCASTS.register(self, lambda: len(self.broadcasts))
+        metrics.PUBLISHERS.register(self, lambda: sum(len(b.publishers) for b in self.medias()))
+        metrics.VIEWERS.register(self, lambda: sum(len(b.viewers) for b in self.medias()))
+        metrics.PACKETS_OUT.register(self, lambda: self.traffic()[0])
+        metrics.BYTES_OUT.register(self, lambda: self.traffic()[1])
+        metrics.VIEWER_SKIPS.register(self, self.skips)
+        self._ended = (0, 0, 0)  # what ended broadcasts had sent and skipped
 
         self.workers: WorkerPool | None = None  # fan-out worker processes (--workers)
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
@@ -350,8 +349,39 @@ class MediaHub:
             if self.on_ended is not None:
                 await self.on_ended(bid)
             await media.aclose()
+            self._ended = _plus(self._ended, (*media.traffic(), _skips(media)))
+
+    def medias(self) -> list[BroadcastMedia]:
+        return list(self.broadcasts.values())
+
+    def traffic(self) -> tuple[int, int]:
+        """RTP packets and payload bytes sent to this process's viewers since it started."""
+        packets, octets, _ = self._ended
+        for media in self.medias():
+            p, o = media.traffic()
+            packets, octets = packets + p, octets + o
+        return packets, octets
+
+    def skips(self) -> int:
+        """Backlogs dropped by viewers that fell behind, since this process started."""
+        return self._ended[2] + sum(_skips(m) for m in self.medias())
 
     async def aclose(self) -> None:
+        for gauge in _GAUGES:
+            gauge.unregister(self)
         medias = list(self.broadcasts.values())
         self.broadcasts.clear()
         await asyncio.gather(*(m.aclose() for m in medias), return_exceptions=True)
+
+
+_GAUGES = (metrics.BROADCASTS, metrics.PUBLISHERS, metrics.VIEWERS, metrics.PACKETS_OUT,
+           metrics.BYTES_OUT, metrics.VIEWER_SKIPS)  # fmt: skip
+
+
+def _skips(media: BroadcastMedia) -> int:
+    c = media.compositor
+    return sum(b.skips for b in (*c.video_buses.values(), c.audio_bus))
+
+
+def _plus(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]

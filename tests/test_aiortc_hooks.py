@@ -1,6 +1,7 @@
 """Guards for the private aiortc/aioice internals stream/ relies on (aiortc pinned at 1.16.0).
 
-If one of these fails after an upgrade, the hook in stream/fanout.py or stream/rtc.py must change.
+If one of these fails after an upgrade, the hook in stream/deliver/fanout.py or
+stream/deliver/rtc.py must change.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ async def test_aioice_gathers_exactly_the_configured_address() -> None:
         await conn.close()
 
 
-# -- stream/rtc_hooks.py: DTLS ciphers and ICE consent (docs/interop.md) --------------------------
+# -- stream/deliver/rtc_hooks.py: DTLS ciphers and ICE consent (docs/interop.md) ------------------
 
 
 def test_dtls_context_offers_rsa_suites_for_rsa_certificate_peers() -> None:
@@ -176,7 +177,7 @@ def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
     assert isinstance(aioice.ice.CONSENT_FAILURES, int)
 
 
-# -- the fast fan-out (stream/rtpsend.py) --------------------------------------------------------
+# -- the fast fan-out (stream/deliver/rtpsend.py) -------------------------------------------------
 def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
     from stream.deliver.rtpsend import SENDER_FIELDS
 
@@ -196,8 +197,8 @@ async def test_install_takes_over_rtp_and_retransmission(sender: RTCRtpSender) -
     from stream.deliver import rtpsend
 
     rtpsend.install(sender, lambda codec: pytest.fail("not started without DTLS"))
-    assert sender._run_rtp.__name__ == "run_rtp"  # type: ignore[attr-defined]
-    assert sender._retransmit.__name__ == "retransmit"  # type: ignore[attr-defined]
+    assert sender._run_rtp.__name__ == "run_rtp"
+    assert sender._retransmit.__name__ == "retransmit"
     await sender._retransmit(1234)  # nothing sent yet: nothing to send again, no error
 
 

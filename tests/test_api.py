@@ -395,7 +395,7 @@ async def test_non_ascii_token_is_401(server: RunningServer) -> None:
     body = b["host_token"].partition(".")[0].encode()
     r = await server.http.post(
         f"/api/broadcasts/{b['id']}/end",
-        headers={"Authorization": b"Bearer " + body + b".sig\xe9"},
+        headers=[(b"Authorization", b"Bearer " + body + b".sig\xe9")],
     )
     assert_problem(r, 401, "bad_token")
 

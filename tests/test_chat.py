@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -253,7 +254,8 @@ async def test_hearts_add_up_exactly(server: RunningServer) -> None:
     totals = [e["total"] for e in watcher.of("hearts")]
     assert totals == sorted(totals) and totals[-1] == 10_000
     assert len(totals) < 200  # aggregated per window, not one event per tap
-    assert int(await server.ctx.redis.get(f"jt:{{{bid}}}:hearts")) == 10_000
+    stored = await server.ctx.redis.get(f"jt:{{{bid}}}:hearts")
+    assert stored is not None and int(stored) == 10_000
     await asyncio.gather(*(c.aclose() for c in clients))
 
 
@@ -332,7 +334,7 @@ async def test_stalled_client_is_cut_and_the_healthy_one_keeps_receiving(
                 )
             await pipe.execute()
         total += 500
-        await healthy.wait(lambda c, n=total: len(c.of("system")) >= n, timeout=20)
+        await healthy.wait(_systems_at_least(total), timeout=20)
         assert total < 200_000, "the stalled client was never cut"
     assert len(chat.clients) == 1
     await redis.xadd(stream_key(bid), {"e": json.dumps({"type": "system", "text": "last"})})
@@ -343,13 +345,19 @@ async def test_stalled_client_is_cut_and_the_healthy_one_keeps_receiving(
     await healthy.aclose()
 
 
+def _systems_at_least(n: int) -> Callable[[ChatClient], bool]:
+    return lambda c: len(c.of("system")) >= n
+
+
 async def test_reader_survives_redis_dropping_its_connection(server: RunningServer) -> None:
     bid, host = await _broadcast(server)
     c = await ChatClient.open(server.base_url, bid, host)
     await c.send(type="chat", text="before")
     await c.wait_for("chat", lambda e: e["text"] == "before")
     # Redis drops every normal client connection, the chat reader's blocking XREAD included
-    await server.ctx.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await server.ctx.redis.execute_command(  # type: ignore[no-untyped-call]
+        "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+    )
     for i in range(5):
         await publish(server.ctx.redis, bid, {"type": "system", "text": f"during {i}"})
     await c.wait(lambda c: len(c.of("system")) == 5)
@@ -380,7 +388,7 @@ async def test_origin_allow_list(redis_url: str) -> None:
 async def test_an_idle_broadcast_gives_its_reader_back(server: RunningServer) -> None:
     bid, host = await _broadcast(server)
     hub = server.ctx.chat
-    hub.IDLE_S = 0.05  # type: ignore[misc]
+    hub.IDLE_S = 0.05
     a = await ChatClient.open(server.base_url, bid, host)
     b = await ChatClient.open(server.base_url, bid, host)
     await a.send(type="chat", text="hi")
@@ -432,7 +440,7 @@ async def test_an_event_while_a_client_joins_a_quiet_stream_is_not_lost(
             await h.wait_for("system", lambda e: e["text"] == "while joining")
         return await real(b, max_age)
 
-    chat.store.settings = settings_after_an_event  # type: ignore[method-assign]
+    chat.store.settings = settings_after_an_event  # type: ignore[method-assign,assignment]
     try:
         v = await ChatClient.open(server.base_url, bid, await server.token(bid, "viewer", "v"))
         await v.wait_for("system", lambda e: e["text"] == "while joining", timeout=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from core.broadcasts import cohost_key
 from core.events import stream_key
@@ -19,7 +20,8 @@ async def _broadcast(server: RunningServer) -> tuple[str, str]:
 
 
 async def _last_event(server: RunningServer, bid: str) -> dict[str, object]:
-    ((_, fields),) = await server.ctx.redis.xrevrange(stream_key(bid), count=1)
+    found: Any = await server.ctx.redis.xrevrange(stream_key(bid), count=1)
+    ((_, fields),) = found
     event: dict[str, object] = json.loads(fields[b"e"])
     return event
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from stream.compose.compositor import fit, letterbox
+from stream.compose.compositor import letterbox
+from stream.compose.layout import fit
 from stream.compose.slate import EN, KO, slate_bgr, slate_i420
 
 Y_BLACK, C_NEUTRAL = 16, 128
@@ -155,7 +158,7 @@ def test_letterbox_any_source_size(src: tuple[int, int], dst: tuple[int, int]) -
 W, H = 640, 360
 
 
-def ink(img: NDArray[np.uint8]) -> NDArray[np.bool_]:
+def ink(img: NDArray[Any]) -> NDArray[np.bool_]:
     """Text pixels: the background is a dark gradient (no channel above 60), the text near-white."""
     return np.asarray(img.min(axis=2) > 150)
 

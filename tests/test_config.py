@@ -1,4 +1,4 @@
-"""jangteo.config: Settings from the environment."""
+"""core.config: Settings from the environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""stream.layout (where each publisher's picture goes) and stream.mix (the soft limiter)."""
+"""stream.compose.layout (where each publisher's picture goes) and stream.compose.mix (the soft
+limiter)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ def yuv_frame(width: int, height: int, yuv: tuple[int, int, int]) -> VideoFrame:
     """A flat yuv420p frame (any size: odd ones are made through BGR, as a camera's would be)."""
     if width % 2 or height % 2:
         bgr = cv2.cvtColor(np.array([[yuv]], np.uint8), cv2.COLOR_YUV2BGR)
-        return VideoFrame.from_ndarray(np.tile(bgr, (height, width, 1)), format="bgr24")
+        return VideoFrame.from_ndarray(
+            np.tile(bgr, (height, width, 1)).astype(np.uint8), format="bgr24"
+        )
     planes = np.empty((height * 3 // 2, width), np.uint8)
     planes[:height] = yuv[0]
     flat = planes.reshape(-1)

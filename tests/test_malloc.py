@@ -1,4 +1,4 @@
-"""The allocator thresholds the server sets at start (jangteo/malloc.py)."""
+"""The allocator thresholds the server sets at start (core/malloc.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stream.pattern: the machine-readable test pattern and the test tone."""
+"""stream.ingest.pattern: the machine-readable test pattern and the test tone."""
 
 from __future__ import annotations
 

@@ -18,8 +18,7 @@ from jangteo.testkit.server import eventually, start_serve_process, stop_process
 def _config(url: str, name: str) -> str:
     client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
     try:
-        value: str = client.config_get(name)[name]
-        return value
+        return str(client.config_get(name)[name])
     finally:
         client.close()
 

@@ -1,4 +1,5 @@
-"""stream.rtc SDP helpers: pure text in, text or parsed objects out (byte fixtures below)."""
+"""stream.deliver.rtc SDP helpers: pure text in, text or parsed objects out (byte fixtures
+below)."""
 
 from __future__ import annotations
 
@@ -109,12 +110,13 @@ def test_check_offer_accepts_a_browser_offer() -> None:
     desc = check_offer(text(OFFER), need_send=True)
     assert [m.kind for m in desc.media] == ["audio", "video"]
     assert all(m.direction == "sendonly" for m in desc.media)
-    assert all(m.ice.usernameFragment == "Zx4q" for m in desc.media)
+    assert all(m.ice and m.ice.usernameFragment == "Zx4q" for m in desc.media)
 
 
 def test_check_offer_inherits_a_session_level_fingerprint() -> None:
     desc = check_offer(text(FIREFOX_OFFER), need_send=False)
-    assert desc.media[0].dtls.fingerprints[0].value == FP
+    dtls = desc.media[0].dtls
+    assert dtls is not None and dtls.fingerprints[0].value == FP
 
 
 def test_check_offer_accepts_lf_line_endings() -> None:
@@ -216,7 +218,7 @@ def test_check_offer_truncated_anywhere_fails_cleanly() -> None:
             continue
         accepted.append(n)
         for m in desc.media:
-            assert m.ice.usernameFragment and m.dtls and m.dtls.fingerprints
+            assert m.ice and m.ice.usernameFragment and m.dtls and m.dtls.fingerprints
     assert accepted and min(accepted) >= first_complete
 
 

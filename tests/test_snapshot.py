@@ -45,6 +45,7 @@ async def test_snapshot_takes_the_composed_frame(server: RunningServer) -> None:
     img = await server.http.get(product["image"])
     assert img.headers["content-type"] == "image/jpeg"
     picture = cv2.imdecode(np.frombuffer(img.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None
     n = pattern.read_counter(picture)
     assert n is not None  # the studio's numbered picture, not a slate or a blank
     assert pattern.pattern_error(picture, n) < 30

@@ -73,3 +73,33 @@ async def test_a_task_set_forgets_finished_tasks_and_cancels_the_rest() -> None:
     assert [t.get_name() for t in tasks._tasks] == ["sleeper"]
     await tasks.aclose()
     assert not tasks._tasks
+
+
+async def test_a_closed_task_set_refuses_work() -> None:
+    tasks = TaskSet()
+    ran: list[str] = []
+
+    async def work() -> None:
+        ran.append("ran")
+
+    await tasks.aclose()
+    assert tasks.closed
+    assert tasks.spawn(work()) is None  # closed unstarted: no "never awaited" warning either
+    await asyncio.sleep(0)
+    assert ran == [] and len(tasks) == 0
+
+
+async def test_work_spawned_while_the_set_closes_is_refused() -> None:
+    tasks = TaskSet()
+    refused: list[object] = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:  # a task that, on its way out, tries to start another
+            refused.append(tasks.spawn(asyncio.sleep(3600)))
+
+    tasks.spawn(stubborn())
+    await asyncio.sleep(0)
+    await tasks.aclose()
+    assert refused == [None] and len(tasks) == 0

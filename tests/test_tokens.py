@@ -1,4 +1,4 @@
-"""jangteo.tokens: signed, expiring role tokens scoped to one broadcast."""
+"""core.tokens: signed, expiring role tokens scoped to one broadcast."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Modes, run in one harness (``--mode all``, the default, runs naive then aiortc t
 * ``aiortc``: one encoder per codec, the same encoded frames to every viewer, each viewer's
   aiortc ``RTCRtpSender`` packetizing and sending (``JANGTEO_FANOUT=aiortc``);
 * ``fast``: one encoder, frames packetized once, per viewer only header + SRTP + send
-  (stream/rtpsend.py, the default).
+  (stream/deliver/rtpsend.py, the default).
 
 Each run starts a fresh server process (the real app plus a synthetic studio at 1280x720@30),
 load viewers in other processes (real ICE and DTLS; RTP counted and dropped on arrival, so they

@@ -47,7 +47,7 @@ async def _count_rtp(self: Any, data: bytes, arrival_time_ms: int) -> None:
         COUNTS["frames"] += 1
 
 
-dtls_mod.Session = _ClearRtpSession  # type: ignore[attr-defined,misc,assignment]
+dtls_mod.Session = _ClearRtpSession  # type: ignore[attr-defined,assignment]
 dtls_mod.RTCDtlsTransport._handle_rtp_data = _count_rtp  # type: ignore[method-assign]
 
 _received = aioice.ice.StunProtocol.datagram_received

@@ -44,295 +44,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from core.redisproc import RedisServer, free_port
 from jangteo.testkit.server import stop_process
 
 from . import procstat
+from .orders_client import JSON_CT, Call, Shop, call_many, expect_json, json_body
+from .orders_wrk import TAG, Env, lua_script, run_anchor, run_wrk
 from .procstat import rss_mb
 
 SECRET = "bench-orders-secret"
 ADMIN = "bench-orders-admin"
-TAG = "JANGTEO_ORDERS_RESULT "
 GOAL = {"orders_per_core_s": 5000, "p99_ms": 50, "connections": 64, "appendfsync": "always"}
-T = TypeVar("T")
 MAX_LIMIT = 10_000  # the largest per_buyer_limit the catalog takes
 INACTIVE = {"cancelled", "canceled", "expired", "failed", "refunded"}
-
-# The wrk script after its generated prelude (CONF and TOKENS). Each wrk thread has its own Lua
-# state; globals are what ``thread:get`` reads back in ``done()``, which runs in the main state.
-LUA = r"""
-local threads = {}
-local nsetup = 0
-
-function setup(thread)
-  nsetup = nsetup + 1
-  thread:set("tid", nsetup)
-  table.insert(threads, thread)
-end
-
-i, n, fresh, replays, nids, nsamples = 0, 0, 0, 0, 0, 0
-counts, ids, samples = {}, {}, {}
-local last = nil
-local ntok = #TOKENS
-
-function request()
-  i = i + 1
-  if CONF.replay_every > 0 and i % CONF.replay_every == 0 and last ~= nil then
-    replays = replays + 1
-    return last
-  end
-  n = n + 1
-  fresh = fresh + 1
-  local tok = TOKENS[((n - 1) * CONF.nthreads + (tid - 1)) % ntok + 1]
-  local qty = 1
-  if CONF.qty_alt then qty = 1 + n % 2 end
-  last = wrk.format("POST", CONF.path, {
-    ["Authorization"] = "Bearer " .. tok,
-    ["Idempotency-Key"] = CONF.prefix .. "-" .. tid .. "-" .. n,
-    ["Content-Type"] = "application/json",
-  }, '{"product_id":"' .. CONF.product .. '","qty":' .. qty .. '}')
-  return last
-end
-
-function response(status, headers, body)
-  local key
-  if status == 201 then
-    local id = string.match(body, '"id"%s*:%s*"([^"]*)"') or string.match(body, '"id"%s*:%s*(%d+)')
-    nids = nids + 1
-    ids[nids] = id or "?"
-    key = "201"
-  else
-    local code = body and string.match(body, '"code"%s*:%s*"([^"]*)"')
-    key = tostring(status) .. ":" .. (code or "")
-    if status ~= 409 and status ~= 422 and nsamples < 3 then
-      nsamples = nsamples + 1
-      samples[nsamples] = tostring(status) .. " " .. string.sub(body or "", 1, 300)
-    end
-  end
-  counts[key] = (counts[key] or 0) + 1
-end
-
-local function enc(v)
-  local t = type(v)
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return "null" end
-    return string.format("%.17g", v)
-  elseif t == "string" then
-    local s = string.gsub(v, '[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end)
-    return '"' .. s .. '"'
-  elseif t == "boolean" then
-    return tostring(v)
-  elseif t == "table" then
-    local parts = {}
-    if #v > 0 then
-      for _, x in ipairs(v) do parts[#parts + 1] = enc(x) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    for k, x in pairs(v) do parts[#parts + 1] = enc(tostring(k)) .. ":" .. enc(x) end
-    return "{" .. table.concat(parts, ",") .. "}"
-  end
-  return "null"
-end
-
-function done(summary, latency, requests)
-  local all, per, smp = {}, {}, {}
-  local f = assert(io.open(CONF.ids_file, "w"))
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts") or {}) do all[k] = (all[k] or 0) + v end
-    per[#per + 1] = {tid = t:get("tid"), n = t:get("n"), fresh = t:get("fresh"),
-                     replays = t:get("replays")}
-    for _, id in ipairs(t:get("ids") or {}) do f:write(id, "\n") end
-    for _, s in ipairs(t:get("samples") or {}) do smp[#smp + 1] = s end
-  end
-  f:close()
-  local pct = {}
-  for _, p in ipairs({50, 90, 99, 99.9}) do pct[tostring(p)] = latency:percentile(p) end
-  io.write(CONF.tag, enc({
-    duration_us = summary.duration, requests = summary.requests, errors = summary.errors,
-    latency_us = pct, latency_mean_us = latency.mean, latency_max_us = latency.max,
-    counts = all, threads = per, samples = smp,
-  }), "\n")
-end
-"""
-
-
-def _lua_str(s: str) -> str:
-    if not s.isascii() or any(c in s for c in '"\\\n\r'):
-        raise ValueError(f"not a plain ASCII string: {s!r}")
-    return f'"{s}"'
-
-
-def lua_script(conf: dict[str, str | int | bool], tokens: Sequence[str]) -> str:
-    items = []
-    for k, v in conf.items():
-        if isinstance(v, bool):
-            val = "true" if v else "false"
-        elif isinstance(v, int):
-            val = str(v)
-        else:
-            val = _lua_str(v)
-        items.append(f"  {k} = {val},")
-    toks = ",\n".join(f"  {_lua_str(t)}" for t in tokens)
-    return "CONF = {\n" + "\n".join(items) + "\n}\nTOKENS = {\n" + toks + "\n}\n" + LUA
-
-
-# --- a small keep-alive HTTP/1.1 client: one request at a time per connection, so each answer is
-# matched to its request (httpx costs the shared CPU too much at these rates)
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes = b""
-
-
-class RawConn:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self.reader, self.writer
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-    async def call(self, c: Call) -> tuple[int, bytes]:
-        for attempt in (0, 1):
-            try:
-                return await self._call(c)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _call(self, c: Call) -> tuple[int, bytes]:
-        reader, writer = await self._open()
-        head = [f"{c.method} {c.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                f"Content-Length: {len(c.body)}"]  # fmt: skip
-        head += [f"{k}: {v}" for k, v in c.headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + c.body)
-        line = await reader.readline()
-        if not line:
-            raise ConnectionResetError("closed")
-        status = int(line.split()[1])
-        length, chunked, close = 0, False, False
-        while True:
-            h = await reader.readline()
-            if h in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = h.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif name == b"connection" and b"close" in value.lower():
-                close = True
-        if chunked:
-            parts = []
-            while True:
-                size = int((await reader.readline()).split(b";")[0], 16)
-                if size == 0:
-                    await reader.readline()
-                    break
-                parts.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-            body = b"".join(parts)
-        else:
-            body = await reader.readexactly(length)
-        if close:
-            self.close()
-        return status, body
-
-
-async def call_many(
-    host: str, port: int, calls: Sequence[Call], conns: int = 32
-) -> list[tuple[int, bytes]]:
-    out: list[tuple[int, bytes]] = [(0, b"")] * len(calls)
-    it = iter(range(len(calls)))
-
-    async def worker() -> None:
-        conn = RawConn(host, port)
-        try:
-            for i in it:
-                out[i] = await conn.call(calls[i])
-        finally:
-            conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(max(1, min(conns, len(calls))))))
-    return out
-
-
-def _json(status: int, body: bytes, want: int | tuple[int, ...] = 200) -> Any:
-    ok = (want,) if isinstance(want, int) else want
-    if status not in ok:
-        raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
-    return json.loads(body)
-
-
-def _jbody(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc).encode()
-
-
-JSON_CT = {"Content-Type": "application/json"}
-
-
-@dataclass
-class Shop:
-    host: str
-    port: int
-    bid: str
-    host_token: str
-    tokens: list[str]
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.host_token}"}
-
-    async def call(self, c: Call) -> tuple[int, bytes]:
-        return (await call_many(self.host, self.port, [c], 1))[0]
-
-    async def put_product(self, pid: str, stock: int, limit: int) -> None:
-        doc = {"name": f"타임딜 {pid}", "price": 19900, "list_price": 29900, "stock": stock,
-               "per_buyer_limit": limit}  # fmt: skip
-        st, body = await self.call(
-            Call("PUT", f"/api/broadcasts/{self.bid}/products/{pid}", self.auth | JSON_CT,
-                 _jbody(doc))
-        )  # fmt: skip
-        _json(st, body, (200, 201))
-
-    async def stock(self, pid: str) -> int | None:
-        st, body = await self.call(Call("GET", f"/api/broadcasts/{self.bid}/products", {}))
-        doc = _json(st, body)
-        items = doc.get("products", doc) if isinstance(doc, dict) else doc
-        for p in items:
-            if str(p.get("id", p.get("product_id"))) == pid:
-                return int(p["stock"])
-        return None
-
-    async def orders(self) -> list[dict[str, Any]]:
-        st, body = await self.call(Call("GET", f"/api/broadcasts/{self.bid}/orders", self.auth))
-        doc = _json(st, body)
-        return list(doc["orders"] if isinstance(doc, dict) else doc)
-
-    def order_call(self, pid: str, token: str, key: str, qty: int) -> Call:
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key} | JSON_CT
-        path = f"/api/broadcasts/{self.bid}/orders"
-        return Call("POST", path, headers, _jbody({"product_id": pid, "qty": qty}))
 
 
 async def _server(redis_url: str, log: str) -> tuple[subprocess.Popen[bytes], str, int]:
@@ -368,14 +95,6 @@ async def _server(redis_url: str, log: str) -> tuple[subprocess.Popen[bytes], st
 def _loaded(pid: int) -> dict[str, bool]:
     maps = Path(f"/proc/{pid}/maps").read_text()
     return {"uvloop": "uvloop" in maps, "httptools": "httptools" in maps}
-
-
-@dataclass
-class Env:
-    args: argparse.Namespace
-    tmp: Path
-    server_pid: int
-    redis_pid: int
 
 
 async def run_one(
@@ -504,84 +223,6 @@ async def run_one(
     }
 
 
-ANCHOR_LUA = r"""
-wrk.method = "POST"
-wrk.body = '{"qty":1}'
-wrk.headers["Content-Type"] = "application/json"
-function done(summary, latency, requests)
-  local fmt = '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}'
-  io.write(TAG, string.format(fmt,
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout),
-    "\n")
-end
-"""
-
-
-async def run_wrk(
-    args: argparse.Namespace, script: Path, url: str, seconds: int, sample: Callable[[], T]
-) -> tuple[dict[str, Any], T, T]:
-    """wrk with ``script`` against ``url``: what the script printed after ``TAG``, and
-    ``sample()`` taken right before and right after the load."""
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
-           "--timeout", "5s", "-s", str(script), url]  # fmt: skip
-    before = sample()
-    wrk = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await wrk.communicate()
-    after = sample()
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith(TAG)]
-    if wrk.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed on {url} ({wrk.returncode}): {err.decode()[-500:]}")
-    return json.loads(lines[-1][len(TAG) :]), before, after
-
-
-async def run_anchor(redis_url: str, env: Env, seconds: int) -> dict[str, Any]:
-    """The same wrk load on a bare Starlette endpoint running one Lua reserve script."""
-    args, tmp = env.args, env.tmp
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: ASYNC220 - benchmark harness
-        [sys.executable, "-m", "jangteo.bench.orders_anchor", str(port), redis_url],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "anchor.log", "ab"),  # noqa: SIM115, ASYNC230
-    )
-    try:
-        for _ in range(400):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                put = Call("PUT", "/stock?n=1000000000", {})
-                if (await call_many("127.0.0.1", port, [put], 1))[0][0] == 200:
-                    break
-            if proc.poll() is not None:
-                raise RuntimeError(f"anchor server did not start (see {tmp / 'anchor.log'})")
-            await asyncio.sleep(0.05)
-        warm = [Call("POST", "/reserve", JSON_CT, b'{"qty":1}') for _ in range(300)]
-        await call_many("127.0.0.1", port, warm)
-        script = tmp / "anchor.lua"
-        script.write_text(f"local TAG = {_lua_str(TAG)}\n" + ANCHOR_LUA)
-
-        def sample() -> tuple[tuple[float, float], float]:
-            return procstat.cpu(proc.pid), procstat.cpu_seconds(env.redis_pid)
-
-        url = f"http://127.0.0.1:{port}/reserve"
-        w, ((u0, s0), rcpu0), ((u1, s1), rcpu1) = await run_wrk(args, script, url, seconds, sample)
-    finally:
-        stop_process(proc)
-    cpu = (u1 - u0) + (s1 - s0)
-    wall = w["duration_us"] / 1e6
-    return {
-        "run": "anchor: bare Starlette + one Lua script (no auth, validation, record, events)",
-        "orders_per_s": round(w["requests"] / wall),
-        "orders_per_core_s": round(w["requests"] / max(cpu, 1e-9)),
-        "server_us_per_order": round(cpu * 1e6 / max(1, w["requests"]), 1),
-        "server_cores": round(cpu / wall, 3),
-        "redis_cores": round((rcpu1 - rcpu0) / wall, 3),
-        "p50_ms": round(w["p50_us"] / 1000, 2),
-        "p99_ms": round(w["p99_us"] / 1000, 2),
-        "errors": w["errors"],
-    }
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: run scripts/bootstrap bench (or apt-get install -y wrk)")
@@ -598,17 +239,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             proc, host, port = await _server(redis.url, log)
             st, body = (await call_many(host, port, [
                 Call("POST", "/api/broadcasts", {"Authorization": f"Bearer {ADMIN}"} | JSON_CT,
-                     _jbody({"title": "bench orders"}))
+                     json_body({"title": "bench orders"}))
             ], 1))[0]  # fmt: skip
-            b = _json(st, body, 201)
+            b = expect_json(st, body, 201)
             bid = b["id"]
             admin = {"Authorization": f"Bearer {ADMIN}"} | JSON_CT  # named buyers, not guests
             issued = await call_many(host, port, [
                 Call("POST", f"/api/broadcasts/{bid}/tokens", admin,
-                     _jbody({"role": "viewer", "name": f"구매자{i}"}))
+                     json_body({"role": "viewer", "name": f"구매자{i}"}))
                 for i in range(max(args.buyers, args.check_buyers))
             ])  # fmt: skip
-            tokens = [_json(s, bd, 201)["token"] for s, bd in issued]
+            tokens = [expect_json(s, bd, 201)["token"] for s, bd in issued]
             shop = Shop(host, port, bid, b["host_token"], tokens)
             # warm up: code paths, Redis scripts and pools, before anything is measured
             await shop.put_product("warmup", 1_000_000, MAX_LIMIT)

@@ -4,16 +4,17 @@ One output frame size (default 1280x720), the full overlay: the pinned card (thu
 name, deal price, struck list price, discount, QR code), the stock row, the deal countdown, the
 lower third with two names, the order ticker and the hearts total.
 
-* ``sprite``: what the compositor does -- :meth:`stream.overlay.Overlay.draw` on a fresh canvas
-  each frame (a copy of it: the compositor keeps the picture without overlay for snapshots); the
-  countdown ticks every second of the simulated 30 fps clock. ``busy``: the same while the stock
-  changes every 10th frame (a flash sale: 3 stock-row renders a second).
+* ``sprite``: what the compositor does -- :meth:`stream.compose.overlay.Overlay.draw` on a fresh
+  canvas each frame (a copy of it: the compositor keeps the picture without overlay for
+  snapshots); the countdown ticks every second of the simulated 30 fps clock. ``busy``: the
+  same while the stock changes every 10th frame (a flash sale: 3 stock-row renders a second).
 * ``naive``: what a straightforward build does on every frame: render every element again
   (resize the thumbnail, make the QR code, draw the text) and blend the translucent panels per
   pixel in NumPy.
 
-Also the compose cost (scaling publishers' pictures into the layout, ``stream/layout.py``) with 1
-and 4 publishers of 1280x720. Everything runs on one thread of this process.
+Also the compose cost (scaling publishers' pictures into the layout,
+``stream/compose/layout.py``) with 1 and 4 publishers of 1280x720. Everything runs on one thread
+of this process.
 """
 
 from __future__ import annotations

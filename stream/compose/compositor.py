@@ -2,11 +2,11 @@
 
 Every ``1/fps`` s it takes the publishers' latest pictures (the host first, then co-hosts in join
 order; the slate when nobody has video), places them in the output frame in the current
-``layout`` (stream/layout.py: in I420, no colour conversion), and encodes the result once per
-codec that has viewers. Changing the layout, or a co-host leaving, changes only the canvas:
+``layout`` (stream/compose/layout.py: in I420, no colour conversion), and encodes the result once
+per codec that has viewers. Changing the layout, or a co-host leaving, changes only the canvas:
 encoders and viewer sessions carry on. Every 20 ms it mixes the publishers' audio (silence when
-there is none) under a soft limiter (stream/mix.py) and encodes it once with Opus. Pixel and codec
-work runs in the broadcast's own threads.
+there is none) under a soft limiter (stream/compose/mix.py) and encodes it once with Opus. Pixel
+and codec work runs in the broadcast's own threads.
 """
 
 from __future__ import annotations

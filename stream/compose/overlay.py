@@ -348,7 +348,7 @@ class Overlay:
             return canvas
         if not canvas.flags.writeable:
             # one buffer, reused: a fresh 1.4 MB array per frame costs page faults every frame
-            # (large blocks are mmap'd: jangteo/malloc.py); the caller encodes it before the next
+            # (large blocks are mmap'd: core/malloc.py); the caller encodes it before the next
             if self._buffer is None or self._buffer.shape != canvas.shape:
                 self._buffer = np.empty_like(canvas)
             np.copyto(self._buffer, canvas)

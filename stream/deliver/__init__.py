@@ -1,0 +1,1 @@
+"""Deliver the encoded packets without decoding: WebRTC viewers, locally or on worker processes."""

@@ -6,9 +6,10 @@ compositor, the encoders, the API and chat, and starts N worker processes (``pyt
 stream.deliver.worker``). A WHEP offer that reaches the origin is handed to the worker with
 the fewest viewers; the worker negotiates ICE/DTLS on its own sockets and answers; the viewer
 keeps talking to the origin's URL for DELETE (one URL, the worker is invisible). The origin sends
-each encoded frame once per worker over a Unix socket (:mod:`stream.channel`): the worker
-packetizes it once and fans it out (stream/rtpsend.py). Keyframe requests (a viewer joining, PLI)
-come back over the same channel to the broadcast's rate-limited encoder.
+each encoded frame once per worker over a Unix socket (:mod:`stream.deliver.channel`): the worker
+packetizes it once and fans it out (stream/deliver/rtpsend.py). Keyframe requests (a viewer
+joining, PLI) come back over the same channel to the broadcast's rate-limited encoder. The
+messages, typed: :mod:`stream.deliver.messages`.
 
 A worker that dies takes only its viewers: the origin drops their sessions, the broadcast goes on,
 and a new worker takes its place. A worker whose channel falls behind skips to the next keyframe.
@@ -38,7 +39,22 @@ from stream.compose.compositor import Compositor
 from stream.encode.encoders import Codec, EncodedFrame
 from stream.errors import BadSdp
 
-from . import channel
+from .messages import (
+    Answer,
+    BadMessage,
+    Delete,
+    End,
+    Frame,
+    Gone,
+    Hello,
+    Keyframe,
+    Message,
+    Offer,
+    Refused,
+    ToWorker,
+    encode,
+    read,
+)
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "stream.deliver.worker"
@@ -79,7 +95,7 @@ class RemoteViewer:
             return
         self.closed = True
         self.link.viewer_left(self)
-        self.link.send({"t": "delete", "sid": self.id})
+        self.link.send(Delete(self.id))
 
     def senders(self) -> list[Any]:
         return []
@@ -120,13 +136,10 @@ class WorkerFeed:
             self.waiting_keyframe = True  # the next keyframe resumes it
             return
         self.waiting_keyframe = self.asked = False
-        tb = frame.time_base
-        self.link.send({"t": "frame", "bid": self.bid, "codec": self.codec.value, "pts": frame.pts,
-                        "tb": [tb.numerator, tb.denominator], "key": frame.keyframe,
-                        "at": frame.composed_at}, frame.data)  # fmt: skip
+        self.link.send(Frame.of(self.bid, self.codec, frame))
 
     def close(self) -> None:  # the broadcast's bus closed: it has ended
-        self.link.send({"t": "end", "bid": self.bid})
+        self.link.send(End(self.bid))
 
     def detach(self) -> None:
         self.bus.subscribers.discard(self)
@@ -149,51 +162,52 @@ class WorkerLink:
         self.viewers: dict[str, RemoteViewer] = {}
         self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
         # offers in flight: request id → (the answer to come, the broadcast's media)
-        self.pending: dict[int, tuple[asyncio.Future[dict[str, Any]], BroadcastMedia]] = {}
+        self.pending: dict[int, tuple[asyncio.Future[Answer | Refused], BroadcastMedia]] = {}
         self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
 
     def buffered(self) -> int:
         return self.writer.transport.get_write_buffer_size() if self.writer else 0
 
-    def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+    def send(self, msg: ToWorker) -> None:
         if self.writer is None or not self.alive or self.writer.is_closing():
             return
-        self.writer.write(channel.pack(header, payload))
+        self.writer.write(encode(msg))
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read the worker's messages until its channel closes."""
         self.writer, self.alive = writer, True
         try:
             while True:
-                msg, _ = await channel.read(reader)
-                self._handle(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+                self._handle(await read(reader))
+        except (asyncio.IncompleteReadError, ConnectionError, BadMessage):
             pass
         finally:
             self.alive = False
             writer.close()
             await self.pool.lost(self)
 
-    def _handle(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("t")
-        if kind == "hello":
-            self.pid = int(msg["pid"])
-            self.greeted = self.proc
-            self.ready.set()
-            if self.restarts:
-                self.restarted.set()
-        elif kind in ("answer", "error"):
-            found = self.pending.pop(int(msg["id"]), None)
-            if found is not None and not found[0].done():
-                found[0].set_result(msg)
-        elif kind == "keyframe":
-            media = self.media_of(str(msg["bid"]))
-            if media is not None:
-                media.compositor.limiter.request()
-        elif kind == "gone":
-            viewer = self.viewers.get(str(msg["sid"]))
-            if viewer is not None:
-                self.pool.tasks.spawn(viewer.media.remove_viewer(viewer.id))
+    def _handle(self, msg: Message) -> None:
+        match msg:
+            case Hello():
+                self.pid = msg.pid
+                self.greeted = self.proc
+                self.ready.set()
+                if self.restarts:
+                    self.restarted.set()
+            case Answer() | Refused():
+                found = self.pending.pop(msg.id, None)
+                if found is not None and not found[0].done():
+                    found[0].set_result(msg)
+            case Keyframe():
+                media = self.media_of(msg.bid)
+                if media is not None:
+                    media.compositor.limiter.request()
+            case Gone():
+                viewer = self.viewers.get(msg.sid)
+                if viewer is not None:
+                    self.pool.tasks.spawn(viewer.media.remove_viewer(viewer.id))
+            case _:  # the origin's own messages: not for it
+                pass
 
     def media_of(self, bid: str) -> BroadcastMedia | None:
         """The media of a broadcast this worker serves (or is negotiating a viewer of)."""
@@ -207,7 +221,7 @@ class WorkerLink:
             return
         for key in [k for k in self.feeds if k[0] == bid]:  # its last viewer of that broadcast
             self.feeds.pop(key).detach()
-        self.send({"t": "end", "bid": bid})
+        self.send(End(bid))
 
     def feed(self, media: BroadcastMedia, codec: Codec) -> None:
         if (media.bid, codec) not in self.feeds:
@@ -269,12 +283,12 @@ class WorkerPool:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            msg, _ = await asyncio.wait_for(channel.read(reader), 10)
-        except (TimeoutError, asyncio.IncompleteReadError, ValueError):
+            msg = await asyncio.wait_for(read(reader), 10)
+        except (TimeoutError, asyncio.IncompleteReadError, BadMessage):
             writer.close()
             return
-        link = self._tokens.pop(str(msg.get("token")), None)
-        if link is None or msg.get("t") != "hello":
+        link = self._tokens.pop(msg.token, None) if isinstance(msg, Hello) else None
+        if link is None:
             writer.close()
             return
         link._handle(msg)
@@ -288,34 +302,33 @@ class WorkerPool:
             raise _busy("no fan-out worker is running")
         link = min(live, key=lambda w: len(w.viewers) + len(w.pending))
         rid = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Answer | Refused] = asyncio.get_running_loop().create_future()
         link.pending[rid] = (fut, media)
-        link.send({"t": "offer", "id": rid, "bid": media.bid, "sdp": offer})
+        link.send(Offer(rid, media.bid, offer))
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
         except TimeoutError:
             raise _busy("the fan-out worker did not answer in time") from None
         finally:
             link.pending.pop(rid, None)
-        if reply["t"] == "error":
-            if reply.get("lost"):
-                raise _busy(str(reply.get("detail")))
-            raise BadSdp(str(reply.get("detail") or "the worker refused the offer"))
-        codec = Codec(reply["video"]) if reply.get("video") else None
-        viewer = RemoteViewer(str(reply["sid"]), claims, link, media, codec, address)
+        if isinstance(reply, Refused):
+            if reply.lost:
+                raise _busy(reply.detail)
+            raise BadSdp(reply.detail or "the worker refused the offer")
+        viewer = RemoteViewer(reply.sid, claims, link, media, reply.video, address)
         link.viewers[viewer.id] = viewer
-        if reply.get("audio"):
+        if reply.audio:
             link.feed(media, Codec.OPUS)
-        if codec is not None:
-            link.feed(media, codec)
-        return viewer, str(reply["sdp"])
+        if reply.video is not None:
+            link.feed(media, reply.video)
+        return viewer, reply.sdp
 
     async def lost(self, link: WorkerLink) -> None:
         """A worker's channel closed: its viewers are gone; start another worker."""
         link.ready.clear()
-        for fut, _ in link.pending.values():
-            if not fut.done():
-                fut.set_result({"t": "error", "detail": "the fan-out worker stopped", "lost": True})
+        for rid, (fut, _) in link.pending.items():
+            if not fut.done():  # never sent: the origin's own refusal
+                fut.set_result(Refused(rid, "the fan-out worker stopped", lost=True))
         for viewer in list(link.viewers.values()):
             viewer.closed = True
             viewer.media.forget_viewer(viewer.id)

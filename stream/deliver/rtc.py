@@ -1,6 +1,9 @@
 """Peer connections, ICE settings and the SDP helpers shared by WHIP and WHEP.
 
-Pure functions (``negotiated_codec``, ``announce``, ``check_offer``) take and return text.
+This module is the boundary with aiortc's errors: an offer aiortc cannot parse
+(:func:`check_offer`) or negotiate (:func:`answer_offer`) becomes :class:`stream.errors.BadSdp`
+here and nowhere else. Pure functions (``negotiated_codec``, ``announce``, ``check_offer``) take
+and return text.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, sdp
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription, sdp
 
 from core.config import Settings
 from stream.errors import BadSdp
@@ -43,7 +46,7 @@ def configure_host_addresses(addresses: Sequence[str]) -> None:
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
-    aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[assignment]
+    aioice.ice.get_host_addresses = get_host_addresses
 
 
 def rtc_configuration(settings: Settings) -> RTCConfiguration:
@@ -171,3 +174,19 @@ def announce(answer: str, address: str | None) -> str:
             line = f"c=IN IP{'6' if ':' in address else '4'} {address}"
         out.append(line)
     return "\r\n".join(out)
+
+
+async def answer_offer(
+    pc: RTCPeerConnection,
+    offer: str,
+    before_answer: Callable[[RTCPeerConnection], None] | None = None,
+) -> str:
+    """Apply ``offer`` and answer it (``before_answer`` may set the transceivers' directions)."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    except Exception as exc:  # aiortc raises ValueError/OperationError/... for offers it cannot use
+        raise BadSdp(f"cannot use this offer: {exc}") from exc
+    if before_answer is not None:
+        before_answer(pc)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return str(pc.localDescription.sdp)

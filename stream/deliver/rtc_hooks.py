@@ -2,7 +2,7 @@
 
 Both libraries are pinned exactly (pyproject.toml); every hook here is guarded by
 tests/test_aiortc_hooks.py and exercised by media_tests/test_interop.py. Installed on import of
-:mod:`stream.rtc`. Why each exists: docs/interop.md.
+:mod:`stream.deliver.rtc`. Why each exists: docs/interop.md.
 """
 
 from __future__ import annotations

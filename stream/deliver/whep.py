@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender
 
 from core.tokens import Claims
 from stream.encode.bus import FrameBus
@@ -20,7 +20,7 @@ from stream.errors import BadSdp
 
 from . import rtpsend
 from .fanout import ViewerTrack, route_keyframe_requests
-from .rtc import check_offer, close_peer, negotiated_codec
+from .rtc import answer_offer, check_offer, close_peer, negotiated_codec
 from .rtpsend import FastFanout
 
 
@@ -44,17 +44,6 @@ class Viewer:
 
     def senders(self) -> list[RTCRtpSender]:
         return [t.sender for t in self.pc.getTransceivers() if t.sender.track is not None]
-
-
-async def answer_offer(pc: RTCPeerConnection, offer: str, *, send_only: bool = False) -> str:
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-    except Exception as exc:  # aiortc raises ValueError/OperationError/... for offers it cannot use
-        raise BadSdp(f"cannot use this offer: {exc}") from exc
-    if send_only:
-        answer_send_only(pc)
-    await pc.setLocalDescription(await pc.createAnswer())
-    return pc.localDescription.sdp
 
 
 def answer_send_only(pc: RTCPeerConnection) -> None:
@@ -129,7 +118,7 @@ async def negotiate_viewer(
     pc: RTCPeerConnection, offer: str, kinds: set[str]
 ) -> tuple[str, Codec | None]:
     """The answer to a viewer's offer and the video codec it settled on."""
-    answer = await answer_offer(pc, offer, send_only=True)
+    answer = await answer_offer(pc, offer, answer_send_only)
     if "video" not in kinds:
         return answer, None
     name = negotiated_codec(answer, "video")

@@ -5,31 +5,42 @@ Started by :class:`stream.deliver.pool.WorkerPool` as
 settings as JSON). It connects to the origin's Unix socket, answers WHEP offers the origin hands
 over (negotiating ICE and DTLS on its own UDP sockets), and sends every viewer the frames the
 origin streams to it, through the fast fan-out (stream/deliver/rtpsend.py). Keyframe requests go
-back to the origin. It exits when the channel closes.
+back to the origin. It exits when the channel closes. The messages: :mod:`stream.deliver.messages`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import functools
 import json
 import logging
 import os
 import secrets
 import sys
-from typing import Any
 
 from aiortc import RTCPeerConnection
 
 from core.config import Settings, parse_ice_servers
 from core.tasks import TaskSet
 from stream.encode.bus import FrameBus
-from stream.encode.encoders import Codec, EncodedFrame
+from stream.encode.encoders import Codec
 
-from . import channel
 from .fanout import ViewerTrack
+from .messages import (
+    Answer,
+    Delete,
+    End,
+    Frame,
+    Gone,
+    Hello,
+    Keyframe,
+    Offer,
+    Refused,
+    ToOrigin,
+    encode,
+    read,
+)
 from .rtc import (
     announce,
     close_peer,
@@ -50,9 +61,9 @@ class Worker:
         self.viewers: dict[str, tuple[str, RTCPeerConnection, list[ViewerTrack]]] = {}
         self._tasks = TaskSet()
 
-    def send(self, header: dict[str, Any]) -> None:
+    def send(self, msg: ToOrigin) -> None:
         if not self.writer.is_closing():
-            self.writer.write(channel.pack(header))
+            self.writer.write(encode(msg))
 
     def bus(self, bid: str, codec: Codec) -> FrameBus:
         key = (bid, codec)
@@ -65,14 +76,14 @@ class Worker:
 
     def keyframe(self, bid: str) -> None:
         """Ask the origin's encoder of ``bid`` for a keyframe (rate-limited there)."""
-        self.send({"t": "keyframe", "bid": bid})
+        self.send(Keyframe(bid))
 
-    async def offer(self, msg: dict[str, Any]) -> None:
-        rid, bid, offer = msg["id"], str(msg["bid"]), str(msg["sdp"])
+    async def offer(self, msg: Offer) -> None:
+        rid, bid, offer = msg.id, msg.bid, msg.sdp
         try:
             kinds = viewer_kinds(offer)
         except Exception as exc:
-            self.send({"t": "error", "id": rid, "detail": str(exc)})
+            self.send(Refused(rid, str(exc)))
             return
         sid = secrets.token_hex(8)
         pc = new_peer_connection(self.settings)
@@ -87,7 +98,7 @@ class Worker:
             for track in tracks:
                 track.stop()
             await close_peer(pc)
-            self.send({"t": "error", "id": rid, "detail": str(exc)})
+            self.send(Refused(rid, str(exc)))
             return
         if codec is not None:
             holder["video"] = codec
@@ -96,20 +107,19 @@ class Worker:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed") and sid in self.viewers:
-                self.send({"t": "gone", "sid": sid})
+                self.send(Gone(sid))
                 self._tasks.spawn(self.close_viewer(sid))
 
         async def deadline() -> None:  # a peer that never connects is dropped
             connected = await connected_within(pc, self.settings.connect_timeout_s)
             if not connected and sid in self.viewers:
-                self.send({"t": "gone", "sid": sid})
+                self.send(Gone(sid))
                 await self.close_viewer(sid)
 
         self._tasks.spawn(deadline())
 
-        self.send({"t": "answer", "id": rid, "sid": sid, "audio": "audio" in kinds,
-                   "video": codec.value if codec else None,
-                   "sdp": announce(answer, self.settings.announced_address)})  # fmt: skip
+        sdp = announce(answer, self.settings.announced_address)
+        self.send(Answer(rid, sid, "audio" in kinds, codec, sdp))
 
     async def close_viewer(self, sid: str) -> None:
         found = self.viewers.pop(sid, None)
@@ -120,11 +130,8 @@ class Worker:
             track.stop()
         await close_peer(pc)
 
-    def frame(self, msg: dict[str, Any], payload: bytes) -> None:
-        num, den = msg["tb"]
-        frame = EncodedFrame(payload, int(msg["pts"]), fractions.Fraction(num, den),
-                             bool(msg["key"]), float(msg["at"]))  # fmt: skip
-        self.bus(str(msg["bid"]), Codec(msg["codec"])).publish([frame])
+    def frame(self, msg: Frame) -> None:
+        self.bus(msg.bid, msg.codec).publish([msg.encoded()])
 
     async def end(self, bid: str) -> None:
         """The origin has no viewer of ``bid`` here any more: close its peers and buses (the
@@ -132,7 +139,7 @@ class Worker:
         buses = [self.buses.pop(k) for k in [k for k in self.buses if k[0] == bid]]
         sids = [s for s, (b, _, _) in self.viewers.items() if b == bid]
         for sid in sids:
-            self.send({"t": "gone", "sid": sid})  # in case the origin still counts it
+            self.send(Gone(sid))  # in case the origin still counts it
         for bus in buses:
             await bus.aclose()
         for sid in sids:
@@ -141,16 +148,17 @@ class Worker:
     async def run(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                msg, payload = await channel.read(reader)
-                kind = msg.get("t")
-                if kind == "frame":
-                    self.frame(msg, payload)
-                elif kind == "offer":
-                    self._tasks.spawn(self.offer(msg))
-                elif kind == "delete":
-                    self._tasks.spawn(self.close_viewer(str(msg["sid"])))
-                elif kind == "end":
-                    self._tasks.spawn(self.end(str(msg["bid"])))
+                match await read(reader):
+                    case Frame() as msg:  # first: ~60 a second per broadcast
+                        self.frame(msg)
+                    case Offer() as msg:
+                        self._tasks.spawn(self.offer(msg))
+                    case Delete(sid=sid):
+                        self._tasks.spawn(self.close_viewer(sid))
+                    case End(bid=bid):
+                        self._tasks.spawn(self.end(bid))
+                    case _:  # the worker's own messages: not for it
+                        pass
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -170,7 +178,7 @@ async def main(path: str, token: str, index: int) -> None:
     if settings.ice_host_addresses:
         configure_host_addresses(list(settings.ice_host_addresses))
     reader, writer = await asyncio.open_unix_connection(path)
-    writer.write(channel.pack({"t": "hello", "token": token, "index": index, "pid": os.getpid()}))
+    writer.write(encode(Hello(token, index, os.getpid())))
     worker = Worker(settings, writer)
     await worker.run(reader)
     writer.close()

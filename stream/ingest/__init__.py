@@ -1,0 +1,1 @@
+"""Ingest: publishers (WHIP peers, the synthetic studio) → decoded frames for the compositor."""

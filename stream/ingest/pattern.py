@@ -8,10 +8,12 @@ viewer can read it back after scaling, encoding and decoding, and compare the re
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-Image = NDArray[np.uint8]
+Image = NDArray[Any]  # 8-bit pictures, BGR or gray, however cv2 typed them
 
 CELLS = 24  # 16 counter bits + 8 check bits
 _BAND = 1 / 12  # counter band height, relative

@@ -7,7 +7,6 @@ and the reader tasks that move aiortc's decoded frames into its source.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -22,7 +21,7 @@ from av.audio.resampler import AudioResampler
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from core.tasks import cancel_all
+from core.tasks import TaskSet
 from core.tokens import Claims, Role
 from stream.deliver.rtc import close_peer
 from stream.encode.encoders import AUDIO_RATE
@@ -123,14 +122,10 @@ class Publisher:
     pc: RTCPeerConnection
     source: Source
     state: str = PublisherState.CONNECTING
-    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    tasks: TaskSet = dataclasses.field(default_factory=TaskSet)
 
     def attach(self, track: MediaStreamTrack) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._read(track), name=f"ingest-{self.id}-{track.kind}"
-        )
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.spawn(self._read(track), name=f"ingest-{self.id}-{track.kind}")
 
     async def _read(self, track: MediaStreamTrack) -> None:
         push = self.source.push_video if track.kind == "video" else self.source.push_audio
@@ -143,5 +138,5 @@ class Publisher:
         if self.state == PublisherState.CLOSED:
             return
         self.state = PublisherState.CLOSED
-        await cancel_all(self.tasks)
+        await self.tasks.aclose()
         await close_peer(self.pc)

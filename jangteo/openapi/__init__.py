@@ -1,0 +1,326 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json`` (tests/test_openapi.py holds it to the
+app's routes): broadcasts, tokens, guests, media and pages here; chat and commerce beside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from .chat import chat_paths, chat_socket
+from .commerce import ORDER, PIN, PRODUCT, PRODUCT_INPUT, commerce
+from .parts import (
+    BID,
+    BODY_ERRORS,
+    ERRORS,
+    INT,
+    LAYOUT_NAMES,
+    STR,
+    html,
+    json,
+    json_body,
+    json_object,
+    media,
+    problem,
+)
+
+LAYOUT = {"type": "string", "enum": LAYOUT_NAMES}
+
+
+def document() -> dict[str, Any]:
+    broadcast = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "string", "enum": ["scheduled", "live", "ended"]},
+            "viewers": {"type": "integer"},
+            "publishers": {"type": "integer"},
+            "pinned": {"type": ["object", "null"]},
+            "created_at": {"type": "integer", "description": "epoch ms"},
+            "started_at": {"type": ["integer", "null"], "description": "epoch ms"},
+            "ended_at": {"type": ["integer", "null"], "description": "epoch ms"},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Jangteo",
+            "version": __version__,
+            "description": "Live-commerce broadcasting: WHIP in, WHEP out, chat and orders.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        k: {"type": "string"}
+                        for k in ("type", "title", "code", "detail", "instance")
+                    }
+                    | {"status": {"type": "integer"}},
+                },
+                "Broadcast": broadcast,
+                "ProductInput": PRODUCT_INPUT,
+                "Product": PRODUCT,
+                "Pin": PIN,
+                "Order": ORDER,
+            },
+        },
+        "paths": {
+            **chat_paths(),
+            "/api/broadcasts": {
+                "post": {
+                    "summary": "create a broadcast (admin key)",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["title"],
+                                    "properties": {
+                                        "title": {"type": "string"},
+                                        "host_name": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "created; carries host_token",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Broadcast"}
+                                }
+                            },
+                        },
+                        **ERRORS,
+                    },
+                }
+            },
+            "/api/broadcasts/{bid}": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "broadcast status",
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Broadcast"}
+                                }
+                            },
+                        },
+                        "404": ERRORS["404"],
+                    },
+                },
+            },
+            "/api/broadcasts/{bid}/tokens": {
+                "parameters": [BID],
+                "post": {
+                    "summary": "role token: host or admin for any role; anyone for a guest viewer",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "role": {
+                                            "type": "string",
+                                            "enum": ["host", "cohost", "moderator", "viewer"],
+                                        },
+                                        "name": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "{token, role, user_id, name, expires_at (epoch ms)}"
+                        },
+                        **ERRORS,
+                    },
+                },
+            },
+            "/api/broadcasts/{bid}/tokens/revoke": {
+                "parameters": [BID],
+                "post": {
+                    "summary": "revoke every token of the broadcast issued so far (host, admin)",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": json(
+                            "{generation, host_token}: a fresh host token",
+                            {
+                                "type": "object",
+                                "properties": {"generation": INT, "host_token": STR},
+                            },
+                        ),
+                        **ERRORS,
+                    },
+                },
+            },
+            "/api/guests/phone": {
+                "post": {
+                    "summary": "phone verification: send a code to the guest's phone",
+                    "description": "With the test verifier the code is answered instead of "
+                    "texted. At most 3 codes per phone and 10 per address per 10 minutes.",
+                    "requestBody": json_body(
+                        {
+                            "guest": {"type": "string", "description": "the guest key kept"},
+                            "phone": {"type": "string", "description": "8 to 15 digits"},
+                        },
+                        required=("guest", "phone"),
+                    ),
+                    "responses": {
+                        "202": json(
+                            "{expires_in_s[, code]}",
+                            {
+                                "type": "object",
+                                "properties": {"expires_in_s": INT, "code": STR},
+                            },
+                        ),
+                        "400": problem("bad_guest_key, bad_phone or bad JSON"),
+                        "401": problem("the guest key is not ours"),
+                        "404": problem("phone verification is not configured here"),
+                        **BODY_ERRORS,
+                        "429": problem("too many codes asked for (too_many_codes)"),
+                    },
+                },
+            },
+            "/api/guests/phone/confirm": {
+                "post": {
+                    "summary": "phone verification: confirm the code; answers a verified guest key",
+                    "requestBody": json_body(
+                        {
+                            "guest": STR,
+                            "phone": STR,
+                            "code": {"type": "string", "pattern": "^[0-9]{6}$"},
+                        },
+                        required=("guest", "phone", "code"),
+                    ),
+                    "responses": {
+                        "200": json(
+                            "{guest, user_id, verified: true}",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "guest": STR,
+                                    "user_id": STR,
+                                    "verified": {"type": "boolean"},
+                                },
+                            },
+                        ),
+                        "400": problem("bad_guest_key, bad_phone or bad JSON"),
+                        "401": problem("the guest key is not ours"),
+                        "404": problem("phone verification is not configured here"),
+                        **BODY_ERRORS,
+                        "422": problem("no code is waiting (no_code), or a wrong_code"),
+                        "429": problem("too many wrong codes (too_many_tries)"),
+                    },
+                },
+            },
+            "/api/broadcasts/{bid}/end": {
+                "parameters": [BID],
+                "post": {
+                    "summary": "end the broadcast (host or admin)",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {"description": "ended"},
+                        **ERRORS,
+                        "409": problem("already ended"),
+                    },
+                },
+            },
+            "/api/broadcasts/{bid}/layout": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "the layout of the publishers' pictures (anyone)",
+                    "responses": {"200": {"description": "{layout}"}, "404": ERRORS["404"]},
+                },
+                "put": {
+                    "summary": "switch the layout live: solo, side_by_side (default) or pip (host)",
+                    "security": [{"bearer": []}],
+                    "requestBody": json_object(
+                        {"layout": {"type": "string", "enum": LAYOUT_NAMES}}
+                    ),
+                    "responses": {"200": {"description": "{layout}"}, **ERRORS},
+                },
+            },
+            "/api/broadcasts/{bid}/cohost": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "what co-hosts may do (anyone)",
+                    "responses": {"200": {"description": "{can_pin}"}, "404": ERRORS["404"]},
+                },
+                "put": {
+                    "summary": "allow co-hosts to pin and unpin products, or not (host)",
+                    "security": [{"bearer": []}],
+                    "requestBody": json_object({"can_pin": {"type": "boolean"}}),
+                    "responses": {"200": {"description": "{can_pin}"}, **ERRORS},
+                },
+            },
+            **commerce(),
+            **media("whip", "publish (host, cohost)"),
+            **media("whep", "play (any role)"),
+            **chat_socket(),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text format (admin key)",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {
+                            "description": "metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": ERRORS["401"],
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "this document",
+                    "responses": {"200": json("OpenAPI 3.1", {"type": "object"})},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "liveness: this process answers and reaches Redis",
+                    "responses": {
+                        "200": json(
+                            "{ok: true}",
+                            {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                        ),
+                        "503": problem("Redis is not reachable"),
+                    },
+                }
+            },
+            "/watch/{bid}": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "the viewer's page",
+                    "responses": {"200": html("HTML")},
+                },
+            },
+            "/studio/{bid}": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "the host's studio page (its calls carry the host's token)",
+                    "responses": {"200": html("HTML")},
+                },
+            },
+            "/static/{name}": {
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": STR},
+                ],
+                "get": {
+                    "summary": "the pages' scripts, styles and pictures",
+                    "responses": {
+                        "200": {"description": "the file"},
+                        "404": problem("no such file"),
+                    },
+                },
+            },
+        },
+    }

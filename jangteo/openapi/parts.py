@@ -1,0 +1,112 @@
+"""Building blocks of the OpenAPI document: responses, parameters, bodies, the WHIP/WHEP pair."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.compose.layout import LAYOUTS
+
+
+def problem(desc: str) -> dict[str, Any]:
+    return {
+        "description": desc,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+def sdp(desc: str) -> dict[str, Any]:
+    return {"description": desc, "content": {"application/sdp": {"schema": {"type": "string"}}}}
+
+
+ERRORS = {
+    "400": problem("bad input (bad SDP, bad JSON)"),
+    "401": problem("no token, bad or expired token"),
+    "403": problem("the token's role may not do this"),
+    "404": problem("unknown broadcast or session"),
+}
+
+LAYOUT_NAMES = list(LAYOUTS)
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"}  # product and option ids
+INT = {"type": "integer"}
+STR = {"type": "string"}
+
+
+def json_object(properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+BID = {"name": "bid", "in": "path", "required": True, "schema": {"type": "string"}}
+SID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+PID = {"name": "pid", "in": "path", "required": True, "schema": ID}
+OID = {"name": "oid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def json_body(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object request body whose ``required`` properties must be there (others may)."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def json(desc: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def html(desc: str) -> dict[str, Any]:
+    return {"description": desc, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+BODY_ERRORS = {
+    "413": problem("body too large"),
+    "415": problem("not application/json"),
+}
+
+
+def media(kind: str, who: str) -> dict[str, Any]:
+    created = {
+        "description": "session created; body is the SDP answer",
+        "headers": {
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": {"application/sdp": {"schema": {"type": "string"}}},
+    }
+    return {
+        f"/{kind}/{{bid}}": {
+            "parameters": [BID],
+            "post": {
+                "summary": f"{kind.upper()}: {who}",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, **sdp("SDP offer")},
+                "responses": {
+                    "201": created,
+                    **ERRORS,
+                    "409": problem("another host is live, or the broadcast ended"),
+                    "413": problem("offer too large"),
+                    "415": problem("not application/sdp"),
+                },
+            },
+            "options": {"summary": "CORS preflight", "responses": {"204": {"description": "ok"}}},
+        },
+        f"/{kind}/{{bid}}/{{sid}}": {
+            "parameters": [BID, SID],
+            "delete": {
+                "summary": "end the session (same token, or the host)",
+                "security": [{"bearer": []}],
+                "responses": {"200": {"description": "ended"}, **ERRORS},
+            },
+            "patch": {
+                "summary": "trickle ICE / ICE restart: not supported",
+                "responses": {"405": problem("not supported")},
+            },
+            "options": {"summary": "CORS preflight", "responses": {"204": {"description": "ok"}}},
+        },
+    }
