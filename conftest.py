@@ -46,6 +46,8 @@ def make_settings(redis_url: str, **kw: object) -> Settings:
         phone_verifier="test",
         # every test buyer is on loopback: one address stands for many people here
         open_orders_per_address=100_000,
+        # viewers stay on their rung: the rendition tests turn switching on (test_ladder.py)
+        abr=False,
     )
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]

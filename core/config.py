@@ -47,6 +47,11 @@ class Settings:
     video_height: int = 720
     video_fps: int = 30
     video_bitrate: int = 2_500_000
+    # the rendition ladder, e.g. "720p:2500k,360p:800k,180p:250k" (stream/encode/ladder.py);
+    # empty: the output size at video_bitrate and halves of it down to 180p
+    ladder: str = ""
+    # per-viewer rendition switching from each viewer's link feedback (off: everyone on the top)
+    abr: bool = True
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
@@ -168,6 +173,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "video_height": h,
         "video_fps": _int(env, "JANGTEO_VIDEO_FPS", 30),
         "video_bitrate": _int(env, "JANGTEO_VIDEO_BITRATE", 2_500_000),
+        "ladder": env.get("JANGTEO_LADDER", ""),
+        "abr": env.get("JANGTEO_ABR", "1") not in ("0", "false", "no", "off"),
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),

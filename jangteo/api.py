@@ -52,6 +52,10 @@ async def get_broadcast(request: Request) -> JSONResponse:
         "viewers": media.audience() if media else 0,
         "publishers": len(media.publishers) if media else 0,
         "pinned": await app.catalog.pin(bid),
+        "orientation": "portrait"
+        if app.settings.video_height > app.settings.video_width
+        else "landscape",
+        "renditions": [r.public() for r in app.hub.ladder],
     }
     return JSONResponse(body)
 

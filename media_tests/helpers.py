@@ -15,9 +15,12 @@ from stream.ingest import pattern
 PATTERN_TOLERANCE = 30.0  # mean abs error (0-255) of a decoded frame vs the pattern it claims
 
 
-def is_pattern(img: np.ndarray, hue: int = 0) -> bool:
+def is_pattern(img: np.ndarray, hue: int = 0, drawn_width: int | None = None) -> bool:
+    """Whether ``img`` is a clean frame of the test pattern; ``drawn_width``: the width it was
+    drawn at, when it arrives scaled (a lower rung: its bars moved fewer pixels a frame)."""
     n = pattern.read_counter(img)
-    return n is not None and pattern.pattern_error(img, n, hue=hue) < PATTERN_TOLERANCE
+    speed = 8 if drawn_width is None else 8 * img.shape[1] / drawn_width
+    return n is not None and pattern.pattern_error(img, n, hue=hue, speed=speed) < PATTERN_TOLERANCE
 
 
 def is_slate(img: np.ndarray) -> bool:

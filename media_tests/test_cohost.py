@@ -142,7 +142,9 @@ def _unchanged(media: BroadcastMedia, viewer: WhepClient, viewer_id: str, encode
     served = media.viewers[viewer_id]
     assert isinstance(served, Viewer) and served.pc.connectionState == "connected"
     assert viewer.pc.connectionState == "connected"
-    assert media.compositor._encoders.get(Codec.VP8) is encoder, "the encoder carried on"
+    assert media.compositor._encoders.get((Codec.H264, media.compositor.top)) is encoder, (
+        "the encoder carried on"
+    )
 
 
 async def test_viewer_sees_and_hears_both_and_follows_the_layout(server: RunningServer) -> None:
@@ -155,7 +157,7 @@ async def test_viewer_sees_and_hears_both_and_follows_the_layout(server: Running
         seen = await wait_for_frame(viewer, side_by_side, 15)
         assert media.compositor.layout == "side_by_side"
         (viewer_id,) = media.viewers
-        encoder = media.compositor._encoders[Codec.VP8]
+        encoder = media.compositor._encoders[(Codec.H264, media.compositor.top)]
         # both voices in the mix: 1.5 s of audio from the moment both were on screen
         heard = sum(a.size for a in viewer.audio)
         await viewer.wait_frames(viewer.frames.index(seen) + 45, 10)
@@ -209,7 +211,7 @@ async def test_cohost_stall_and_drop_without_delete_restore_the_host_picture(
     try:
         await wait_for_frame(viewer, side_by_side, 15)
         (viewer_id,) = media.viewers
-        encoder = media.compositor._encoders[Codec.VP8]
+        encoder = media.compositor._encoders[(Codec.H264, media.compositor.top)]
         # the co-host's pictures stop (its session stays): stale after 1 s, then the host alone
         mark = len(viewer.frames)
         t0 = time.time()

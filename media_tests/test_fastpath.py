@@ -8,7 +8,8 @@ import pytest
 
 from jangteo.testkit.clients import WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer
-from stream.deliver.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE, FastFanout, FastViewer
+from stream.deliver.fastfanout import FastFanout
+from stream.deliver.rtpsend import RETRANSMIT_BURST, RETRANSMIT_SHARE, FastViewer
 from stream.encode.encoders import Codec
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
@@ -29,7 +30,7 @@ def _fast_viewer(server: RunningServer, bid: str) -> FastViewer:
     """The one VP8 viewer's state on the server's fast fan-out."""
     media = server.ctx.hub.get(bid)
     assert media is not None
-    fanout = media.compositor.video_buses[Codec.VP8].fanout
+    fanout = media.compositor.sinks[Codec.VP8]
     assert isinstance(fanout, FastFanout)
     (fast,) = fanout.viewers
     return fast
@@ -40,7 +41,7 @@ async def test_viewer_decodes_cleanly_under_5_percent_loss(server: RunningServer
     bid, pub = await _live(server)
     token = await server.token(bid, "viewer", "손실")
     viewer = WhepClient(server.base_url, bid, token, keep_images=60, sample_every=3, loss=0.05)
-    await viewer.play(audio=False)
+    await viewer.play(audio=False, video_codec="vp8")
     try:
         await viewer.wait_frames(240, timeout=30)
         fast = _fast_viewer(server, bid)
@@ -67,12 +68,12 @@ async def test_a_keyframe_reaches_every_viewer_together(server: RunningServer) -
     ]
     try:
         for v in viewers:
-            await v.play(audio=False)
+            await v.play(audio=False, video_codec="vp8")
         for v in viewers:
             await v.wait_frames(30, timeout=30)
         media = server.ctx.hub.get(bid)
         assert media is not None
-        fanout = media.compositor.video_buses[Codec.VP8].fanout
+        fanout = media.compositor.sinks[Codec.VP8]
         assert isinstance(fanout, FastFanout) and len(fanout.viewers) == 6
         # every join asked for a keyframe; each went to all viewers packet by packet
         assert fanout.keyframe_spreads
@@ -94,7 +95,7 @@ async def test_a_nack_flood_is_answered_within_the_viewers_budget(server: Runnin
     bid, pub = await _live(server)
     token = await server.token(bid, "viewer", "폭주")
     viewer = WhepClient(server.base_url, bid, token, keep_images=30, sample_every=10)
-    await viewer.play(audio=False)
+    await viewer.play(audio=False, video_codec="vp8")
     try:
         await viewer.wait_frames(30, timeout=30)
         fast = _fast_viewer(server, bid)

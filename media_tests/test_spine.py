@@ -14,7 +14,7 @@ from core import metrics
 from core.tokens import Role
 from jangteo.testkit.clients import SignallingError, WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, running_server
-from stream.deliver.rtpsend import FastFanout
+from stream.deliver.fastfanout import FastFanout
 from stream.encode.bus import Subscription
 from stream.encode.encoders import Codec
 from stream.ingest import pattern
@@ -25,10 +25,10 @@ from .helpers import fps, is_pattern, is_slate, wait_for_frame
 pytestmark = pytest.mark.timeout(90)
 
 
-async def _go_live(server: RunningServer, **track_kw: int) -> tuple[str, str, WhipClient]:
+async def _go_live(server: RunningServer, hue: int = 0) -> tuple[str, str, WhipClient]:
     b = await server.create_broadcast()
     pub = WhipClient(server.base_url, b["id"], b["host_token"])
-    await pub.publish(PatternTrack(640, 360, 30, **track_kw), ToneTrack(440))
+    await pub.publish(PatternTrack(640, 360, 30, hue), ToneTrack(440))
     await pub.connected()
     return b["id"], b["host_token"], pub
 
@@ -82,12 +82,13 @@ async def test_five_viewers_decode_the_pattern_and_hear_the_tone(
             assert abs(pattern.dominant_frequency(audio) - 440) < 10
         media = server.ctx.hub.get(bid)
         assert media is not None
-        # encode once: one VP8 encoder for all five viewers
-        assert list(media.compositor.video_buses) == ["vp8"]
-        bus = media.compositor.video_buses[Codec.VP8]
+        # encode once: one encoder (H.264, the top rung) for all five viewers
+        assert media.compositor.encoding() == [(Codec.H264, media.compositor.top)]
+        bus = media.compositor.bus(Codec.H264)
         if server.settings.fanout == "fast":  # one subscriber, the fan-out, sending to all five
-            assert isinstance(bus.fanout, FastFanout) and len(bus.fanout.viewers) == 5
-            assert bus.subscribers == {bus.fanout}
+            fanout = media.compositor.sinks[Codec.H264]
+            assert isinstance(fanout, FastFanout) and len(fanout.viewers) == 5
+            assert bus.subscribers == {fanout.taps[media.compositor.top]}
         else:
             assert len(bus.subscribers) == 5
     finally:
@@ -99,21 +100,16 @@ async def test_h264_and_vp8_viewers_share_one_encoder_each(server: RunningServer
     bid, _, pub = await _go_live(server)
     token = await server.token(bid, "viewer", "h")
     h264 = WhepClient(server.base_url, bid, token, keep_images=10)
-    # prefer H.264 in the offer
-    from aiortc import RTCRtpSender
-
-    t = h264.pc.addTransceiver("video", direction="recvonly")
-    caps = RTCRtpSender.getCapabilities("video").codecs
-    t.setCodecPreferences([c for c in caps if c.mimeType.lower() in ("video/h264", "video/rtx")])
-    await h264.play(video=False)
-    vp8 = await _viewer(server, bid, "v")
+    await h264.play()  # H.264 is what the server answers when the offer has it
+    vp8 = WhepClient(server.base_url, bid, await server.token(bid, "viewer", "v"), keep_images=40)
+    await vp8.play(video_codec="vp8")  # a viewer that cannot take H.264
     try:
         await asyncio.gather(h264.wait_frames(30, 20), vp8.wait_frames(30, 20))
         for v in (h264, vp8):
             assert v.frames[0].image is not None and is_pattern(v.frames[0].image)
         media = server.ctx.hub.get(bid)
         assert media is not None
-        assert sorted(media.compositor.video_buses) == ["h264", "vp8"]
+        assert sorted(c for c, _ in media.compositor.encoding()) == ["h264", "vp8"]
     finally:
         await h264.aclose()
         await vp8.aclose()
@@ -264,13 +260,14 @@ async def test_viewer_pli_reaches_the_shared_encoder_at_most_every_500ms(
         (server_viewer,) = media.viewers.values()
         (sender,) = [s for s in server_viewer.senders() if s.kind == "video"]
         (receiver,) = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
-        limiter = media.compositor.limiter
+        bus = media.compositor.bus(Codec.H264)
+        limiter = bus.limiter
+        assert limiter is not None
         forced_before = metrics.KEYFRAMES_FORCED.value()
         requests_before = limiter.requests
         # 40 PLIs, one per composed frame (~1.3 s); a tap on the bus paces us
-        bus = media.compositor.video_buses[Codec.VP8]
         tap = Subscription(bus, maxlen=1000, wait_keyframe=False)
-        bus.subscribers.add(tap)
+        bus.add(tap)
         t0 = time.monotonic()
         for _ in range(40):
             await receiver._send_rtcp_pli(sender._ssrc)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from redis.asyncio import Redis
 
 from conftest import ICE_ADDRESS
@@ -70,6 +70,9 @@ async def test_a_viewer_sending_video_costs_the_server_no_memory(
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             video = pc.addTransceiver(track, direction="sendrecv")
+            # VP8, which aiortc encodes at full rate here (its H.264 lags on this box)
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            video.setCodecPreferences([c for c in caps if c.mimeType.lower() == "video/vp8"])
             pc.addTransceiver("audio", direction="recvonly")
             await _post_offer(http, f"{base}/whep/{bid}", token, pc)
             answer_video = pc.remoteDescription.sdp.split("m=video", 1)[1].split("m=", 1)[0]

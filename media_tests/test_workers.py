@@ -63,9 +63,10 @@ async def test_viewers_on_two_workers_decode_the_same_frames(origin: RunningServ
         assert len(shared) >= 60, f"only {len(shared)} frames in common"
         media = origin.ctx.hub.get(bid)
         assert media is not None and len(media.viewers) == 2
-        # one encoder at the origin, each frame sent once per worker
+        # one encoder at the origin, each frame sent once per worker (the top rung, H.264)
         feeds = [f for link in pool.links for f in link.feeds.values()]
-        assert sorted(f.codec.value for f in feeds) == ["opus", "opus", "vp8", "vp8"]
+        assert sorted(f.codec.value for f in feeds) == ["h264", "h264", "opus", "opus"]
+        assert {f.rung for f in feeds} == {"", media.compositor.top}
         # DELETE on the origin's URL reaches the worker
         await v1.aclose()
         assert [len(link.viewers) for link in pool.links] in ([0, 1], [1, 0])

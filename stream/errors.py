@@ -7,6 +7,7 @@
     CohostLimit (409)     the host and 3 co-hosts are already publishing
     BroadcastEnded (409)  publishing or playing an ended broadcast
     SessionNotFound (404) unknown WHIP/WHEP session
+    RenditionNotFound (404) ``?rendition=`` names no rung of the broadcast's ladder
     NotLive (409)         playing a broadcast that has not gone live yet (Retry-After)
     TooManySessions (429) over the sessions allowed per person, per address or per broadcast
 """
@@ -32,6 +33,10 @@ class BroadcastEnded(Conflict):
 
 class SessionNotFound(NotFound):
     default_code = "session_not_found"
+
+
+class RenditionNotFound(NotFound):
+    default_code = "rendition_not_found"
 
 
 class NotLive(Conflict):

@@ -86,12 +86,15 @@ async def whep_post(request: Request, app: MediaApp) -> Response:
     broadcast = await app.store.get(bid)
     if broadcast.status is Status.ENDED:
         raise BroadcastEnded("the broadcast has ended")
+    rendition = request.query_params.get("rendition", "")
+    if rendition:
+        app.hub.check_rendition(rendition)
     offer = await _offer(request)
     check_offer(offer, need_send=False)
     if broadcast.status is not Status.LIVE:  # nothing is started for a show not on air yet
         raise NotLive("the broadcast has not started yet", headers={"Retry-After": "5"})
     async with app.hub.session_scope(bid) as media:
-        viewer, answer = await media.add_viewer(c, offer, client_address(request))
+        viewer, answer = await media.add_viewer(c, offer, client_address(request), rendition)
     ended = (await app.store.get(bid)).status is Status.ENDED
     if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too
         await viewer.aclose()

@@ -30,10 +30,11 @@ from stream.deliver.rtc import (
     new_peer_connection,
 )
 from stream.encode.encoders import Codec
+from stream.encode.ladder import Rung, ladder_for
 from stream.ingest.publisher import Publisher, PublisherState, Source
 
 from .deliver.whep import Viewer, negotiate_viewer, viewer_kinds, viewer_tracks
-from .errors import CohostLimit, HostLive, SessionNotFound, TooManySessions
+from .errors import CohostLimit, HostLive, RenditionNotFound, SessionNotFound, TooManySessions
 
 if TYPE_CHECKING:
     from stream.deliver.pool import RemoteViewer, WorkerPool
@@ -45,9 +46,11 @@ class BroadcastMedia:
     def __init__(self, bid: str, settings: Settings) -> None:
         self.bid = bid
         self.settings = settings
+        self.ladder = ladder_for(settings.ladder, settings.video_width, settings.video_height,
+                                 settings.video_bitrate)  # fmt: skip
         self.compositor = Compositor(
             bid, settings.video_width, settings.video_height, settings.video_fps,
-            settings.video_bitrate,
+            settings.video_bitrate, self.ladder,
         )  # fmt: skip
         self.publishers: dict[str, Publisher] = {}
         self.viewers: dict[str, Viewer | RemoteViewer] = {}
@@ -149,16 +152,21 @@ class BroadcastMedia:
             self._admitting.remove(place)
 
     async def add_viewer(
-        self, claims: Claims, offer: str, address: str = ""
+        self, claims: Claims, offer: str, address: str = "", rendition: str = ""
     ) -> tuple[Viewer | RemoteViewer, str]:
+        """A WHEP viewer, on ``rendition`` for good when it names one (else on the top rung,
+        then wherever its link takes it)."""
+        if rendition and rendition not in self.compositor.rungs:
+            names = ", ".join(self.compositor.rungs)
+            raise RenditionNotFound(f"no rendition {rendition!r} here (there are {names})")
         with self.admission(claims, address):
-            return await self._add_viewer(claims, offer, address)
+            return await self._add_viewer(claims, offer, address, rendition)
 
     async def _add_viewer(
-        self, claims: Claims, offer: str, address: str
+        self, claims: Claims, offer: str, address: str, rendition: str
     ) -> tuple[Viewer | RemoteViewer, str]:
         if self.workers is not None:  # a fan-out worker process serves it
-            remote, answer = await self.workers.add_viewer(self, claims, offer, address)
+            remote, answer = await self.workers.add_viewer(self, claims, offer, address, rendition)
             self.viewers[remote.id] = remote
             return remote, answer
         kinds = viewer_kinds(offer)
@@ -166,8 +174,9 @@ class BroadcastMedia:
         pc = new_peer_connection(self.settings)
         holder: dict[str, Codec] = {}
         tracks = viewer_tracks(
-            pc, kinds, self.compositor.bus, lambda: holder["video"],
-            fast=self.settings.fanout == "fast",
+            pc, kinds, self.compositor, lambda: holder["video"],
+            fast=self.settings.fanout == "fast", rung=rendition,
+            abr=self.settings.abr and not rendition,
         )  # fmt: skip
         try:
             answer, codec = await negotiate_viewer(pc, offer, kinds)
@@ -178,7 +187,7 @@ class BroadcastMedia:
                 track.stop()
             await pc.close()
             raise
-        viewer = Viewer(vid, claims, pc, tracks, holder.get("video"), address)
+        viewer = Viewer(vid, claims, pc, tracks, holder.get("video"), address, rendition)
         self.viewers[vid] = viewer
         self._watch(pc, lambda: self.remove_viewer(vid))
         self._deadline(pc, lambda: self.remove_viewer(vid))
@@ -214,11 +223,9 @@ class BroadcastMedia:
         fast fan-outs' totals (no walk over viewers), or each aiortc sender's own."""
         packets, octets = self.packets_out_closed, self.bytes_out_closed
         if self.settings.fanout == "fast":
-            c = self.compositor
-            for bus in (*c.video_buses.values(), c.audio_bus):
-                if bus.fanout is not None:
-                    packets += bus.fanout.packets_sent
-                    octets += bus.fanout.octets_sent
+            for sink in list(self.compositor.sinks.values()):
+                packets += sink.packets_sent
+                octets += sink.octets_sent
             return packets, octets
         for viewer in self.viewers.values():
             p, o = _sent(viewer)
@@ -299,6 +306,18 @@ class MediaHub:
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
+
+    @property
+    def ladder(self) -> tuple[Rung, ...]:
+        """The rendition ladder every broadcast on this process is encoded at."""
+        s = self.settings
+        return ladder_for(s.ladder, s.video_width, s.video_height, s.video_bitrate)
+
+    def check_rendition(self, name: str) -> None:
+        """RenditionNotFound (404) unless ``name`` is a rung of the ladder."""
+        names = [r.name for r in self.ladder]
+        if name not in names:
+            raise RenditionNotFound(f"no rendition {name!r} here (there are {', '.join(names)})")
 
     def still(self, bid: str) -> Callable[[], Any] | None:
         """What takes the broadcast's current composed picture (BGR), when its media runs here."""

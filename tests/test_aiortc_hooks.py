@@ -177,7 +177,7 @@ def test_ice_consent_hooks_are_installed_on_the_pinned_aioice() -> None:
     assert isinstance(aioice.ice.CONSENT_FAILURES, int)
 
 
-# -- the fast fan-out (stream/deliver/rtpsend.py) -------------------------------------------------
+# -- the fast fan-out (stream/deliver/rtpsend.py, fastfanout.py) ----------------------------------
 def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
     from stream.deliver.rtpsend import SENDER_FIELDS
 
@@ -185,6 +185,7 @@ def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
         assert hasattr(sender, name), f"aiortc changed: RTCRtpSender has no {name}"
     assert callable(getattr(RTCRtpSender, "_run_rtp", None))
     assert callable(getattr(RTCRtpSender, "_retransmit", None))
+    assert callable(getattr(RTCRtpSender, "_handle_rtcp_packet", None))
     assert hasattr(sender, "_ssrc") and hasattr(sender, "_rtx_ssrc")
     # the DTLS transport keeps its outbound SRTP session here, aioice its selected pairs
     dtls = sender.transport
@@ -193,13 +194,19 @@ def test_sender_private_state_the_fast_path_uses(sender: RTCRtpSender) -> None:
     assert isinstance(dtls.transport._connection._nominated, dict)
 
 
-async def test_install_takes_over_rtp_and_retransmission(sender: RTCRtpSender) -> None:
-    from stream.deliver import rtpsend
+async def test_install_takes_over_rtp_retransmission_and_rtcp(sender: RTCRtpSender) -> None:
+    from aiortc.rtp import RtcpPsfbPacket, RtcpRrPacket
 
-    rtpsend.install(sender, lambda codec: pytest.fail("not started without DTLS"))
+    from stream.deliver import fastfanout
+
+    fastfanout.install(sender, lambda codec: pytest.fail("not started without DTLS"))
     assert sender._run_rtp.__name__ == "run_rtp"
     assert sender._retransmit.__name__ == "retransmit"
+    assert sender._handle_rtcp_packet.__name__ == "rtcp"
     await sender._retransmit(1234)  # nothing sent yet: nothing to send again, no error
+    # before the fan-out has the viewer, RTCP goes to aiortc's own handler as it did
+    await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[]))
+    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=sender._ssrc))
 
 
 async def test_receiver_state_a_viewer_drops_is_where_aiortc_keeps_it() -> None:

@@ -22,18 +22,21 @@ from stream.deliver.messages import (
     Message,
     Offer,
     Refused,
+    Want,
     decode,
     decode_framed,
     encode,
     read,
 )
 from stream.encode.encoders import Codec, EncodedFrame
+from stream.encode.ladder import Rung
 
 TB = fractions.Fraction(1, 90000)
+LADDER = (Rung("360p", 640, 360, 1_000_000), Rung("180p", 320, 180, 320_000))
 NAL = b"\x00\x00\x00\x01\x65"
 
-# The bytes on the wire, written out (they are what the untyped channel sent before the messages
-# were typed): changing any of them changes the protocol between the origin and its workers.
+# The bytes on the wire, written out: changing any of them changes the protocol between the
+# origin and its workers (the ladder added rungs to offers, keyframes and frames, and Want).
 FIXTURES: list[tuple[Message, bytes]] = [
     (
         Hello("5eed0fc0ffee0001", 1, 4242),
@@ -41,8 +44,16 @@ FIXTURES: list[tuple[Message, bytes]] = [
         b'{"t":"hello","token":"5eed0fc0ffee0001","index":1,"pid":4242}',
     ),
     (
-        Offer(7, "b1", "v=0\r\n"),
-        b'\x00\x00\x00\x2f\x00\x00\x00\x00{"t":"offer","id":7,"bid":"b1","sdp":"v=0\\r\\n"}',
+        Offer(7, "b1", "v=0\r\n", LADDER, "", True),
+        b"\x00\x00\x00\x80\x00\x00\x00\x00"
+        b'{"t":"offer","id":7,"bid":"b1","sdp":"v=0\\r\\n",'
+        b'"ladder":[["360p",640,360,1000000],["180p",320,180,320000]],"rung":"","abr":true}',
+    ),
+    (
+        Offer(9, "b1", "v=0", LADDER[:1], "360p", False),
+        b"\x00\x00\x00\x69\x00\x00\x00\x00"
+        b'{"t":"offer","id":9,"bid":"b1","sdp":"v=0","ladder":[["360p",640,360,1000000]],'
+        b'"rung":"360p","abr":false}',
     ),
     (
         Answer(7, "a1b2", True, Codec.VP8, "v=0\r\n"),
@@ -63,13 +74,27 @@ FIXTURES: list[tuple[Message, bytes]] = [
         b"\x00\x00\x00\x36\x00\x00\x00\x00"
         b'{"t":"error","id":1,"detail":"\\uc798\\ubabb\\ub41c SDP"}',
     ),
-    (Keyframe("b1"), b'\x00\x00\x00\x1b\x00\x00\x00\x00{"t":"keyframe","bid":"b1"}'),
+    (
+        Keyframe("b1", Codec.H264, "180p"),
+        b'\x00\x00\x00\x38\x00\x00\x00\x00{"t":"keyframe","bid":"b1","codec":"h264","rung":"180p"}',
+    ),
+    (
+        Want("b1", Codec.VP8, "360p"),
+        b"\x00\x00\x00\x3f\x00\x00\x00\x00"
+        b'{"t":"want","bid":"b1","codec":"vp8","rung":"360p","want":true}',
+    ),
+    (
+        Want("b1", Codec.OPUS, "", False),
+        b"\x00\x00\x00\x3d\x00\x00\x00\x00"
+        b'{"t":"want","bid":"b1","codec":"opus","rung":"","want":false}',
+    ),
     (Gone("a1b2"), b'\x00\x00\x00\x19\x00\x00\x00\x00{"t":"gone","sid":"a1b2"}'),
     (Delete("a1b2"), b'\x00\x00\x00\x1b\x00\x00\x00\x00{"t":"delete","sid":"a1b2"}'),
     (
-        Frame("b1", Codec.H264, 3000, TB, True, 12.5, NAL),
-        b"\x00\x00\x00\x56\x00\x00\x00\x05"
-        b'{"t":"frame","bid":"b1","codec":"h264","pts":3000,"tb":[1,90000],"key":true,"at":12.5}'
+        Frame("b1", Codec.H264, "360p", 3000, TB, True, 12.5, NAL),
+        b"\x00\x00\x00\x64\x00\x00\x00\x05"
+        b'{"t":"frame","bid":"b1","codec":"h264","rung":"360p","pts":3000,"tb":[1,90000],'
+        b'"key":true,"at":12.5}'
         b"\x00\x00\x00\x01\x65",
     ),
     (End("b1"), b'\x00\x00\x00\x16\x00\x00\x00\x00{"t":"end","bid":"b1"}'),
@@ -90,6 +115,7 @@ def _frame(**over: Any) -> bytes:
         "t": "frame",
         "bid": "b1",
         "codec": "vp8",
+        "rung": "360p",
         "pts": 0,
         "tb": [1, 90000],
         "key": False,
@@ -119,7 +145,7 @@ def test_round_trip(msg: Message, raw: bytes) -> None:
 @pytest.mark.parametrize("codec", list(Codec))
 def test_every_codec_frame_round_trips(codec: Codec) -> None:
     frame = EncodedFrame(b"x" * 1000, 960, fractions.Fraction(1, 48000), False, 3.25)
-    msg = Frame.of("b9", codec, frame)
+    msg = Frame.of("b9", codec, "" if codec is Codec.OPUS else "180p", frame)
     back = decode_framed(encode(msg))
     assert back == msg
     assert isinstance(back, Frame) and back.codec is codec

@@ -29,7 +29,7 @@ from core.web import bearer, read_body
 from jangteo.context import ctx
 from jangteo.testkit.server import running_server
 from stream.compose.compositor import Compositor
-from stream.deliver import rtpsend
+from stream.deliver.fastfanout import FastFanout
 from stream.deliver.rtc import MAX_SDP_BYTES, new_peer_connection
 from stream.encode.encoders import VIDEO_CLOCK, Codec
 from stream.ingest.synthetic import SyntheticStudio
@@ -80,6 +80,7 @@ async def main(args: argparse.Namespace) -> None:
         whep_per_user=100_000,
         whep_per_address=100_000,
         max_viewers=100_000,
+        abr=False,  # one rung for everyone: the figures compare the fan-out paths
     )
     async with running_server(settings) as server:
         app = server.ctx
@@ -138,8 +139,8 @@ async def main(args: argparse.Namespace) -> None:
         )
         # run until the parent closes our stdin
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        bus = media.compositor.video_buses.get(Codec.VP8)
-        fan = rtpsend.fast_fanout(bus, Codec.VP8) if bus and bus.fanout else None
+        fan = media.compositor.sinks.get(Codec.VP8)
+        assert fan is None or isinstance(fan, FastFanout)
         stats = {
             "keyframe_spreads_ms": [round(s * 1000, 2) for s in fan.keyframe_spreads]
             if fan

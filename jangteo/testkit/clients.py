@@ -11,18 +11,21 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
 from core.tasks import cancel_all
+
+from .jitter import SkippingJitterBuffer
+from .jitter import install as install_jitter
 
 
 class SignallingError(RuntimeError):
@@ -34,7 +37,11 @@ class SignallingError(RuntimeError):
 
 
 async def _post_offer(
-    http: httpx.AsyncClient, url: str, token: str | None, pc: RTCPeerConnection
+    http: httpx.AsyncClient,
+    url: str,
+    token: str | None,
+    pc: RTCPeerConnection,
+    answer_hook: Callable[[str], Awaitable[str]] | None = None,
 ) -> str:
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp"}
@@ -43,7 +50,8 @@ async def _post_offer(
     r = await http.post(url, content=pc.localDescription.sdp, headers=headers)
     if r.status_code != 201:
         raise SignallingError(r.status_code, r.text, r.headers.get("content-type", ""))
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    answer = await answer_hook(r.text) if answer_hook is not None else r.text
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     location = r.headers["location"]
     return str(httpx.URL(url).join(location))
 
@@ -62,8 +70,6 @@ class WhipClient:
         for track in tracks:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             if track.kind == "video" and video_codec:
-                from aiortc import RTCRtpSender
-
                 caps = RTCRtpSender.getCapabilities("video").codecs
                 prefs = [c for c in caps if c.mimeType.lower() == f"video/{video_codec}"]
                 transceiver.setCodecPreferences(prefs)
@@ -124,9 +130,14 @@ class WhepClient:
         sample_every: int = 1,
         on_frame: Callable[[VideoFrame, float], None] | None = None,
         loss: float = 0.0,
+        skip_holes: bool = False,
     ) -> None:
         self.url = f"{base_url}/whep/{bid}"
         self.loss = loss  # fraction of video RTP packets dropped on arrival (each at most once)
+        # give up on a frame that cannot be completed once a later keyframe is whole, as browsers
+        # do (aiortc's own buffer waits for every packet): jangteo/testkit/jitter.py
+        self.skip_holes = skip_holes
+        self.jitter: SkippingJitterBuffer | None = None
         self.dropped = 0
         self.token = token
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -148,9 +159,24 @@ class WhepClient:
             if self.pc.connectionState == "connected" and self.connected_at is None:
                 self.connected_at = time.time()
 
-    async def play(self, *, video: bool = True, audio: bool = True) -> None:
+    async def play(
+        self,
+        *,
+        video: bool = True,
+        audio: bool = True,
+        video_codec: str | None = None,
+        rendition: str | None = None,
+        answer_hook: Callable[[str], Awaitable[str]] | None = None,
+    ) -> None:
+        """Offer to receive; ``video_codec`` (vp8, h264) is the only video codec offered,
+        ``rendition`` pins a rung (``?rendition=``), ``answer_hook`` may rewrite the answer
+        (a test's relay puts itself in the path)."""
         if video:
-            self.pc.addTransceiver("video", direction="recvonly")
+            t = self.pc.addTransceiver("video", direction="recvonly")
+            if video_codec:
+                wanted = (f"video/{video_codec}", "video/rtx")
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                t.setCodecPreferences([c for c in caps if c.mimeType.lower() in wanted])
         if audio:
             self.pc.addTransceiver("audio", direction="recvonly")
 
@@ -159,7 +185,11 @@ class WhepClient:
             reader = self._video if track.kind == "video" else self._audio
             self._tasks.append(asyncio.get_running_loop().create_task(reader(track)))
 
-        self.session_url = await _post_offer(self._http, self.url, self.token, self.pc)
+        url = f"{self.url}?rendition={rendition}" if rendition else self.url
+        self.session_url = await _post_offer(self._http, url, self.token, self.pc, answer_hook)
+        if self.skip_holes and video:
+            (t,) = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+            self.jitter = install_jitter(t.receiver, t._codecs[0].mimeType)
         if self.loss and video:
             self._inject_loss()
 
@@ -225,6 +255,9 @@ class WhepClient:
         await asyncio.wait_for(_wait(), timeout)
 
     async def aclose(self, *, delete: bool = True) -> None:
+        """Leave (once; again is harmless)."""
+        if self._http.is_closed:
+            return
         if delete and self.session_url:
             with contextlib.suppress(httpx.HTTPError):
                 await self._http.delete(

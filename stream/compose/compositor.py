@@ -2,11 +2,13 @@
 
 Every ``1/fps`` s it takes the publishers' latest pictures (the host first, then co-hosts in join
 order; the slate when nobody has video), places them in the output frame in the current
-``layout`` (stream/compose/layout.py: in I420, no colour conversion), and encodes the result once
-per codec that has viewers. Changing the layout, or a co-host leaving, changes only the canvas:
-encoders and viewer sessions carry on. Every 20 ms it mixes the publishers' audio (silence when
-there is none) under a soft limiter (stream/compose/mix.py) and encodes it once with Opus. Pixel
-and codec work runs in the broadcast's own threads.
+``layout`` (stream/compose/layout.py: in I420, no colour conversion), draws the overlay, scales
+the result to every rung of the ladder that something consumes (stream/encode/ladder.py) and
+encodes each once per codec (dynacast: a rung and codec nobody takes has no encoder; a new
+encoder starts with a keyframe). Changing the layout, or a co-host leaving, changes only the
+canvas: encoders and viewer sessions carry on. Every 20 ms it mixes the publishers' audio
+(silence when there is none) under a soft limiter (stream/compose/mix.py) and encodes it once
+with Opus. Pixel and codec work runs in the broadcast's own threads.
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ from numpy.typing import NDArray
 from core import metrics
 from core.tasks import cancel_all
 from core.tokens import Role
-from stream.encode.bus import FrameBus
+from stream.encode.bus import FrameBus, Sink
 from stream.encode.encoders import (
     AUDIO_SAMPLES,
     AudioEncoder,
     Codec,
     EncodedFrame,
-    KeyframeLimiter,
     VideoEncoder,
 )
+from stream.encode.ladder import Rung, scale_i420
 from stream.ingest.publisher import Source
 
 from .layout import DEFAULT_LAYOUT, MAX_PICTURES, check_layout, compose_sources, fit
@@ -67,24 +69,40 @@ def letterbox(frame: VideoFrame, width: int, height: int) -> I420:
     return canvas
 
 
+BusKey = tuple[Codec, str]  # (codec, rung name)
+
+
 class Compositor:
-    def __init__(self, bid: str, width: int, height: int, fps: int, bitrate: int) -> None:
+    def __init__(
+        self,
+        bid: str,
+        width: int,
+        height: int,
+        fps: int,
+        bitrate: int,
+        ladder: Sequence[Rung] = (),
+    ) -> None:
         self.bid = bid
         self.width = width
         self.height = height
         self.fps = fps
         self.bitrate = bitrate
+        self.ladder = tuple(ladder) or (Rung(f"{min(width, height)}p", width, height, bitrate),)
+        if (self.ladder[0].width, self.ladder[0].height) != (width, height):
+            raise ValueError("the ladder's top rung must be the composed size")
+        self.rungs = {r.name: r for r in self.ladder}
+        self.top = self.ladder[0].name
         self.sources: dict[str, Source] = {}
-        self.limiter = KeyframeLimiter(0.5)
-        self.video_buses: dict[Codec, FrameBus] = {}
+        self.video_buses: dict[BusKey, FrameBus] = {}
         self.audio_bus = FrameBus("audio", lambda: None)
+        self.sinks: dict[Codec, Sink] = {}  # the fast fan-out of each codec (stream/deliver)
         self.frames_composed = 0
         self.last_picture: I420 | None = None
         self.overlay = Overlay(width, height)  # its model is set by the broadcast's event feed
         self.on_slate = True  # no publisher has fresh video
         self._layout = DEFAULT_LAYOUT
         self._limiter = SoftLimiter(AUDIO_SAMPLES / 48000)
-        self._encoders: dict[Codec, VideoEncoder] = {}  # touched only in the video thread
+        self._encoders: dict[BusKey, VideoEncoder] = {}  # touched only in the video thread
         self._audio_encoder: AudioEncoder | None = None
         self._video_pool = concurrent.futures.ThreadPoolExecutor(1, f"compose-{bid}")
         self._audio_pool = concurrent.futures.ThreadPoolExecutor(1, f"audio-{bid}")
@@ -107,7 +125,9 @@ class Compositor:
         self._closed = True
         await cancel_all(self._tasks)
         for bus in (*self.video_buses.values(), self.audio_bus):
-            await bus.aclose()
+            bus.close()
+        for sink in list(self.sinks.values()):
+            await sink.aclose()
         self._video_pool.shutdown(wait=True)
         self._audio_pool.shutdown(wait=True)
 
@@ -144,12 +164,21 @@ class Compositor:
         fresh = [p for s in self.on_air() if (p := s.fresh_video(now)) is not None]
         return fresh[:MAX_PICTURES]
 
-    def bus(self, codec: Codec) -> FrameBus:
+    def bus(self, codec: Codec, rung: str | None = None) -> FrameBus:
+        """The bus of ``codec`` at ``rung`` (the top one by default): its encoder runs while the
+        bus has subscribers, and forces keyframes its own limiter allows."""
         if codec is Codec.OPUS:
             return self.audio_bus
-        if codec not in self.video_buses:
-            self.video_buses[codec] = FrameBus("video", self.limiter.request)
-        return self.video_buses[codec]
+        rung = rung or self.top
+        if rung not in self.rungs:
+            raise KeyError(f"no rung {rung!r} in this broadcast's ladder")
+        key = (codec, rung)
+        if key not in self.video_buses:
+            self.video_buses[key] = FrameBus("video", rung=rung)
+        return self.video_buses[key]
+
+    def keyframes_forced(self) -> int:
+        return sum(b.limiter.forced for b in self.video_buses.values() if b.limiter)
 
     # -- video -----------------------------------------------------------------------------------
     async def _video_loop(self) -> None:
@@ -167,19 +196,21 @@ class Compositor:
                 next_at += skipped * period
                 index += skipped
             index += 1
-            codecs = [c for c, b in self.video_buses.items() if b.subscribers]
+            wanted = [k for k, b in self.video_buses.items() if b.subscribers]
             pictures = self.pictures(time.monotonic())
             self.on_slate = not pictures
-            force = self.limiter.take(time.monotonic()) if codecs else False
+            now = time.monotonic()
+            forced = {k for k in wanted if (lim := self.video_buses[k].limiter) and lim.take(now)}
             try:
                 out = await loop.run_in_executor(
-                    self._video_pool, self._compose_and_encode, pictures, index, codecs, force
+                    self._video_pool, self._compose_and_encode, pictures, index, wanted, forced
                 )
             except Exception:
                 log.exception("compose failed", extra={"bid": self.bid})
                 continue
-            for codec, frames in out.items():
-                self.video_buses[codec].publish(frames)
+            # every rung of this tick in one go: a fan-out sees them together (rung switches)
+            for key, frames in out.items():
+                self.video_buses[key].publish(frames)
             for tap in self.taps:
                 tap(index)
 
@@ -188,36 +219,44 @@ class Compositor:
         return compose_sources(pictures, self.layout, self.width, self.height)
 
     def _compose_and_encode(
-        self, pictures: list[VideoFrame], index: int, codecs: list[Codec], force: bool
-    ) -> dict[Codec, list[EncodedFrame]]:
+        self, pictures: list[VideoFrame], index: int, wanted: list[BusKey], forced: set[BusKey]
+    ) -> dict[BusKey, list[EncodedFrame]]:
         canvas = self._compose(pictures)
         canvas.setflags(write=False)  # kept without the overlay (flash-product snapshots)
         self.last_picture = canvas
         canvas = self.overlay.draw(canvas, [s.name for s in self.on_air() if s.name])
         self.frames_composed += 1
         metrics.FRAMES_COMPOSED.inc()
-        out: dict[Codec, list[EncodedFrame]] = {}
-        if not codecs:
-            return out
-        frame = VideoFrame.from_ndarray(canvas, format="yuv420p")
-        if force:
-            metrics.KEYFRAMES_FORCED.inc()
-        for codec in codecs:
-            encoder = self._encoders.get(codec)
-            if encoder is None:
-                encoder = self._encoders[codec] = VideoEncoder(
-                    codec, self.width, self.height, self.fps, self.bitrate
+        out: dict[BusKey, list[EncodedFrame]] = {}
+        frames: dict[str, VideoFrame] = {}  # each rung scaled once, whatever the codecs
+        for key in sorted(wanted, key=lambda k: (self.ladder.index(self.rungs[k[1]]), k[0])):
+            codec, name = key
+            rung = self.rungs[name]
+            if name not in frames:
+                picture = canvas
+                if (rung.width, rung.height) != (self.width, self.height):
+                    picture = scale_i420(canvas, self.width, self.height, rung.width, rung.height)
+                frames[name] = VideoFrame.from_ndarray(picture, format="yuv420p")
+            encoder = self._encoders.get(key)
+            force = key in forced
+            if encoder is None:  # dynacast: a rung someone now takes starts with a keyframe
+                encoder = self._encoders[key] = VideoEncoder(
+                    codec, rung.width, rung.height, self.fps, rung.bitrate
                 )
-                force_this = True
-            else:
-                force_this = force
+                force = True
+            if key in forced:
+                metrics.KEYFRAMES_FORCED.inc()
             t0 = time.perf_counter()
-            out[codec] = encoder.encode(frame, index, force_this)
+            out[key] = encoder.encode(frames[name], index, force)
             metrics.ENCODE_SECONDS.inc(time.perf_counter() - t0, codec=codec.value)
             metrics.FRAMES_ENCODED.inc(codec=codec.value)
-        for codec in set(self._encoders) - set(codecs):
-            del self._encoders[codec]  # nobody watches this codec any more
+        for key in set(self._encoders) - set(wanted):
+            del self._encoders[key]  # nobody takes this rung in this codec any more
         return out
+
+    def encoding(self) -> list[BusKey]:
+        """The (codec, rung) pairs with a running encoder."""
+        return sorted(self._encoders)
 
     def snapshot_bgr(self) -> NDArray[np.uint8] | None:
         """The last composed picture as BGR (for the flash-product snapshot)."""

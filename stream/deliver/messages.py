@@ -5,7 +5,7 @@ Origin → worker:
 
 - :class:`Offer` ``offer`` — a viewer's WHEP offer for broadcast ``bid``, answered by ``id``.
 - :class:`Delete` ``delete`` — the viewer's DELETE reached the origin: close its peer.
-- :class:`Frame` ``frame`` — one encoded frame of ``bid`` (its data is the payload), ~60 a second.
+- :class:`Frame` ``frame`` — one encoded frame of ``bid`` at a rung (its data is the payload).
 - :class:`End` ``end`` — the broadcast ended, or the worker has no viewer of it left.
 
 Worker → origin:
@@ -15,18 +15,24 @@ Worker → origin:
 - :class:`Refused` ``error`` — offer ``id`` was refused (unusable SDP, negotiation failed). The
   origin also makes one itself, ``lost=True``, for the offers of a worker that stopped: that one
   never crosses the channel (:func:`encode` refuses it, :func:`decode` never makes it).
-- :class:`Keyframe` ``keyframe`` — a viewer of ``bid`` needs a keyframe (it joined, a PLI).
+- :class:`Keyframe` ``keyframe`` — a viewer of ``bid`` needs a keyframe of a rung (it joined or
+  moves there, a PLI).
+- :class:`Want` ``want`` — start (or, ``want: false``, stop) sending a rung of ``bid``.
 - :class:`Gone` ``gone`` — the viewer's peer failed, closed or never connected.
 
 Wire format (:mod:`stream.deliver.channel`): ``!II`` (header length, payload length), the header,
 the payload. The header is compact ASCII JSON (``separators=(",", ":")``), keys in this order::
 
     {"t":"hello","token":str,"index":int,"pid":int}
-    {"t":"offer","id":int,"bid":str,"sdp":str}
+    {"t":"offer","id":int,"bid":str,"sdp":str,"ladder":[[name,w,h,bitrate],…],"rung":str,
+     "abr":bool}
     {"t":"answer","id":int,"sid":str,"audio":bool,"video":codec|null,"sdp":str}
     {"t":"error","id":int,"detail":str}
-    {"t":"keyframe","bid":str}   {"t":"gone","sid":str}   {"t":"delete","sid":str}
-    {"t":"frame","bid":str,"codec":codec,"pts":int,"tb":[num,den],"key":bool,"at":float} + data
+    {"t":"keyframe","bid":str,"codec":codec,"rung":str}
+    {"t":"want","bid":str,"codec":codec,"rung":str,"want":bool}
+    {"t":"gone","sid":str}   {"t":"delete","sid":str}
+    {"t":"frame","bid":str,"codec":codec,"rung":str,"pts":int,"tb":[num,den],"key":bool,
+     "at":float} + data
     {"t":"end","bid":str}
 
 ``codec`` is a :class:`~stream.encode.encoders.Codec` value (``vp8``, ``h264``, ``opus``). Only a
@@ -40,14 +46,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fractions
-import functools
 import json
-from typing import Any, ClassVar, Self, TypeAlias
+from typing import ClassVar, Self, TypeAlias
 
 from stream.encode.encoders import Codec, EncodedFrame
+from stream.encode.ladder import Rung
 
 from . import channel
 from .channel import BadMessage
+from .fields import (
+    JSON_TYPES,
+    Header,
+    bool_,
+    codec,
+    codec_or_null,
+    int_,
+    ladder,
+    number,
+    str_,
+    time_base,
+)
 
 __all__ = [
     "Answer",
@@ -63,100 +81,15 @@ __all__ = [
     "Refused",
     "ToOrigin",
     "ToWorker",
+    "Want",
     "decode",
     "decode_framed",
     "encode",
     "read",
 ]
 
-Header: TypeAlias = dict[str, Any]
-
 # the bytes json.dumps(header, separators=(",", ":")) makes, without a new encoder per message
 _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-_CODECS = {c.value: c for c in Codec}
-_JSON_TYPES = {
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "an array",
-    dict: "an object",
-    type(None): "null",
-}
-
-
-def _wrong(kind: str, key: str, want: str, value: Any) -> BadMessage:
-    got = _JSON_TYPES.get(type(value), type(value).__name__)
-    return BadMessage(f"{kind}: {key!r} must be {want}, not {got}")
-
-
-def _get(h: Header, kind: str, key: str) -> Any:
-    try:
-        return h[key]
-    except KeyError:
-        raise BadMessage(f"{kind}: {key!r} is missing") from None
-
-
-def _int(h: Header, kind: str, key: str) -> int:
-    value = _get(h, kind, key)
-    if type(value) is not int:  # not a bool either
-        raise _wrong(kind, key, "an integer", value)
-    return value
-
-
-def _str(h: Header, kind: str, key: str) -> str:
-    value = _get(h, kind, key)
-    if type(value) is not str:
-        raise _wrong(kind, key, "a string", value)
-    return value
-
-
-def _bool(h: Header, kind: str, key: str) -> bool:
-    value = _get(h, kind, key)
-    if type(value) is not bool:
-        raise _wrong(kind, key, "a boolean", value)
-    return value
-
-
-def _number(h: Header, kind: str, key: str) -> float:
-    value = _get(h, kind, key)
-    if type(value) is not float and type(value) is not int:
-        raise _wrong(kind, key, "a number", value)
-    return float(value)
-
-
-def _as_codec(kind: str, key: str, value: Any) -> Codec:
-    if type(value) is not str or value not in _CODECS:
-        raise BadMessage(f"{kind}: {key!r} must be one of {', '.join(_CODECS)}, not {value!r:.40}")
-    return _CODECS[value]
-
-
-def _codec(h: Header, kind: str, key: str) -> Codec:
-    return _as_codec(kind, key, _get(h, kind, key))
-
-
-def _codec_or_null(h: Header, kind: str, key: str) -> Codec | None:
-    value = _get(h, kind, key)
-    return None if value is None else _as_codec(kind, key, value)
-
-
-@functools.lru_cache(maxsize=64)  # a handful of time bases, one Fraction each (no gcd per frame)
-def _fraction(num: int, den: int) -> fractions.Fraction:
-    return fractions.Fraction(num, den)
-
-
-def _time_base(h: Header, kind: str, key: str) -> fractions.Fraction:
-    value = _get(h, kind, key)
-    if (
-        type(value) is not list
-        or len(value) != 2
-        or type(value[0]) is not int
-        or type(value[1]) is not int
-        or value[0] <= 0
-        or value[1] <= 0
-    ):
-        raise BadMessage(f"{kind}: {key!r} must be two positive integers, not {value!r:.40}")
-    return _fraction(value[0], value[1])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,25 +107,33 @@ class Hello:
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
         k = cls.kind
-        return cls(_str(h, k, "token"), _int(h, k, "index"), _int(h, k, "pid"))
+        return cls(str_(h, k, "token"), int_(h, k, "index"), int_(h, k, "pid"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Offer:
-    """Origin → worker: a viewer's SDP offer for broadcast ``bid``; ``id`` names the reply."""
+    """Origin → worker: a viewer's SDP offer for broadcast ``bid``; ``id`` names the reply. The
+    broadcast's ``ladder``, the rung the viewer pinned (``rung``, "" for none) and whether its
+    rung follows its link (``abr``)."""
 
     kind: ClassVar[str] = "offer"
     id: int
     bid: str
     sdp: str
+    ladder: tuple[Rung, ...]
+    rung: str = ""
+    abr: bool = False
 
     def header(self) -> Header:
-        return {"t": self.kind, "id": self.id, "bid": self.bid, "sdp": self.sdp}
+        return {"t": self.kind, "id": self.id, "bid": self.bid, "sdp": self.sdp,
+                "ladder": [[r.name, r.width, r.height, r.bitrate] for r in self.ladder],
+                "rung": self.rung, "abr": self.abr}  # fmt: skip
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
         k = cls.kind
-        return cls(_int(h, k, "id"), _str(h, k, "bid"), _str(h, k, "sdp"))
+        return cls(int_(h, k, "id"), str_(h, k, "bid"), str_(h, k, "sdp"), ladder(h, k, "ladder"),
+                   str_(h, k, "rung"), bool_(h, k, "abr"))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -222,11 +163,11 @@ class Answer:
     def parse(cls, h: Header, payload: bytes) -> Self:
         k = cls.kind
         return cls(
-            _int(h, k, "id"),
-            _str(h, k, "sid"),
-            _bool(h, k, "audio"),
-            _codec_or_null(h, k, "video"),
-            _str(h, k, "sdp"),
+            int_(h, k, "id"),
+            str_(h, k, "sid"),
+            bool_(h, k, "audio"),
+            codec_or_null(h, k, "video"),
+            str_(h, k, "sdp"),
         )
 
 
@@ -247,22 +188,47 @@ class Refused:
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
-        return cls(_int(h, cls.kind, "id"), _str(h, cls.kind, "detail"))
+        return cls(int_(h, cls.kind, "id"), str_(h, cls.kind, "detail"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Keyframe:
-    """Worker → origin: a viewer of broadcast ``bid`` needs a keyframe."""
+    """Worker → origin: a viewer of broadcast ``bid`` needs a keyframe of ``codec`` at ``rung``."""
 
     kind: ClassVar[str] = "keyframe"
     bid: str
+    codec: Codec
+    rung: str
 
     def header(self) -> Header:
-        return {"t": self.kind, "bid": self.bid}
+        return {"t": self.kind, "bid": self.bid, "codec": self.codec.value, "rung": self.rung}
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
-        return cls(_str(h, cls.kind, "bid"))
+        k = cls.kind
+        return cls(str_(h, k, "bid"), codec(h, k, "codec"), str_(h, k, "rung"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Want:
+    """Worker → origin: send this worker the frames of ``bid``'s ``codec`` at ``rung``
+    (``want: false``: stop; a worker takes only the rungs its viewers are on or moving to)."""
+
+    kind: ClassVar[str] = "want"
+    bid: str
+    codec: Codec
+    rung: str
+    want: bool = True
+
+    def header(self) -> Header:
+        return {"t": self.kind, "bid": self.bid, "codec": self.codec.value, "rung": self.rung,
+                "want": self.want}  # fmt: skip
+
+    @classmethod
+    def parse(cls, h: Header, payload: bytes) -> Self:
+        k = cls.kind
+        return cls(str_(h, k, "bid"), codec(h, k, "codec"), str_(h, k, "rung"),
+                   bool_(h, k, "want"))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -277,7 +243,7 @@ class Gone:
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
-        return cls(_str(h, cls.kind, "sid"))
+        return cls(str_(h, cls.kind, "sid"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -292,16 +258,18 @@ class Delete:
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
-        return cls(_str(h, cls.kind, "sid"))
+        return cls(str_(h, cls.kind, "sid"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Frame:
-    """Origin → worker: one encoded frame of broadcast ``bid``; ``data`` is the payload."""
+    """Origin → worker: one encoded frame of broadcast ``bid`` at ``rung`` ("" for audio);
+    ``data`` is the payload."""
 
     kind: ClassVar[str] = "frame"
     bid: str
     codec: Codec
+    rung: str
     pts: int
     time_base: fractions.Fraction
     keyframe: bool
@@ -309,10 +277,9 @@ class Frame:
     data: bytes = dataclasses.field(repr=False)
 
     @classmethod
-    def of(cls, bid: str, codec: Codec, frame: EncodedFrame) -> Self:
-        return cls(
-            bid, codec, frame.pts, frame.time_base, frame.keyframe, frame.composed_at, frame.data
-        )
+    def of(cls, bid: str, codec: Codec, rung: str, frame: EncodedFrame) -> Self:
+        return cls(bid, codec, rung, frame.pts, frame.time_base, frame.keyframe,
+                   frame.composed_at, frame.data)  # fmt: skip
 
     def encoded(self) -> EncodedFrame:
         return EncodedFrame(self.data, self.pts, self.time_base, self.keyframe, self.composed_at)
@@ -323,6 +290,7 @@ class Frame:
             "t": self.kind,
             "bid": self.bid,
             "codec": self.codec.value,
+            "rung": self.rung,
             "pts": self.pts,
             "tb": [tb.numerator, tb.denominator],
             "key": self.keyframe,
@@ -333,12 +301,13 @@ class Frame:
     def parse(cls, h: Header, payload: bytes) -> Self:
         k = cls.kind
         return cls(
-            _str(h, k, "bid"),
-            _codec(h, k, "codec"),
-            _int(h, k, "pts"),
-            _time_base(h, k, "tb"),
-            _bool(h, k, "key"),
-            _number(h, k, "at"),
+            str_(h, k, "bid"),
+            codec(h, k, "codec"),
+            str_(h, k, "rung"),
+            int_(h, k, "pts"),
+            time_base(h, k, "tb"),
+            bool_(h, k, "key"),
+            number(h, k, "at"),
             payload,
         )
 
@@ -355,15 +324,15 @@ class End:
 
     @classmethod
     def parse(cls, h: Header, payload: bytes) -> Self:
-        return cls(_str(h, cls.kind, "bid"))
+        return cls(str_(h, cls.kind, "bid"))
 
 
 ToWorker: TypeAlias = Offer | Delete | Frame | End
-ToOrigin: TypeAlias = Hello | Answer | Refused | Keyframe | Gone
+ToOrigin: TypeAlias = Hello | Answer | Refused | Keyframe | Want | Gone
 Message: TypeAlias = ToWorker | ToOrigin
 
 _TYPES: dict[str, type[Message]] = {
-    m.kind: m for m in (Hello, Offer, Answer, Refused, Keyframe, Gone, Delete, Frame, End)
+    m.kind: m for m in (Hello, Offer, Answer, Refused, Keyframe, Want, Gone, Delete, Frame, End)
 }
 
 
@@ -383,7 +352,7 @@ def decode(header: bytes, payload: bytes = b"") -> Message:
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
         raise BadMessage(f"the header is not JSON: {exc}") from None
     if type(h) is not dict:
-        raise BadMessage(f"the header must be a JSON object, not {_JSON_TYPES.get(type(h))}")
+        raise BadMessage(f"the header must be a JSON object, not {JSON_TYPES.get(type(h))}")
     kind = h.get("t")
     cls = _TYPES.get(kind) if type(kind) is str else None
     if cls is None:

@@ -52,6 +52,7 @@ from .messages import (
     Offer,
     Refused,
     ToWorker,
+    Want,
     encode,
     read,
 )
@@ -102,15 +103,17 @@ class RemoteViewer:
 
 
 class WorkerFeed:
-    """Subscribes a worker to one of a broadcast's buses: each frame once over the channel."""
+    """Subscribes a worker to one of a broadcast's buses (a codec at a rung, as the worker asked
+    with :class:`Want`): each frame once over the channel."""
 
-    def __init__(self, link: WorkerLink, media: BroadcastMedia, codec: Codec) -> None:
+    def __init__(self, link: WorkerLink, media: BroadcastMedia, codec: Codec, rung: str) -> None:
         self.link = link
         self.bid = media.bid
         self.codec = codec
-        self.bus = media.compositor.bus(codec)
-        self.request_keyframe = media.compositor.limiter.request
-        self.bus.subscribers.add(self)
+        self.rung = rung
+        self.bus = media.compositor.bus(codec, rung or None)
+        self.request_keyframe = self.bus.request_keyframe
+        self.bus.add(self)
         self.waiting_keyframe = False
         self.asked = False  # a keyframe was requested for this wait
 
@@ -136,13 +139,13 @@ class WorkerFeed:
             self.waiting_keyframe = True  # the next keyframe resumes it
             return
         self.waiting_keyframe = self.asked = False
-        self.link.send(Frame.of(self.bid, self.codec, frame))
+        self.link.send(Frame.of(self.bid, self.codec, self.rung, frame))
 
     def close(self) -> None:  # the broadcast's bus closed: it has ended
         self.link.send(End(self.bid))
 
     def detach(self) -> None:
-        self.bus.subscribers.discard(self)
+        self.bus.discard(self)
 
 
 class WorkerLink:
@@ -160,7 +163,7 @@ class WorkerLink:
         self.restarts = 0
         self.restarted = asyncio.Event()  # set when a replacement worker has said hello
         self.viewers: dict[str, RemoteViewer] = {}
-        self.feeds: dict[tuple[str, Codec], WorkerFeed] = {}
+        self.feeds: dict[tuple[str, Codec, str], WorkerFeed] = {}
         # offers in flight: request id → (the answer to come, the broadcast's media)
         self.pending: dict[int, tuple[asyncio.Future[Answer | Refused], BroadcastMedia]] = {}
         self.feed_cpu_s = 0.0  # the origin's CPU spent feeding this worker (benchmark)
@@ -200,8 +203,10 @@ class WorkerLink:
                     found[0].set_result(msg)
             case Keyframe():
                 media = self.media_of(msg.bid)
-                if media is not None:
-                    media.compositor.limiter.request()
+                if media is not None and msg.rung in ("", *media.compositor.rungs):
+                    media.compositor.bus(msg.codec, msg.rung or None).request_keyframe()
+            case Want():
+                self.want(msg)
             case Gone():
                 viewer = self.viewers.get(msg.sid)
                 if viewer is not None:
@@ -223,9 +228,18 @@ class WorkerLink:
             self.feeds.pop(key).detach()
         self.send(End(bid))
 
-    def feed(self, media: BroadcastMedia, codec: Codec) -> None:
-        if (media.bid, codec) not in self.feeds:
-            self.feeds[(media.bid, codec)] = WorkerFeed(self, media, codec)
+    def want(self, msg: Want) -> None:
+        """Start or stop feeding the worker a codec and rung of a broadcast it serves."""
+        key = (msg.bid, msg.codec, msg.rung)
+        media = self.media_of(msg.bid)
+        if not msg.want or media is None:
+            if key in self.feeds:
+                self.feeds.pop(key).detach()
+            return
+        if msg.rung and msg.rung not in media.compositor.rungs:
+            return  # not a rung of this broadcast: nothing to send
+        if key not in self.feeds:
+            self.feeds[key] = WorkerFeed(self, media, msg.codec, msg.rung)
 
 
 class WorkerPool:
@@ -295,7 +309,12 @@ class WorkerPool:
         await link.serve(reader, writer)
 
     async def add_viewer(
-        self, media: BroadcastMedia, claims: Claims, offer: str, address: str = ""
+        self,
+        media: BroadcastMedia,
+        claims: Claims,
+        offer: str,
+        address: str = "",
+        rendition: str = "",
     ) -> tuple[RemoteViewer, str]:
         live = [link for link in self.links if link.alive]
         if not live:
@@ -304,7 +323,8 @@ class WorkerPool:
         rid = next(self._ids)
         fut: asyncio.Future[Answer | Refused] = asyncio.get_running_loop().create_future()
         link.pending[rid] = (fut, media)
-        link.send(Offer(rid, media.bid, offer))
+        abr = self.settings.abr and not rendition
+        link.send(Offer(rid, media.bid, offer, media.compositor.ladder, rendition, abr))
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
         except TimeoutError:
@@ -316,11 +336,7 @@ class WorkerPool:
                 raise _busy(reply.detail)
             raise BadSdp(reply.detail or "the worker refused the offer")
         viewer = RemoteViewer(reply.sid, claims, link, media, reply.video, address)
-        link.viewers[viewer.id] = viewer
-        if reply.audio:
-            link.feed(media, Codec.OPUS)
-        if reply.video is not None:
-            link.feed(media, reply.video)
+        link.viewers[viewer.id] = viewer  # the worker asks for the rungs it needs (Want)
         return viewer, reply.sdp
 
     async def lost(self, link: WorkerLink) -> None:

@@ -1,26 +1,21 @@
-"""The fast fan-out: packetize each encoded frame once, then per viewer only header, SRTP, send.
+"""One viewer's RTP on the fast path: its header template, history, retransmissions and rung.
 
-aiortc's ``RTCRtpSender`` packetizes every frame again for every viewer and awaits four coroutine
-layers per packet (sender → DTLS → ICE → aioice) -- about 30 µs of CPU per packet. Here:
+Per viewer (:class:`FastViewer`), per frame, one RTP header is built with aiortc's serializer (its
+SSRC, timestamp offset, negotiated extension ids: mid, abs-send-time); per packet the fan-out
+(stream/deliver/fastfanout.py) patches only the sequence number and marker bit, SRTP-protects the
+packet with the viewer's keys and hands it straight to the UDP socket of the ICE pair aiortc
+selected. The payloads are the shared ones, packetized once (:class:`Packetizer`).
 
-* :class:`FastFanout` subscribes to a :class:`~stream.encode.bus.FrameBus` like one viewer would and
-  packetizes each frame ONCE (aiortc's own packetizers: VP8 descriptor, H.264 FU-A/STAP-A, Opus).
-* Per viewer (:class:`FastViewer`), per frame, one RTP header is built with aiortc's serializer
-  (its SSRC, timestamp offset, negotiated extension ids: mid, abs-send-time); per packet only the
-  sequence number and marker bit are patched, the packet is SRTP-protected with the viewer's
-  keys and handed straight to the UDP socket of the ICE pair aiortc selected.
-* A frame goes out packet by packet across all viewers (packet 0 to everyone, then packet 1…), so
-  a keyframe reaches the last of many viewers only a little after the first.
+The viewer's sequence numbers and timestamps are its own and continue across rung switches (the
+rungs of one tick share a timestamp), so a switch is invisible to its decoder but for the size.
 
-aiortc keeps everything else: ICE, DTLS, consent, RTCP. The viewer's ``RTCRtpSender`` still
-receives its RTCP: NACKs are answered from a per-viewer history that references the shared
-payloads (``_retransmit``, with RTX when negotiated), PLI/FIR go to the shared encoder
-(``fanout.route_keyframe_requests``), and its sender reports carry our counters. The hooks are on
-private aiortc names (aiortc pinned in pyproject.toml, every name guarded by
-tests/test_aiortc_hooks.py).
-
-Backpressure: a viewer whose socket buffer holds more than :data:`MAX_BUFFERED` bytes is behind;
-it skips frames until the next keyframe (and asks for one), so nothing queues without bound.
+Retransmission: the viewer's history maps its sequence numbers to the shared payloads already
+built (no copy per viewer); a NACKed packet is rebuilt from it and sent straight to the socket
+-- as RTX (RFC 4588) on the viewer's RTX SSRC when it negotiated RTX, else as the packet again --
+within a budget (a viewer earns RETRANSMIT_SHARE of the bytes it is sent, RETRANSMIT_BURST
+banked, each packet at most once per REPEAT_S). aiortc's own per-viewer retransmission path is
+not used. The hooks are on private aiortc names (aiortc pinned in pyproject.toml, every name
+guarded by tests/test_aiortc_hooks.py).
 """
 
 from __future__ import annotations
@@ -30,27 +25,21 @@ import collections
 import logging
 import random
 import struct
-import time
-from collections.abc import Callable
 from typing import Any
 
 import av
-from aiortc import clock
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import RtpPacket
 
-from core.tasks import cancel_and_wait
-from stream.encode.bus import FrameBus
 from stream.encode.encoders import Codec, EncodedFrame
+
+from .abr import RateController
 
 log = logging.getLogger(__name__)
 
 HISTORY_FRAMES = 90  # frames whose packets a viewer can ask for again (3 s at 30 fps)
-MAX_BUFFERED = 256 * 1024  # bytes waiting in a viewer's socket buffer before it counts as behind
-MAX_FRAMES = 45  # frames waiting for the fan-out task (1.5 s at 30 fps); beyond: skip to keyframe
-YIELD_EVERY = 1500  # sends between two yields to the event loop
 # NACKs are answered within a budget: a viewer earns RETRANSMIT_SHARE of the bytes it is sent,
 # up to RETRANSMIT_BURST banked, and each packet goes again at most once per REPEAT_S
 RETRANSMIT_SHARE = 0.5
@@ -59,7 +48,7 @@ REPEAT_S = 0.1
 
 _MIME = {Codec.VP8: ("video/VP8", 90000), Codec.H264: ("video/H264", 90000),
          Codec.OPUS: ("audio/opus", 48000)}  # fmt: skip
-_SEQ = struct.Struct("!H")
+SEQ = struct.Struct("!H")
 _TS = struct.Struct("!I")
 _AST = struct.Struct("!I")  # the byte before abs-send-time's 3 bytes, and them
 
@@ -74,7 +63,9 @@ SENDER_FIELDS = (
     "_RTCRtpSender__rtp_timestamp",
     "_RTCRtpSender__octet_count",
     "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__rtx_payload_type",
 )
+NACK_MEMORY_S = 2.0  # a sequence number NACKed again within this is not counted lost again
 
 
 class Packetized:
@@ -105,10 +96,21 @@ class Packetizer:
 class FastViewer:
     """One viewer's RTP stream on the fast path (its sender's SSRC, keys and socket)."""
 
-    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters, video: bool) -> None:
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        codec: RTCRtpCodecParameters,
+        video: bool,
+        rung: str = "",
+        abr: RateController | None = None,
+    ) -> None:
         self.sender = sender
         self.pt = codec.payloadType or 0
         self.ssrc = sender._ssrc
+        self.rung = self.target = rung  # the rung it is sent, the one it is to move to
+        self.asked_at = -1e9  # when a keyframe of the target rung was last asked for
+        self.abr = abr  # None: pinned (?rendition=) or audio
+        self.switches = 0
         # the lower half, as aiortc does: a first keyframe that wraps past 65535 could leave the
         # receiver's SRTP with the wrong rollover counter
         self.seq = random.randint(0, 0x7FFF)
@@ -126,8 +128,13 @@ class FastViewer:
         self.nacks_refused = 0  # over the budget, or asked again too soon
         self.retransmit_budget = 0.0
         self._resent_at: dict[int, float] = {}  # sequence number → when it last went again
+        self._nacked: dict[int, float] = {}  # sequence number → when it was first NACKed
+        self.lost = 0  # packets the viewer reported missing (each counted once)
         self.closed = asyncio.Event()
         s: Any = sender
+        self.rtx_pt: int | None = s._RTCRtpSender__rtx_payload_type
+        self.rtx_ssrc: int = sender._rtx_ssrc
+        self.rtx_seq = random.randint(0, 0x7FFF)
         self._extmap = s._RTCRtpSender__rtp_header_extensions_map
         self._mid = s._RTCRtpSender__mid
         dtls: Any = sender.transport
@@ -211,144 +218,33 @@ class FastViewer:
                 return packet
         return None
 
+    def newly_lost(self, lost: list[int], now: float) -> int:
+        """How many of the NACKed ``lost`` are reported for the first time (loss, not repeats)."""
+        if len(self._nacked) >= 4096:
+            self._nacked = {k: t for k, t in self._nacked.items() if now - t < NACK_MEMORY_S}
+        fresh = 0
+        for seq in lost:
+            seen = self._nacked.get(seq)
+            if seen is None or now - seen >= NACK_MEMORY_S:
+                self._nacked[seq] = now
+                fresh += 1
+        self.lost += fresh
+        return fresh
 
-def fast_fanout(bus: FrameBus, codec: Codec) -> FastFanout:
-    """The fast fan-out of ``bus`` (created on first use; it subscribes while it has viewers)."""
-    if bus.fanout is None:
-        bus.fanout = FastFanout(bus, codec)
-    assert isinstance(bus.fanout, FastFanout)
-    return bus.fanout
-
-
-class FastFanout:
-    """Every fast viewer of one bus: it is the bus's one subscriber and sends to all of them."""
-
-    def __init__(self, bus: FrameBus, codec: Codec) -> None:
-        self.bus = bus
-        self.codec = codec
-        self.video = codec is not Codec.OPUS
-        self.request_keyframe = bus.request_keyframe
-        self.viewers: set[FastViewer] = set()
-        self.packets_sent = 0
-        self.octets_sent = 0  # payload bytes, as RTP senders count them
-        self.cpu_s = 0.0  # CPU time spent sending (this thread's), for the benchmark
-        self._packetizer = Packetizer(codec)
-        self._queue: collections.deque[Packetized] = collections.deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        # per keyframe sent: seconds between the first and the last viewer having all of it
-        self.keyframe_spreads: collections.deque[float] = collections.deque(maxlen=1000)
-
-    # the FrameBus subscriber interface
-    def offer(self, frame: EncodedFrame) -> None:
-        if len(self._queue) >= MAX_FRAMES:  # the sending task fell behind: drop to a keyframe
-            self._queue.clear()
-            for v in self.viewers:
-                v.waiting_keyframe = self.video
-            if self.video and not frame.keyframe:
-                self.request_keyframe()
-                return
-        self._queue.append(self._packetizer.pack(frame))
-        self._wakeup.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self.bus.subscribers.discard(self)
-        self._queue.clear()
-        for v in self.viewers:
-            v.closed.set()
-        if self._task is not None:
-            self._task.cancel()
-
-    async def aclose(self) -> None:
-        self.close()
-        await cancel_and_wait(self._task)
-
-    def add(self, viewer: FastViewer) -> None:
-        self.viewers.add(viewer)
-        self.bus.subscribers.add(self)  # the compositor encodes for buses with subscribers
-        if self.video:
-            self.request_keyframe()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"fanout-{self.codec.value}"
-            )
-
-    def remove(self, viewer: FastViewer) -> None:
-        self.viewers.discard(viewer)
-        if not self.viewers:  # nobody left: stop encoding for us (the task idles until close)
-            self.bus.subscribers.discard(self)
-            self._queue.clear()
-
-    async def _run(self) -> None:
-        while not self._closed:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            try:
-                await self.send(self._queue.popleft())
-            except Exception:  # one bad frame (or a peer torn down under us) must not stop all
-                log.exception("fan-out of a %s frame failed", self.codec.value)
-
-    async def send(self, frame: Packetized) -> None:
-        """``frame`` to every viewer, packet by packet across viewers."""
-        t0 = time.thread_time()
-        targets = []
-        for v in tuple(self.viewers):
-            if v.waiting_keyframe:
-                if not frame.keyframe:
-                    continue
-                v.waiting_keyframe = False
-            sock = v.socket()
-            if sock is None:
-                continue
-            if sock[0].get_write_buffer_size() > MAX_BUFFERED:  # behind: skip to a keyframe
-                v.skips += 1
-                v.waiting_keyframe = self.video
-                if self.video:
-                    self.request_keyframe()
-                continue
-            targets.append((v, sock[0], sock[1]))
-        if not targets:
-            return
-        ntp = clock.current_ntp_time()
-        abs_send_time = (ntp >> 14) & 0x00FFFFFF
-        rows = []
-        for v, udp, addr in targets:
-            v.begin(frame, abs_send_time)
-            rows.append((v.header, v.seq, v.protect, udp.sendto, addr))
-        pack_into = _SEQ.pack_into
-        payloads = frame.payloads
-        last = len(payloads) - 1
-        plain = [v.pt for v, _, _ in targets]  # byte 1 of the header: payload type …
-        marked = [pt | 0x80 for pt in plain]  # … and with the marker bit, for the last packet
-        sent = 0
-        final_round = 0.0
-        for i, payload in enumerate(payloads):
-            if i == last:
-                final_round = time.perf_counter()
-            marks = marked if i == last else plain
-            for (header, seq, protect, sendto, addr), mark in zip(rows, marks, strict=True):
-                header[1] = mark
-                pack_into(header, 2, (seq + i) & 0xFFFF)
-                try:
-                    sendto(protect(bytes(header) + payload), addr)
-                except Exception:  # its socket closed under us: that viewer is leaving
-                    continue
-            sent += len(rows)
-            if sent >= YIELD_EVERY and i < last:
-                sent = 0
-                self.cpu_s += time.thread_time() - t0
-                await asyncio.sleep(0)
-                t0 = time.thread_time()
-        if frame.keyframe and self.video:
-            self.keyframe_spreads.append(time.perf_counter() - final_round)
-        for v, _, _ in targets:
-            v.end(frame, ntp)
-        self.packets_sent += len(payloads) * len(rows)
-        self.octets_sent += frame.size * len(rows)
-        self.cpu_s += time.thread_time() - t0
+    def retransmission(self, seq: int, now: float) -> bytes | None:
+        """The SRTP packet that answers a NACK for ``seq`` (RTX when negotiated), or None when
+        it is no longer in the history or over the viewer's budget."""
+        packet = self.packet(seq)
+        if packet is None or not self.may_retransmit(seq, len(packet.payload), now):
+            return None
+        if self.rtx_pt is not None:
+            packet = RtpPacket(payload_type=self.rtx_pt, marker=packet.marker,
+                               sequence_number=self.rtx_seq, timestamp=packet.timestamp,
+                               ssrc=self.rtx_ssrc,
+                               payload=SEQ.pack(seq) + packet.payload)  # fmt: skip
+            packet.extensions.mid = self._mid
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        return bytes(self.protect(packet.serialize(self._extmap)))
 
 
 def codec_of(params: RTCRtpCodecParameters) -> Codec:
@@ -357,44 +253,3 @@ def codec_of(params: RTCRtpCodecParameters) -> Codec:
         if name.lower() == mime:
             return codec
     raise ValueError(f"no fast path for {params.mimeType}")
-
-
-def install(sender: RTCRtpSender, fanout_for: Callable[[Codec], FastFanout]) -> None:
-    """Make ``sender`` hand its RTP over to the fast fan-out once aiortc starts it.
-
-    aiortc calls ``sender._run_rtp(codec)`` when DTLS is up; ours registers the viewer with the
-    codec's :class:`FastFanout` and waits until the sender stops. ``_retransmit`` answers NACKs
-    from the viewer's history (aiortc's own ``_retransmit`` adds RTX when negotiated).
-    """
-    s: Any = sender
-    state: dict[str, FastViewer] = {}
-
-    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
-        s._RTCRtpSender__rtp_started.set()
-        fanout: FastFanout | None = None
-        try:  # whatever happens, aiortc's stop() waits for __rtp_exited
-            fanout = fanout_for(codec_of(codec))
-            viewer = state["viewer"] = FastViewer(sender, codec, fanout.video)
-            fanout.add(viewer)
-            await viewer.closed.wait()
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("fast sender failed to start")
-        finally:
-            if fanout is not None and "viewer" in state:
-                fanout.remove(state["viewer"])
-            s._RTCRtpSender__rtp_exited.set()
-
-    async def retransmit(sequence_number: int) -> None:
-        viewer = state.get("viewer")
-        packet = viewer.packet(sequence_number) if viewer else None
-        if packet is None or viewer is None:
-            return
-        if not viewer.may_retransmit(sequence_number, len(packet.payload), time.monotonic()):
-            return
-        s._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = packet
-        await RTCRtpSender._retransmit(sender, sequence_number)
-
-    s._run_rtp = run_rtp
-    s._retransmit = retransmit

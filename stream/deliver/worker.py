@@ -23,8 +23,9 @@ from aiortc import RTCPeerConnection
 
 from core.config import Settings, parse_ice_servers
 from core.tasks import TaskSet
-from stream.encode.bus import FrameBus
+from stream.encode.bus import FrameBus, Sink
 from stream.encode.encoders import Codec
+from stream.encode.ladder import Rung
 
 from .fanout import ViewerTrack
 from .messages import (
@@ -38,6 +39,7 @@ from .messages import (
     Offer,
     Refused,
     ToOrigin,
+    Want,
     encode,
     read,
 )
@@ -53,11 +55,46 @@ from .whep import negotiate_viewer, viewer_kinds, viewer_tracks
 log = logging.getLogger("stream.deliver.worker")
 
 
+class Broadcast:
+    """A worker's copy of one broadcast's encoded streams (a :class:`BusSource`): a bus per codec
+    and rung its viewers take, fed by the origin once it is asked (:class:`Want`)."""
+
+    def __init__(self, worker: Worker, bid: str, ladder: tuple[Rung, ...]) -> None:
+        self.worker = worker
+        self.bid = bid
+        self.ladder = ladder
+        self.buses: dict[tuple[Codec, str], FrameBus] = {}
+        self.sinks: dict[Codec, Sink] = {}
+
+    def bus(self, codec: Codec, rung: str | None = None) -> FrameBus:
+        rung = "" if codec is Codec.OPUS else (rung or self.ladder[0].name)
+        key = (codec, rung)
+        if key not in self.buses:
+            if codec is Codec.OPUS:
+                bus = FrameBus("audio", lambda: None)
+            else:  # the origin's encoder of this rung, rate-limited there
+                ask = Keyframe(self.bid, codec, rung)
+                bus = FrameBus("video", functools.partial(self.worker.send, ask), rung=rung)
+            bus.on_demand = functools.partial(self._demand, codec, rung)
+            self.buses[key] = bus
+        return self.buses[key]
+
+    def _demand(self, codec: Codec, rung: str, wanted: bool) -> None:
+        self.worker.send(Want(self.bid, codec, rung, wanted))
+
+    async def aclose(self) -> None:
+        for bus in list(self.buses.values()):
+            bus.on_demand = None  # the origin forgets this broadcast's feeds itself
+            bus.close()
+        for sink in list(self.sinks.values()):
+            await sink.aclose()
+
+
 class Worker:
     def __init__(self, settings: Settings, writer: asyncio.StreamWriter) -> None:
         self.settings = settings
         self.writer = writer
-        self.buses: dict[tuple[str, Codec], FrameBus] = {}
+        self.broadcasts: dict[str, Broadcast] = {}
         self.viewers: dict[str, tuple[str, RTCPeerConnection, list[ViewerTrack]]] = {}
         self._tasks = TaskSet()
 
@@ -65,18 +102,10 @@ class Worker:
         if not self.writer.is_closing():
             self.writer.write(encode(msg))
 
-    def bus(self, bid: str, codec: Codec) -> FrameBus:
-        key = (bid, codec)
-        if key not in self.buses:
-            if codec is Codec.OPUS:
-                self.buses[key] = FrameBus("audio", lambda: None)
-            else:
-                self.buses[key] = FrameBus("video", functools.partial(self.keyframe, bid))
-        return self.buses[key]
-
-    def keyframe(self, bid: str) -> None:
-        """Ask the origin's encoder of ``bid`` for a keyframe (rate-limited there)."""
-        self.send(Keyframe(bid))
+    def broadcast(self, bid: str, ladder: tuple[Rung, ...]) -> Broadcast:
+        if bid not in self.broadcasts:
+            self.broadcasts[bid] = Broadcast(self, bid, ladder)
+        return self.broadcasts[bid]
 
     async def offer(self, msg: Offer) -> None:
         rid, bid, offer = msg.id, msg.bid, msg.sdp
@@ -89,8 +118,8 @@ class Worker:
         pc = new_peer_connection(self.settings)
         holder: dict[str, Codec] = {}
         tracks = viewer_tracks(
-            pc, kinds, lambda c: self.bus(bid, c), lambda: holder["video"],
-            fast=True,
+            pc, kinds, self.broadcast(bid, msg.ladder), lambda: holder["video"],
+            fast=True, rung=msg.rung, abr=msg.abr,
         )  # fmt: skip
         try:
             answer, codec = await negotiate_viewer(pc, offer, kinds)
@@ -131,17 +160,20 @@ class Worker:
         await close_peer(pc)
 
     def frame(self, msg: Frame) -> None:
-        self.bus(msg.bid, msg.codec).publish([msg.encoded()])
+        found = self.broadcasts.get(msg.bid)
+        bus = found.buses.get((msg.codec, msg.rung)) if found else None
+        if bus is not None:
+            bus.publish([msg.encoded()])
 
     async def end(self, bid: str) -> None:
         """The origin has no viewer of ``bid`` here any more: close its peers and buses (the
         buses first, so a peer connecting meanwhile cannot join a bus about to close)."""
-        buses = [self.buses.pop(k) for k in [k for k in self.buses if k[0] == bid]]
+        broadcast = self.broadcasts.pop(bid, None)
         sids = [s for s, (b, _, _) in self.viewers.items() if b == bid]
         for sid in sids:
             self.send(Gone(sid))  # in case the origin still counts it
-        for bus in buses:
-            await bus.aclose()
+        if broadcast is not None:
+            await broadcast.aclose()
         for sid in sids:
             await self.close_viewer(sid)
 
@@ -163,7 +195,7 @@ class Worker:
             pass
         finally:
             await self._tasks.aclose()
-            for bid in {b for b, _, _ in self.viewers.values()} | {b for b, _ in self.buses}:
+            for bid in {b for b, _, _ in self.viewers.values()} | set(self.broadcasts):
                 await self.end(bid)
 
 

@@ -83,7 +83,10 @@ class VideoEncoder:
                 "level": "31" if width * height <= 1280 * 720 else "40",
                 "forced-idr": "1",
                 "bf": "0",
-                "x264-params": "repeat-headers=1:annexb=1",
+                # the pictures are BT.601, limited range (PyAV's and OpenCV's conversions): say
+                # so, or a browser takes an unmarked stream for BT.709 and shifts every colour
+                "x264-params": "repeat-headers=1:annexb=1:colorprim=smpte170m:"
+                "transfer=smpte170m:colormatrix=smpte170m:range=tv",
             }
             ctx.thread_count = 2 if width * height > 1280 * 720 else 1
         self.ctx = ctx

@@ -53,7 +53,7 @@ def period(width: int, speed: int = 8) -> int:
 
 
 def draw(
-    n: int, width: int, height: int, hue: int = 0, speed: int = 8, texture: bool = False
+    n: int, width: int, height: int, hue: int = 0, speed: float = 8, texture: bool = False
 ) -> Image:
     """BGR frame ``n``: colour bars scrolling ``speed`` px/frame, counter band on top.
 
@@ -62,7 +62,7 @@ def draw(
     as it would on a camera (benchmarks); :func:`pattern_error` ignores that quarter.
     """
     bar_w = max(1, width // 8)
-    xs = (np.arange(width) + n * speed) // bar_w % 8
+    xs = (np.arange(width) + round(n * speed)) // bar_w % 8
     colors = np.roll(_BAR_COLORS, hue, axis=0)
     row = colors[xs]  # width x 3
     img = np.broadcast_to(row, (height, width, 3)).copy()
@@ -110,7 +110,7 @@ def read_counter(img: Image) -> int | None:
     return n if check == _check(n) else None
 
 
-def pattern_error(img: Image, n: int, hue: int = 0, speed: int = 8) -> float:
+def pattern_error(img: Image, n: int, hue: int = 0, speed: float = 8) -> float:
     """Mean absolute difference (0–255) between ``img`` and pattern frame ``n`` below the band."""
     h, w = img.shape[:2]
     expected = draw(n, w, h, hue=hue, speed=speed)

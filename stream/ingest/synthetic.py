@@ -85,15 +85,19 @@ class _Paced:
 class PatternTrack(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 360, fps: int = 30, hue: int = 0) -> None:
+    def __init__(
+        self, width: int = 640, height: int = 360, fps: int = 30, hue: int = 0,
+        texture: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.width, self.height, self.fps, self.hue = width, height, fps, hue
+        self.texture = texture  # fresh noise in the bottom quarter: encoders spend their bitrate
         self.clock = _Paced(1 / fps)
         self.offset = 0  # added to the stamped counter (a republish continues the count)
 
     async def recv(self) -> VideoFrame:
         n = await self.clock.next()
-        frame = pattern_frame(n + self.offset, self.width, self.height, self.hue)
+        frame = pattern_frame(n + self.offset, self.width, self.height, self.hue, self.texture)
         frame.pts = n * (VIDEO_CLOCK // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return frame
