@@ -19,6 +19,7 @@ import cv2
 import pytest
 
 from jangteo.testkit.server import RunningServer
+from stream.deliver.whep import Viewer
 
 from . import test_browser as tb
 
@@ -523,3 +524,131 @@ async def test_pages_accessible_basics(server: RunningServer, contexts: Contexts
     assert await watch.get_by_label("수량 · Quantity").get_attribute("max") == "2"
     await watch.keyboard.press("Escape")
     await dialog.wait_for(state="hidden", timeout=WAIT_MS)
+
+
+# The test server's output is 640x360: its ladder is 360p (1 Mbps) and 180p (320 kbps).
+VIDEO_WIDTH_IS = "(w) => document.querySelector('#player').videoWidth === w"
+DATA_SAVER = '[data-action="data-saver"]'
+
+
+def pinned_rungs(server: RunningServer, bid: str) -> list[str]:
+    """The rung each WHEP viewer of the broadcast pinned ("" for auto)."""
+    media = server.ctx.hub.get(bid)
+    viewers = media.viewers.values() if media else []
+    return [v.rendition for v in viewers if isinstance(v, Viewer)]
+
+
+def overlaps(a: Any, b: Any) -> bool:
+    return bool(
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+async def test_watch_data_saver_pins_the_lowest_rung(
+    server: RunningServer, contexts: Contexts
+) -> None:
+    """Data saver on: the page reconnects on the lowest rung (pinned on the server), the choice
+    outlives a reload; off: back to auto on the top rung."""
+    b = await server.live_broadcast("데이터 절약")
+    bid, base = b["id"], server.base_url
+    info = (await server.http.get(f"/api/broadcasts/{bid}")).json()
+    assert [r["name"] for r in info["renditions"]] == ["360p", "180p"], info["renditions"]
+    watch = await open_watch(await contexts(viewport=PHONE, is_mobile=True, has_touch=True),
+                             base, bid)  # fmt: skip
+    await tb.wait_playing(watch, "#player")
+    await watch.wait_for_function(VIDEO_WIDTH_IS, arg=640, timeout=WAIT_MS)
+    saver = watch.locator(DATA_SAVER)
+    await saver.wait_for(timeout=WAIT_MS)  # shown: the ladder has more than one rung
+    assert await saver.inner_text() == "데이터 절약 · Data saver"
+    assert await saver.get_attribute("aria-pressed") == "false"
+    assert pinned_rungs(server, bid) == [""]
+
+    # On: a new session on the lowest rung, pinned there by the server.
+    await saver.click()
+    await watch.wait_for_function(VIDEO_WIDTH_IS, arg=320, timeout=WAIT_MS)
+    await tb.eventually(lambda: pinned_rungs(server, bid) == ["180p"], "one viewer pinned to 180p")
+    assert await saver.get_attribute("aria-pressed") == "true"
+    assert await watch.evaluate("localStorage.getItem('jangteo:data-saver')") == "1"
+    await tb.wait_playing(watch, "#player")
+    await watch.keyboard.press("i")  # the stats say so too
+    await watch.wait_for_function(
+        "document.querySelector('#stats').textContent.includes('180p · 320×180')", timeout=WAIT_MS
+    )
+    assert "데이터 절약 (고정)" in await watch.inner_text("#stats")
+
+    # A reload keeps the choice: its first session is already on the lowest rung.
+    await watch.reload()
+    await watch.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await tb.wait_playing(watch, "#player")
+    await watch.wait_for_function(VIDEO_WIDTH_IS, arg=320, timeout=WAIT_MS)
+    assert await watch.evaluate("[window.jt.rendition, window.jt.player.connects]") == ["180p", 1]
+    await watch.wait_for_selector(f"{DATA_SAVER}[aria-pressed='true']", timeout=WAIT_MS)
+    await tb.eventually(
+        lambda: pinned_rungs(server, bid) == ["180p"], "the reloaded page's session alone"
+    )
+
+    # Off: back to auto, on the top rung.
+    await saver.click()
+    await watch.wait_for_function(VIDEO_WIDTH_IS, arg=640, timeout=WAIT_MS)
+    await tb.eventually(lambda: pinned_rungs(server, bid) == [""], "one viewer on auto")
+    assert await saver.get_attribute("aria-pressed") == "false"
+    assert await watch.evaluate("localStorage.getItem('jangteo:data-saver')") == "0"
+    await tb.wait_playing(watch, "#player")
+    await save(watch, "pages-watch-data-saver.png")
+
+
+async def test_watch_stats_overlay(server: RunningServer, contexts: Contexts) -> None:
+    """A long press on the picture shows the playback stats (rung, bitrate, mode, frame rate)
+    without covering the buy button or the chat; a tap hides them; the "i" key toggles them."""
+    b = await server.live_broadcast("재생 정보")
+    bid, host, base = b["id"], b["host_token"], server.base_url
+    await put_product(server, bid, host, "p1", name="햇감자 3kg", price=12900, stock=4)
+    r = await server.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host),
+                               json={"product_id": "p1"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    watch = await open_watch(await contexts(viewport=PHONE, is_mobile=True, has_touch=True),
+                             base, bid)  # fmt: skip
+    await tb.wait_playing(watch, "#player")
+    await watch.wait_for_selector("#product:not([hidden])", timeout=WAIT_MS)
+    stats = watch.locator("#stats")
+    assert await stats.is_hidden()
+
+    # Long press: held ~600 ms on the picture, the overlay appears while the button is down.
+    box = await watch.locator("#player").bounding_box()
+    assert box is not None
+    await watch.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await watch.mouse.down()
+    await stats.wait_for(state="visible", timeout=WAIT_MS)
+    await watch.mouse.up()
+    await watch.wait_for_function(
+        "document.querySelector('#stats').textContent.includes('360p · 640×360')", timeout=WAIT_MS
+    )
+    await watch.wait_for_function(  # the browser's decoded frame rate (getStats)
+        "/^\\d+ fps$/.test(document.querySelector('#st-fps').textContent)", timeout=WAIT_MS
+    )
+    text = await stats.inner_text()
+    assert "1 Mbps" in text and "자동 · Auto" in text, text
+    stats_box = await stats.bounding_box()
+    assert stats_box is not None
+    for other in ("#buy", "#chat-input"):
+        other_box = await watch.locator(other).bounding_box()
+        assert other_box is not None and not overlaps(stats_box, other_box), other
+    await save(watch, "pages-watch-stats.png")
+
+    # A tap on the overlay hides it.
+    await stats.click()
+    await stats.wait_for(state="hidden", timeout=WAIT_MS)
+
+    # The "i" key toggles it, but not while typing in the chat.
+    await watch.locator("body").focus()
+    await watch.keyboard.press("i")
+    await stats.wait_for(state="visible", timeout=WAIT_MS)
+    await watch.focus("#chat-input")
+    await watch.keyboard.type("hi")
+    assert await stats.is_visible()
+    await watch.locator("#chat-input").blur()
+    await watch.keyboard.press("i")
+    await stats.wait_for(state="hidden", timeout=WAIT_MS)

@@ -17,6 +17,7 @@ from conftest import make_settings
 from jangteo import openapi
 from jangteo.access import ACCESS
 from jangteo.app import create_app
+from stream.encode.ladder import Rung
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 UNUSED_REDIS = "redis://127.0.0.1:1/0"  # never dialled: only the lifespan connects
@@ -148,3 +149,28 @@ def test_every_reference_resolves(doc: dict[str, Any]) -> None:
     for ref in refs:
         prefix, _, name = ref.rpartition("/")
         assert prefix == "#/components/schemas" and name in schemas, ref
+
+
+def test_whep_documents_the_rendition_and_the_broadcast_its_renditions(
+    doc: dict[str, Any],
+) -> None:
+    """``?rendition=`` pins a WHEP viewer to a rung (404 rendition_not_found for an unknown one);
+    WHIP, built by the same helper, takes none; GET /api/broadcasts/{bid} lists the rungs."""
+    whep = doc["paths"]["/whep/{bid}"]["post"]
+    query = {p["name"]: p for p in whep.get("parameters", []) if p["in"] == "query"}
+    assert query["rendition"]["required"] is False
+    assert query["rendition"]["schema"]["type"] == "string"
+    assert query["rendition"]["description"]
+    assert "rendition_not_found" in whep["responses"]["404"]["description"]
+    whip = doc["paths"]["/whip/{bid}"]["post"]
+    assert not [p for p in whip.get("parameters", []) if p["in"] == "query"]
+    assert "rendition_not_found" not in whip["responses"]["404"]["description"]
+    broadcast = doc["components"]["schemas"]["Broadcast"]["properties"]
+    assert broadcast["orientation"]["enum"] == ["landscape", "portrait"]
+    renditions = broadcast["renditions"]
+    assert renditions["type"] == "array"
+    item = renditions["items"]["properties"]
+    assert set(item) == {"name", "width", "height", "bitrate"} == set(Rung("", 0, 0, 0).public())
+    assert item["name"]["type"] == "string"
+    assert all(item[k]["type"] == "integer" for k in ("width", "height", "bitrate"))
+    assert "bit/s" in item["bitrate"]["description"]

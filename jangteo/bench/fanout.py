@@ -73,7 +73,7 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
     for _ in range(n):
         c = WhepClient(base, bid, token, on_frame=on_frame)
         c.url = f"{base}/{path}/{bid}"
-        await c.play(audio=False)
+        await c.play(audio=False, video_codec="vp8")  # as the load viewers
         clients.append(c)
     while not window:  # noqa: ASYNC110 - set by the harness once the load is scheduled
         await asyncio.sleep(0.1)
@@ -90,7 +90,10 @@ async def _probes(base: str, path: str, bid: str, token: str, info: dict[str, An
 
 
 async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
-                  load_procs: int, workers: int = 0) -> dict[str, Any]:  # fmt: skip
+                  load_procs: int, workers: int = 0,
+                  nack_share: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """One server process under ``viewers``; with ``nack_share`` each load viewer reports that
+    share of the packets it receives as lost (NACK), as viewers on lossy links do."""
     fanout = "fast" if mode == "fast" else "aiortc"
     cmd = [sys.executable, "-m", "jangteo.bench.fanout_server", "--redis-url", redis_url]
     started = time.monotonic()
@@ -133,7 +136,8 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
                     [sys.executable, "-m", "jangteo.bench.load",
                      "--url", f"{info['base_url']}/{path}/{info['bid']}",
                      "--token", info["token"], "--viewers", str(n),
-                     "--start-at", str(start_at), "--stop-at", str(stop_at)],
+                     "--start-at", str(start_at), "--stop-at", str(stop_at),
+                     "--nack-share", str(nack_share)],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     text=True,
@@ -201,6 +205,11 @@ async def run_one(mode: str, viewers: int, seconds: float, redis_url: str,
             if load and not pids
             else None,
             "load_cores": round(sum(x["cpu_s"] for x in loads) / seconds, 3),
+            "nack_share": nack_share,
+            "nacked": sum(x.get("nacked", 0) for x in loads),
+            "retransmissions": stats.get("retransmissions"),
+            "keyframes_forced": stats.get("keyframes_forced"),
+            "server_lifetime_s": round(lifetime, 1),
         }
     finally:
         with contextlib.suppress(Exception):

@@ -147,6 +147,8 @@ async def main(args: argparse.Namespace) -> None:
             else [],
             "fanout_cpu_s": fan.cpu_s if fan else None,
             "fanout_packets": fan.packets_sent if fan else None,
+            "retransmissions": fan.retransmissions if fan else None,
+            "keyframes_forced": media.compositor.keyframes_forced(),
             "feed_cpu_s": [link.feed_cpu_s for link in app.hub.workers.links]
             if app.hub.workers
             else [],

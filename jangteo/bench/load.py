@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import time
 from typing import Any
 
@@ -23,7 +24,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from stream.deliver.rtc import configure_host_addresses
 
-COUNTS = {"frames": 0, "packets": 0, "bytes": 0}
+COUNTS = {"frames": 0, "packets": 0, "bytes": 0, "nacked": 0}
+# with --nack-share: the media packets each connection received lately, by its aioice protocol
+RECEIVED: dict[int, list[tuple[int, int]]] = {}  # id(protocol) → [(ssrc, sequence number)]
 
 
 class _ClearRtpSession:
@@ -67,8 +70,35 @@ def _count_datagram(self: Any, data: bytes | str, addr: tuple[Any, ...]) -> None
         COUNTS["bytes"] += len(data)
         if data[1] & 0x80:
             COUNTS["frames"] += 1
+        seen = RECEIVED.get(id(self))
+        if seen is not None and len(seen) < 4096:
+            seen.append((int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big")))
         return
     _received(self, data, addr)
+
+
+async def nack(pc: RTCPeerConnection, share: float, seed: int) -> None:
+    """Report ``share`` of the media packets this viewer received as lost, every 100 ms, as a
+    viewer on a lossy link would (they did arrive: the server's work is the same)."""
+    (t,) = pc.getTransceivers()
+    receiver: Any = t.receiver
+    ice: Any = receiver.transport.transport
+    keys = [id(p) for p in ice._connection._protocols]
+    for k in keys:
+        RECEIVED[k] = []
+    rng = random.Random(seed)
+    media: int | None = None
+    while True:
+        await asyncio.sleep(0.1)  # the pace of the reports, not an event
+        got = [x for k in keys for x in RECEIVED[k]]
+        for k in keys:
+            RECEIVED[k].clear()
+        if media is None and got:
+            media = got[0][0]  # the first stream seen is the media; RTX comes on another SSRC
+        lost = sorted({seq for ssrc, seq in got if ssrc == media and rng.random() < share})
+        if lost and media is not None:
+            COUNTS["nacked"] += len(lost)
+            await receiver._send_rtcp_nack(media, lost)
 
 
 aioice.ice.StunProtocol.datagram_received = _count_datagram  # type: ignore[method-assign]
@@ -99,9 +129,17 @@ async def main(args: argparse.Namespace) -> None:
             pcs.append(await viewer(http, args.url, args.token))
     await asyncio.sleep(max(0.0, args.start_at - time.time()))
     connected = sum(pc.connectionState == "connected" for pc in pcs)
+    nackers = [
+        asyncio.create_task(nack(pc, args.nack_share, i))
+        for i, pc in enumerate(pcs)
+        if args.nack_share > 0 and pc.connectionState == "connected"
+    ]
     start, cpu0 = dict(COUNTS), time.process_time()
     await asyncio.sleep(max(0.0, args.stop_at - time.time()))
     end, cpu1 = dict(COUNTS), time.process_time()
+    for task in nackers:
+        task.cancel()
+    await asyncio.gather(*nackers, return_exceptions=True)
     print(
         json.dumps(
             {"viewers": args.viewers, "connected": connected, "cpu_s": cpu1 - cpu0}
@@ -121,4 +159,5 @@ if __name__ == "__main__":
     p.add_argument("--viewers", type=int, required=True)
     p.add_argument("--start-at", type=float, required=True)
     p.add_argument("--stop-at", type=float, required=True)
+    p.add_argument("--nack-share", type=float, default=0.0, help="report this share as lost")
     asyncio.run(main(p.parse_args()))

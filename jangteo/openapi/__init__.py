@@ -14,6 +14,7 @@ from .parts import (
     ERRORS,
     INT,
     LAYOUT_NAMES,
+    RENDITION,
     STR,
     html,
     json,
@@ -39,6 +40,26 @@ def document() -> dict[str, Any]:
             "created_at": {"type": "integer", "description": "epoch ms"},
             "started_at": {"type": ["integer", "null"], "description": "epoch ms"},
             "ended_at": {"type": ["integer", "null"], "description": "epoch ms"},
+            "orientation": {
+                "type": "string",
+                "enum": ["landscape", "portrait"],
+                "description": "the shape of the picture (in GET /api/broadcasts/{bid})",
+            },
+            "renditions": {
+                "type": "array",
+                "description": "the rungs the picture is encoded at, highest first (in GET "
+                "/api/broadcasts/{bid}); a viewer pins one with POST /whep/{bid}?rendition=NAME",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "width", "height", "bitrate"],
+                    "properties": {
+                        "name": {"type": "string", "examples": ["360p"]},
+                        "width": {"type": "integer", "description": "pixels"},
+                        "height": {"type": "integer", "description": "pixels"},
+                        "bitrate": {"type": "integer", "description": "bit/s"},
+                    },
+                },
+            },
         },
     }
     return {
@@ -263,7 +284,17 @@ def document() -> dict[str, Any]:
             },
             **commerce(),
             **media("whip", "publish (host, cohost)"),
-            **media("whep", "play (any role)"),
+            **media(
+                "whep",
+                "play (any role)",
+                query=(RENDITION,),
+                responses={
+                    "404": problem(
+                        "unknown broadcast or session, or rendition_not_found: ?rendition= "
+                        "names no rung of the broadcast's renditions"
+                    )
+                },
+            ),
             **chat_socket(),
             "/metrics": {
                 "get": {

@@ -70,7 +70,25 @@ BODY_ERRORS = {
 }
 
 
-def media(kind: str, who: str) -> dict[str, Any]:
+RENDITION = {
+    "name": "rendition",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "examples": ["180p"]},
+    "description": "pins the viewer to one rung of the broadcast's renditions (a data saver); "
+    "without it the server picks the rung per viewer and switches it from its link's feedback",
+}
+
+
+def media(
+    kind: str,
+    who: str,
+    *,
+    query: tuple[dict[str, Any], ...] = (),
+    responses: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The POST, DELETE, PATCH and OPTIONS of WHIP or WHEP; ``query``: the POST's query
+    parameters, ``responses``: its answers beside (or over) the common ones."""
     created = {
         "description": "session created; body is the SDP answer",
         "headers": {
@@ -85,6 +103,7 @@ def media(kind: str, who: str) -> dict[str, Any]:
             "post": {
                 "summary": f"{kind.upper()}: {who}",
                 "security": [{"bearer": []}],
+                **({"parameters": list(query)} if query else {}),
                 "requestBody": {"required": True, **sdp("SDP offer")},
                 "responses": {
                     "201": created,
@@ -92,6 +111,7 @@ def media(kind: str, who: str) -> dict[str, Any]:
                     "409": problem("another host is live, or the broadcast ended"),
                     "413": problem("offer too large"),
                     "415": problem("not application/sdp"),
+                    **(responses or {}),
                 },
             },
             "options": {"summary": "CORS preflight", "responses": {"204": {"description": "ok"}}},
