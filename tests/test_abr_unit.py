@@ -132,3 +132,12 @@ def test_a_ladder_of_one_rung_never_moves() -> None:
     link = Link(c, cap=100_000)
     link.run(10)
     assert c.rung == 0 and c.downs == 0
+
+
+def test_a_backed_up_socket_sends_the_viewer_down() -> None:
+    c = RateController(LADDER, 0, 0.0)
+    link = Link(c)
+    link.run(3)
+    c.backlog(link.now)
+    link.run(0.25)
+    assert c.rung == 1  # half of 2.5 Mbps at best: 800 kbps fits under 85 % of that

@@ -7,7 +7,8 @@ Time is passed in, nothing here reads a clock.
 
 - Down, fast: within a second or two of a short link -- more than ``SEVERE_LOSS`` of the packets
   lost over a second or ``SUSTAINED_LOSS`` over four (NACKs or receiver reports), REMBs that stay
-  well under what is being sent, or keyframe requests piling up -- straight to the highest rung
+  well under what is being sent, its socket backing up, or keyframe requests piling up --
+  straight to the highest rung
   that fits what actually got through. Random loss of a few percent is not a short link: the
   retransmissions repair it, and small windows would mistake its clusters for one.
 - Up, cautiously: only after ``up_hold`` seconds clean on the current rung, one rung at a time,
@@ -70,6 +71,7 @@ class RateController:
         self._keyframe_requests: collections.deque[float] = collections.deque(maxlen=16)
         self._short_since: float | None = None  # when the link last looked short
         self._totals: tuple[float, int, int, int] | None = None
+        self._backlog_at = -1e9
 
     # -- what the fan-out and the viewer's RTCP tell it ------------------------------------------
     def observe(self, packets: int, octets: int, lost: int, now: float) -> None:
@@ -92,6 +94,10 @@ class RateController:
 
     def keyframe_request(self, now: float) -> None:
         self._keyframe_requests.append(now)
+
+    def backlog(self, now: float) -> None:
+        """The viewer's socket could not take what we sent it (its frames were skipped)."""
+        self._backlog_at = now
 
     # -- reading the window ----------------------------------------------------------------------
     def _window(self, now: float, seconds: float) -> tuple[int, int, int, float]:
@@ -144,6 +150,8 @@ class RateController:
             return True, rate * (1 - sustained)
         if self._remb_low(now, rate):
             return True, min(through, self._rembs[-1][1])
+        if self._backlog_at >= self.switched_at + SETTLE_S and now - self._backlog_at <= WINDOW_S:
+            return True, rate * 0.5  # it took half of what we sent, at best
         recent = [t for t in self._keyframe_requests if now - t <= KEYFRAME_WINDOW_S]
         if len(recent) >= KEYFRAME_REQUESTS and all(t >= self.switched_at for t in recent):
             return True, through

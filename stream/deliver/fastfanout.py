@@ -283,6 +283,8 @@ class FastFanout:
                 v.skips += 1
                 v.waiting_keyframe = self.video
                 self.request_keyframe(rung)
+                if v.abr is not None:
+                    v.abr.backlog(time.monotonic())
                 continue
             targets.append((v, sock[0], sock[1]))
         if not targets:
