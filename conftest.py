@@ -48,6 +48,7 @@ def make_settings(redis_url: str, **kw: object) -> Settings:
         open_orders_per_address=100_000,
         # viewers stay on their rung: the rendition tests turn switching on (test_ladder.py)
         abr=False,
+        record=False,  # the recording tests turn it on, into their own directory
     )
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]

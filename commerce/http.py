@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import check_pin_allowed
 from core.events import publish
+from core.pins import Pin, record_pin
 from core.problems import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from core.tokens import Claims, Role
 from core.web import (
@@ -117,10 +118,15 @@ async def pin(request: Request, app: ShopApp) -> JSONResponse:
     await check_pin_allowed(app.redis, bid, who)
     doc = await json_body(request)
     product = await app.catalog.get(bid, check_id(doc.get("product_id")))
-    record = check_deal(product, doc, _now())
+    now = _now()
+    record = check_deal(product, doc, now)
     await app.catalog.set_pin(bid, record)
-    event = {"type": "pin", "product": product | {"deal": deal_of(record)}, "ts": _now()}
+    deal = deal_of(record)
+    event = {"type": "pin", "product": product | {"deal": deal}, "ts": now}
     await publish(app.redis, bid, event)
+    shown = deal["price"] if deal else product["price"]
+    await record_pin(app.redis, bid, Pin(now, product["id"], product["name"], int(shown),
+                                         product.get("image") or ""))  # fmt: skip
     return JSONResponse(record | {"product": product})
 
 

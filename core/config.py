@@ -52,6 +52,11 @@ class Settings:
     ladder: str = ""
     # per-viewer rendition switching from each viewer's link feedback (off: everyone on the top)
     abr: bool = True
+    # every show kept as a replay under data_dir/recordings (VOD HLS + one MP4)
+    record: bool = True
+    record_min_free_mb: int = 500  # a recording stops (the show goes on) below this much free disk
+    record_max_mb: int = 20_000  # … or once it is this large
+    record_retention_days: int = 30  # recordings older than this are deleted
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
@@ -175,6 +180,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "video_bitrate": _int(env, "JANGTEO_VIDEO_BITRATE", 2_500_000),
         "ladder": env.get("JANGTEO_LADDER", ""),
         "abr": env.get("JANGTEO_ABR", "1") not in ("0", "false", "no", "off"),
+        "record": env.get("JANGTEO_RECORD", "1") not in ("0", "false", "no", "off"),
+        "record_min_free_mb": _int(env, "JANGTEO_RECORD_MIN_FREE_MB", 500),
+        "record_max_mb": _int(env, "JANGTEO_RECORD_MAX_MB", 20_000),
+        "record_retention_days": _int(env, "JANGTEO_RECORD_RETENTION_DAYS", 30),
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),

@@ -77,3 +77,11 @@ class TaskSet:
     async def aclose(self) -> None:
         self._closed = True
         await cancel_all(self._tasks)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Close the set, but let its tasks finish first (cancelling what is left after
+        ``timeout``): for work that must not be cut short, like writing a file."""
+        self._closed = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await cancel_all(self._tasks)

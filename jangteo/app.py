@@ -41,6 +41,7 @@ from core.revocation import Revocations, Verifier
 from core.tokens import TokenSigner
 from core.web import bind_socket
 from stream import cohosting
+from stream.deliver.hls import http as hls_http
 from stream.deliver.pool import WorkerPool
 from stream.deliver.rtc import configure_host_addresses
 from stream.hub import MediaHub
@@ -210,6 +211,7 @@ def create_app(settings: Settings) -> Starlette:
         *guests.routes,
         *cohosting.routes(context),
         *stream.http.routes(context),
+        *hls_http.routes(context),
         *chat.http.routes(context),
         *commerce.http.routes(context),
         *commerce.payments.routes(context),

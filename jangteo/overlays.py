@@ -28,7 +28,7 @@ from core.tasks import TaskSet
 from stream.cohosting import load_layout
 from stream.compose.overlay import TICKER_LINES, Overlay, OverlayModel, Pinned, Tick
 from stream.compose.sprites import Image
-from stream.hub import BroadcastMedia
+from stream.media import BroadcastMedia
 
 log = logging.getLogger(__name__)
 

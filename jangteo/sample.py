@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from commerce.catalog import image_path, validate_product
+from core.pins import Pin, record_pin
 
 from .context import AppContext
 
@@ -47,3 +48,5 @@ async def sample_catalog(ctx: AppContext, bid: str) -> None:
     now = int(time.time() * 1000)
     pin = {"product_id": "A1", "deal_price": 24900, "deal_ends_at": now + DEAL_S * 1000}
     await ctx.catalog.set_pin(bid, pin | {"pinned_at": now})
+    a1 = await ctx.catalog.get(bid, "A1")
+    await record_pin(ctx.redis, bid, Pin(now, "A1", a1["name"], 24900, a1.get("image") or ""))

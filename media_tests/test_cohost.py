@@ -20,8 +20,8 @@ from jangteo.testkit.server import RunningServer
 from stream.compose.layout import boxes
 from stream.deliver.whep import Viewer
 from stream.encode.encoders import VIDEO_CLOCK, Codec
-from stream.hub import BroadcastMedia
 from stream.ingest.synthetic import PatternTrack, ToneTrack
+from stream.media import BroadcastMedia
 
 from .helpers import is_pattern, wait_for_frame
 

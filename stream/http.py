@@ -22,7 +22,8 @@ from core.web import bind, claims, client_address, read_body
 from stream.deliver.rtc import MAX_SDP_BYTES, check_offer
 
 from .errors import BroadcastEnded, NotLive
-from .hub import BroadcastMedia, MediaHub
+from .hub import MediaHub
+from .media import BroadcastMedia
 
 SDP = "application/sdp"
 

@@ -103,3 +103,22 @@ async def test_work_spawned_while_the_set_closes_is_refused() -> None:
     await asyncio.sleep(0)
     await tasks.aclose()
     assert refused == [None] and len(tasks) == 0
+
+
+async def test_draining_lets_the_work_finish_and_takes_no_more() -> None:
+    tasks = TaskSet()
+    done: list[int] = []
+    gate = asyncio.Event()
+
+    async def write(n: int) -> None:
+        await gate.wait()
+        done.append(n)
+
+    for n in range(3):
+        tasks.spawn(write(n))
+    drained = asyncio.get_running_loop().create_task(tasks.drain(timeout=5))
+    await asyncio.sleep(0)
+    assert tasks.spawn(write(9)) is None  # closed to new work while it drains
+    gate.set()
+    await drained
+    assert done == [0, 1, 2]

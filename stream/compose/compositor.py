@@ -32,6 +32,7 @@ from core.tokens import Role
 from stream.encode.bus import FrameBus, Sink
 from stream.encode.encoders import (
     AUDIO_SAMPLES,
+    AacEncoder,
     AudioEncoder,
     Codec,
     EncodedFrame,
@@ -94,7 +95,8 @@ class Compositor:
         self.top = self.ladder[0].name
         self.sources: dict[str, Source] = {}
         self.video_buses: dict[BusKey, FrameBus] = {}
-        self.audio_bus = FrameBus("audio", lambda: None)
+        self.audio_bus = FrameBus("audio", lambda: None)  # Opus, for WebRTC
+        self.aac_bus = FrameBus("audio", lambda: None)  # AAC, for HLS, recordings and RTMP
         self.sinks: dict[Codec, Sink] = {}  # the fast fan-out of each codec (stream/deliver)
         self.frames_composed = 0
         self.last_picture: I420 | None = None
@@ -104,6 +106,7 @@ class Compositor:
         self._limiter = SoftLimiter(AUDIO_SAMPLES / 48000)
         self._encoders: dict[BusKey, VideoEncoder] = {}  # touched only in the video thread
         self._audio_encoder: AudioEncoder | None = None
+        self._aac_encoder: AacEncoder | None = None
         self._video_pool = concurrent.futures.ThreadPoolExecutor(1, f"compose-{bid}")
         self._audio_pool = concurrent.futures.ThreadPoolExecutor(1, f"audio-{bid}")
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,7 +127,7 @@ class Compositor:
             return
         self._closed = True
         await cancel_all(self._tasks)
-        for bus in (*self.video_buses.values(), self.audio_bus):
+        for bus in (*self.video_buses.values(), self.audio_bus, self.aac_bus):
             bus.close()
         for sink in list(self.sinks.values()):
             await sink.aclose()
@@ -169,6 +172,8 @@ class Compositor:
         bus has subscribers, and forces keyframes its own limiter allows."""
         if codec is Codec.OPUS:
             return self.audio_bus
+        if codec is Codec.AAC:
+            return self.aac_bus
         rung = rung or self.top
         if rung not in self.rungs:
             raise KeyError(f"no rung {rung!r} in this broadcast's ladder")
@@ -283,12 +288,21 @@ class Compositor:
         ]
         return self._limiter.process(mix(chunks, AUDIO_SAMPLES * 2))
 
-    def _encode_audio(self, samples: NDArray[np.int16], index: int) -> list[EncodedFrame]:
-        if self._audio_encoder is None:
-            self._audio_encoder = AudioEncoder()
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate = 48000
-        return self._audio_encoder.encode(frame, index)
+    def _encode_audio(
+        self, samples: NDArray[np.int16], index: int, opus: bool, aac: bool
+    ) -> tuple[list[EncodedFrame], list[EncodedFrame]]:
+        """This tick's mix as Opus and as AAC, each encoded once if anything takes it."""
+        out: tuple[list[EncodedFrame], list[EncodedFrame]] = ([], [])
+        for i, (wanted, name) in enumerate(((opus, "_audio_encoder"), (aac, "_aac_encoder"))):
+            if not wanted:
+                setattr(self, name, None)  # nobody listens: the next one starts afresh
+                continue
+            encoder = getattr(self, name) or (AudioEncoder() if i == 0 else AacEncoder())
+            setattr(self, name, encoder)
+            frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate = 48000
+            out[i].extend(encoder.encode(frame, index))
+        return out
 
     async def _audio_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -306,11 +320,13 @@ class Compositor:
                 index += skipped
             index += 1
             samples = self._mix()  # always drain the sources, even with no listener
-            if not self.audio_bus.subscribers:
-                self._audio_encoder = None
+            opus, aac = bool(self.audio_bus.subscribers), bool(self.aac_bus.subscribers)
+            if not opus and not aac:
+                self._audio_encoder = self._aac_encoder = None
                 continue
             with contextlib.suppress(RuntimeError):  # pool shut down while closing
-                frames = await loop.run_in_executor(
-                    self._audio_pool, self._encode_audio, samples, index
+                opus_frames, aac_frames = await loop.run_in_executor(
+                    self._audio_pool, self._encode_audio, samples, index, opus, aac
                 )
-                self.audio_bus.publish(frames)
+                self.audio_bus.publish(opus_frames)
+                self.aac_bus.publish(aac_frames)

@@ -27,6 +27,11 @@ class Codec(enum.StrEnum):
     VP8 = "vp8"
     H264 = "h264"
     OPUS = "opus"
+    AAC = "aac"  # for HLS, recordings and RTMP (never sent over WebRTC)
+
+    @property
+    def audio(self) -> bool:
+        return self in (Codec.OPUS, Codec.AAC)
 
     @classmethod
     def from_mime(cls, mime: str) -> Codec:
@@ -86,9 +91,10 @@ class VideoEncoder:
                 # the pictures are BT.601, limited range (PyAV's and OpenCV's conversions): say
                 # so, or a browser takes an unmarked stream for BT.709 and shifts every colour
                 "x264-params": "repeat-headers=1:annexb=1:colorprim=smpte170m:"
-                "transfer=smpte170m:colormatrix=smpte170m:range=tv",
+                "transfer=smpte170m:colormatrix=smpte170m",
             }
             ctx.thread_count = 2 if width * height > 1280 * 720 else 1
+            ctx.color_range = 1  # limited ("tv"), written into the stream's VUI
         self.ctx = ctx
         self.frames = 0
         self.encode_seconds = 0.0
@@ -146,6 +152,36 @@ class AudioEncoder:
             )
             for p in self.ctx.encode(frame)
             if p.size
+        ]
+
+
+AAC_SAMPLES = 1024  # per AAC frame
+# AudioSpecificConfig of AAC-LC, 48 kHz, stereo (object type 2, frequency index 3, 2 channels)
+AAC_CONFIG = bytes([0x11, 0x90])
+
+
+class AacEncoder:
+    """AAC-LC, 48 kHz stereo, 128 kbit/s, from the same 20 ms mix as Opus (PyAV regroups the
+    samples into 1024-sample frames). Timestamps are in samples from the mix's first tick; the
+    encoder's priming frame (before it) is left out."""
+
+    def __init__(self, bitrate: int = 128_000) -> None:
+        ctx: Any = av.CodecContext.create("aac", "w")
+        ctx.bit_rate = bitrate
+        ctx.sample_rate = AUDIO_RATE
+        ctx.format = "fltp"
+        ctx.layout = "stereo"
+        ctx.time_base = AUDIO_TIME_BASE
+        self.ctx = ctx
+
+    def encode(self, frame: AudioFrame, index: int) -> list[EncodedFrame]:
+        frame.pts = index * AUDIO_SAMPLES
+        frame.time_base = AUDIO_TIME_BASE
+        now = time.monotonic()
+        return [
+            EncodedFrame(bytes(p), p.pts, AUDIO_TIME_BASE, True, now)
+            for p in self.ctx.encode(frame)
+            if p.size and p.pts is not None and p.pts >= 0
         ]
 
 

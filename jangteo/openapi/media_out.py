@@ -1,0 +1,89 @@
+"""The OpenAPI document's outputs beyond WebRTC: Low-Latency HLS of a live show, and its replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .parts import BID, problem
+
+RUNG = {
+    "name": "rung",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "a rendition's name, as `renditions` lists them (e.g. 360p)",
+}
+PLAYLIST = {
+    "description": "the playlist",
+    "content": {"application/vnd.apple.mpegurl": {"schema": {"type": "string"}}},
+}
+MEDIA = {
+    "description": "fMP4 (immutable: a CDN may keep it)",
+    "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+}
+NOT_LIVE = problem("the broadcast is not live (not_live)")
+STARTING = problem("the media is starting, or this server does not carry it yet (Retry-After)")
+
+
+def hls_paths() -> dict[str, Any]:
+    def query(name: str, desc: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": desc,
+        }
+
+    return {
+        "/hls/{bid}/index.m3u8": {
+            "parameters": [BID],
+            "get": {
+                "summary": "multivariant playlist: every rendition (H.264 + AAC); anyone",
+                "responses": {
+                    "200": PLAYLIST,
+                    "404": problem("unknown broadcast"),
+                    "409": NOT_LIVE,
+                    "503": STARTING,
+                },
+            },
+        },
+        "/hls/{bid}/{rung}/index.m3u8": {
+            "parameters": [BID, RUNG],
+            "get": {
+                "summary": "a rendition's Low-Latency HLS media playlist (blocking reload)",
+                "parameters": [
+                    query("_HLS_msn", "hold the answer until this media sequence number exists"),
+                    query("_HLS_part", "… and this part of it (needs _HLS_msn)"),
+                ],
+                "responses": {
+                    "200": PLAYLIST,
+                    "400": problem("bad _HLS_msn/_HLS_part, or too far ahead (bad_hls_query)"),
+                    "404": problem("unknown broadcast or rendition (rendition_not_found)"),
+                    "409": NOT_LIVE,
+                    "503": STARTING,
+                },
+            },
+        },
+        "/hls/{bid}/{rung}/{file}": {
+            "parameters": [
+                BID,
+                RUNG,
+                {
+                    "name": "file",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "init{k}.mp4, seg{n}.m4s, part{n}.{i}.m4s",
+                },
+            ],
+            "get": {
+                "summary": "init section, segment or part (a hinted part is held until made)",
+                "responses": {
+                    "200": MEDIA,
+                    "404": problem("not made yet, or out of the window"),
+                    "409": NOT_LIVE,
+                },
+            },
+        },
+    }

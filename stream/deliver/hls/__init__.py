@@ -1,0 +1,1 @@
+"""HTTP Live Streaming (LL-HLS) and recordings from the encoded packets, without re-encoding."""
