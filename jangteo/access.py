@@ -81,6 +81,12 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/hls/{bid}/index.m3u8"): _r(ANYONE, note="what guests watch anyway; CDNs cache it"),
     ("GET", "/hls/{bid}/{rung}/index.m3u8"): _r(ANYONE),
     ("GET", "/hls/{bid}/{rung}/{file}"): _r(ANYONE),
+    ("GET", f"{B}/replay"): _r(
+        ANYONE, note="whoever may watch: the replay is public like the show"
+    ),
+    ("GET", "/vod/{bid}/index.m3u8"): _r(ANYONE),
+    ("GET", "/vod/{bid}/chapters.vtt"): _r(ANYONE),
+    ("GET", "/vod/{bid}/{file}"): _r(ANYONE),
     ("OPTIONS", "/whep/{bid}"): _r(ANYONE, note="CORS preflight"),
     ("OPTIONS", "/whip/{bid}/{sid}"): _r(ANYONE, note="CORS preflight"),
     ("OPTIONS", "/whep/{bid}/{sid}"): _r(ANYONE, note="CORS preflight"),

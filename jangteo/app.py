@@ -43,6 +43,7 @@ from core.web import bind_socket
 from stream import cohosting
 from stream.deliver.hls import http as hls_http
 from stream.deliver.pool import WorkerPool
+from stream.deliver.record import http as replay_http
 from stream.deliver.rtc import configure_host_addresses
 from stream.hub import MediaHub
 
@@ -212,6 +213,7 @@ def create_app(settings: Settings) -> Starlette:
         *cohosting.routes(context),
         *stream.http.routes(context),
         *hls_http.routes(context),
+        *replay_http.routes(context),
         *chat.http.routes(context),
         *commerce.http.routes(context),
         *commerce.payments.routes(context),

@@ -8,7 +8,7 @@ from typing import Any
 from .. import __version__
 from .chat import chat_paths, chat_socket
 from .commerce import ORDER, PIN, PRODUCT, PRODUCT_INPUT, commerce
-from .media_out import hls_paths
+from .media_out import hls_paths, replay_paths
 from .parts import (
     BID,
     BODY_ERRORS,
@@ -298,6 +298,7 @@ def document() -> dict[str, Any]:
             ),
             **chat_socket(),
             **hls_paths(),
+            **replay_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text format (admin key)",

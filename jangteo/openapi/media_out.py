@@ -87,3 +87,98 @@ def hls_paths() -> dict[str, Any]:
             },
         },
     }
+
+
+CHAPTER = {
+    "type": "object",
+    "properties": {
+        "t_s": {"type": "number", "description": "seconds into the replay"},
+        "product_id": {"type": "string"},
+        "name": {"type": "string"},
+        "price": {"type": "integer", "description": "won, as shown (the deal price if any)"},
+        "image": {"type": "string"},
+        "at": {"type": "integer", "description": "when it was pinned, epoch ms"},
+    },
+}
+NOT_READY = problem("the replay is not ready yet (replay_not_ready, Retry-After)")
+
+
+def replay_paths() -> dict[str, Any]:
+    status = {"type": "string", "enum": ["none", "recording", "ready"]}
+    url = {"type": ["string", "null"]}
+    return {
+        "/api/broadcasts/{bid}/replay": {
+            "parameters": [BID],
+            "get": {
+                "summary": "the show's replay: status, length, where to play it, its chapters",
+                "responses": {
+                    "200": {
+                        "description": "{status, duration_s, hls, mp4, chapters_vtt, chapters}",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "status": status,
+                                        "duration_s": {"type": "number"},
+                                        "started_at": {"type": "integer"},
+                                        "hls": url,
+                                        "mp4": url,
+                                        "chapters_vtt": url,
+                                        "chapters": {"type": "array", "items": CHAPTER},
+                                        "stopped": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "404": problem("unknown broadcast"),
+                },
+            },
+        },
+        "/vod/{bid}/index.m3u8": {
+            "parameters": [BID],
+            "get": {
+                "summary": "the replay's VOD playlist (pins as EXT-X-DATERANGE)",
+                "responses": {
+                    "200": PLAYLIST,
+                    "404": problem("unknown broadcast"),
+                    "409": NOT_READY,
+                },
+            },
+        },
+        "/vod/{bid}/chapters.vtt": {
+            "parameters": [BID],
+            "get": {
+                "summary": "the replay's chapters as WebVTT",
+                "responses": {
+                    "200": {
+                        "description": "WebVTT",
+                        "content": {"text/vtt": {"schema": {"type": "string"}}},
+                    },
+                    "409": NOT_READY,
+                },
+            },
+        },
+        "/vod/{bid}/{file}": {
+            "parameters": [
+                BID,
+                {
+                    "name": "file",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "init{k}.mp4, seg{n}.m4s or replay.mp4",
+                },
+            ],
+            "get": {
+                "summary": "a replay file; HTTP Range answered 206 (replay.mp4: moov first)",
+                "responses": {
+                    "200": MEDIA,
+                    "206": MEDIA,
+                    "404": problem("no such file"),
+                    "409": NOT_READY,
+                },
+            },
+        },
+    }

@@ -25,7 +25,7 @@ from core.web import bind
 from stream.errors import NotLive, RenditionNotFound
 
 from .packager import HlsPackager, Rendition
-from .playlist import DateRange, media, multivariant
+from .playlist import media, multivariant, pin_ranges
 from .segmenter import SEGMENT_S
 
 PLAYLIST = "application/vnd.apple.mpegurl"
@@ -105,12 +105,7 @@ async def media_playlist(request: Request, app: HlsApp) -> Response:
             raise Unavailable("that part is late", headers={"Retry-After": "1"})
     elif not r.segments() or not r.segments()[0].parts:
         await r.wait(r.segmenter.next_msn, 0, BLOCK_S)
-    ranges = [
-        DateRange(f"pin-{p.at_ms}", p.at_ms / 1000, (("X-PRODUCT-ID", p.product_id),
-                                                     ("X-NAME", p.name),
-                                                     ("X-PRICE", str(p.price))))
-        for p in await pins(app.redis, bid)
-    ]  # fmt: skip
+    ranges = pin_ranges(await pins(app.redis, bid))
     body = media(r.segments(), r.next_part(), ranges)
     cache = "max-age=6" if msn is not None else "max-age=1"  # a blocking answer stays right
     return Response(body, media_type=PLAYLIST, headers={"Cache-Control": cache} | _CORS)

@@ -10,6 +10,7 @@ import datetime
 import math
 from collections.abc import Sequence
 
+from core.pins import Pin
 from stream.encode.ladder import Rung
 
 from .segmenter import PART_S, Segment
@@ -23,6 +24,16 @@ class DateRange:
     id: str
     start: float  # epoch seconds
     attributes: tuple[tuple[str, str], ...] = ()  # X-… client attributes, quoted strings
+
+
+def pin_ranges(pins: Sequence[Pin]) -> list[DateRange]:
+    """The show's pins as date ranges (players show them; the replay's chapters come from them)."""
+    return [
+        DateRange(f"pin-{p.at_ms}", p.at_ms / 1000, (("X-PRODUCT-ID", p.product_id),
+                                                     ("X-NAME", p.name),
+                                                     ("X-PRICE", str(p.price))))
+        for p in pins
+    ]  # fmt: skip
 
 
 def _pdt(epoch: float) -> str:

@@ -93,6 +93,7 @@ class Recorder:
         if earlier and earlier.get("complete"):  # the same id live again: a new recording
             for old in self.root.glob("*"):
                 old.unlink(missing_ok=True)
+        self._save_meta()  # "recording" from the first moment
         self._bus = self.source.bus(Codec.H264, self.source.ladder[0].name)
         self._bus.add(self)
         self._aac = self.source.bus(Codec.AAC)

@@ -2,8 +2,8 @@
 
 The segments of each encoder run (an init section and the segments after it) are read by PyAV
 as one fragmented MP4 and their packets muxed into ``replay.mp4`` with ``+faststart``; a run
-after a restart mid-show is shifted to its place on the wall clock, so the MP4 plays the show
-as it happened. Runs in a thread: a two-hour show takes seconds, not the event loop.
+after a restart mid-show follows the one before it, on the same timeline as the VOD playlist
+(what the chapters count in). Runs in a thread: a two-hour show takes seconds, not the loop.
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ MP4 = "replay.mp4"
 
 
 def duration_s(meta: dict[str, Any]) -> float:
-    segments = meta.get("segments") or []
-    if not segments:
-        return 0.0
-    last = segments[-1]
-    return float(last["started_at"]) + float(last["duration"]) - float(meta["started_at"])
+    """The replay's length: its segments back to back (a restart's gap is not in it)."""
+    return float(sum(float(s["duration"]) for s in meta.get("segments") or []))
 
 
 def finish(root: Path) -> dict[str, Any] | None:
@@ -61,18 +58,18 @@ def _runs(meta: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 def build_mp4(root: Path, meta: dict[str, Any]) -> Path:
     target = root / MP4
     tmp = root / (MP4 + ".tmp")
-    start = float(meta["started_at"])
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         streams: dict[str, Any] = {}
         last_dts: dict[str, int] = {}
+        offset_s = 0.0
         for init, segments in _runs(meta):
             with tempfile.NamedTemporaryFile(suffix=".mp4", dir=root) as run:
                 run.write((root / init).read_bytes())
                 for seg in segments:
                     run.write((root / seg["uri"]).read_bytes())
                 run.flush()
-                offset_s = float(segments[0]["started_at"]) - start
                 _copy(run.name, out, streams, last_dts, offset_s)
+            offset_s += sum(float(s["duration"]) for s in segments)
     os.replace(tmp, target)
     return target
 
