@@ -175,10 +175,13 @@ async def place_order(
     option = doc.get("option")
     if option is not None:
         option = check_id(option, "option")
+    via = doc.get("via", "live")
+    if via not in ("live", "replay"):
+        raise BadRequest("via is live (the default) or replay", code="bad_via")
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=option, buyer_id=c.user_id, buyer_name=c.name,
         idempotency_key=idem, address=address, joined_at_ms=c.joined_at,
-        verified=c.verified,
+        verified=c.verified, via=via,
     )  # fmt: skip
     return _answer(status, rest, pid, option, bid)
 

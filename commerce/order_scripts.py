@@ -15,11 +15,13 @@ from __future__ import annotations
 # ARGV: 1 pid, 2 option, 3 qty, 4 body hash, 5 now ms, 6 hold ms, 7 oid, 8 buyer id,
 #       9 buyer name, 10 masked name, 11 idem ttl s, 12 maxlen, 13 buyer address,
 #       14 flash-sale hold ms, 15 open per buyer, 16 open per address, 17 outbox on ('1'),
-#       18 buyer's identity made at (ms), 19 buyer verified ('1')
+#       18 buyer's identity made at (ms), 19 buyer verified ('1'), 20 'replay' for an order
+#       from the show's replay (taken after the show too, at the product's own price)
 RESERVE = r"""
 local bstatus = redis.call('HGET', KEYS[10], 'status')
 if not bstatus then return {'unknown_broadcast'} end
-if bstatus == 'ended' then return {'ended'} end
+local replay = ARGV[20] == 'replay'
+if bstatus == 'ended' and not replay then return {'ended'} end
 local prev = redis.call('GET', KEYS[4])
 if prev then
   local sep = string.find(prev, '|', 1, true)
@@ -47,7 +49,7 @@ local price = p.price
 local deal = nil
 local hold_ms = tonumber(ARGV[6])
 local pin = redis.call('GET', KEYS[3])
-if pin then
+if pin and not replay then  -- a pinned deal is for the live show
   local pn = cjson.decode(pin)
   if pn.product_id == ARGV[1] then
     if pn.eligible == 'joined_before' and tonumber(ARGV[18]) >= (pn.pinned_at or 0) then
@@ -97,6 +99,7 @@ if hold then left = redis.call('HINCRBY', KEYS[2], skey, -qty) end
 redis.call('HINCRBY', KEYS[5], ARGV[1], qty)
 local expires = now + hold_ms
 local shown = {name = p.name, price = price, list_price = p.list_price, deal = deal or cjson.null}
+if replay then shown.via = 'replay' end
 local answer = {
   id = ARGV[7], status = 'reserved', product_id = ARGV[1],
   option = ARGV[2] ~= '' and ARGV[2] or cjson.null,

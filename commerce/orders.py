@@ -111,6 +111,7 @@ class Orders:
         address: str = "",
         joined_at_ms: int = 0,
         verified: bool = False,
+        via: str = "live",
         now_ms: int | None = None,
     ) -> tuple[str, list[str]]:
         oid = new_order_id(bid)
@@ -150,6 +151,7 @@ class Orders:
             "1" if r.outbox else "0",
             joined_at_ms,
             "1" if verified else "0",
+            via,
         ]
         res: Any
         if self.mux is not None:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import itertools
+import json
 from typing import Any
 
 import httpx
@@ -350,7 +351,6 @@ async def test_chat_to_order_needs_the_buyers_confirm(server: RunningServer) -> 
 
 
 async def test_signed_payment_callback(server: RunningServer) -> None:
-    import json
     import time
 
     from commerce.payments import sign
@@ -436,3 +436,31 @@ async def test_orders_come_in_pages_in_the_order_placed(server: RunningServer) -
     for params in ({"limit": "0"}, {"limit": "x"}, {"after": "nope"}):
         r = await server.http.get(url, params=params, headers=bearer(host))
         assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem")
+
+
+async def test_the_replay_sells_after_the_show_at_the_products_own_price(
+    server: RunningServer,
+) -> None:
+    import time
+
+    bid, host = await _shop(server, stock=10)
+    ends = int(time.time() * 1000) + 600_000
+    deal = {"product_id": "p1", "deal_price": 19900, "deal_ends_at": ends}
+    assert (await server.http.post(f"/api/broadcasts/{bid}/pin", json=deal,
+                                   headers=bearer(host))).status_code == 200  # fmt: skip
+    buyer = await server.token(bid, "viewer", "다시보기")
+    # during the show, from the replay (watching from the start): no deal there
+    o = (await _order(server.http, bid, buyer, via="replay")).json()
+    assert o["unit_price"] == 29900 and o["shown"]["deal"] is None
+    assert o["shown"]["via"] == "replay"
+    assert (await server.http.post(f"/api/broadcasts/{bid}/end", headers=bearer(host))).is_success
+    r = await _order(server.http, bid, buyer)
+    assert r.status_code == 409 and r.json()["code"] == "broadcast_ended"
+    r = await _order(server.http, bid, buyer, via="replay")
+    assert r.status_code == 201, r.text
+    assert r.json()["unit_price"] == 29900 and r.json()["shown"]["via"] == "replay"
+    assert await _stock(server, bid) == 8
+    r = await _order(server.http, bid, buyer, via="tv")
+    assert r.status_code == 400 and r.json()["code"] == "bad_via"
+    orders = (await server.http.get(f"/api/broadcasts/{bid}/orders", headers=bearer(host))).json()
+    assert [x["shown"].get("via") for x in orders["orders"]] == ["replay", "replay"]
