@@ -118,6 +118,8 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/openapi.json"): _r(ANYONE),
     ("GET", "/healthz"): _r(ANYONE),
     ("GET", "/watch/{bid}"): _r(ANYONE),
+    ("GET", "/replay/{bid}"): _r(ANYONE, note="the replay page; buying mints a guest token"),
+    ("GET", "/screen/{bid}"): _r(ANYONE, note="the market-screen player (LL-HLS)"),
     ("GET", "/studio/{bid}"): _r(ANYONE, note="the page; its calls carry the host's token"),
     ("GET", "/static/{name}"): _r(ANYONE),
 }

@@ -223,6 +223,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/watch/{bid}", _page("watch.html")),
         Route("/studio/{bid}", _page("studio.html")),
+        Route("/replay/{bid}", _page("replay.html")),
+        Route("/screen/{bid}", _page("screen.html")),
         Route("/static/{name}", static_file),
     ]
     routes = [guard(r) for r in routes]  # the access table, before every handler

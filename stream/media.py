@@ -70,6 +70,11 @@ class BroadcastMedia:
         self._hls: HlsPackager | None = None
         self.recorder: Recorder | None = None
 
+    @property
+    def hls_running(self) -> HlsPackager | None:
+        """The LL-HLS packager if something started it."""
+        return self._hls
+
     def hls(self) -> HlsPackager:
         """The broadcast's LL-HLS, started by the first request for it."""
         if self._closed:

@@ -7,10 +7,11 @@ import argparse
 
 def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True)
-    from . import abr, chat, fanout, orders, overlay
+    from . import abr, chat, fanout, hls, orders, overlay
 
     fanout.add_command(sub)
     abr.add_command(sub)
+    hls.add_command(sub)
     chat.add_command(sub)
     orders.add_command(sub)
     overlay.add_command(sub)

@@ -149,6 +149,10 @@ async def main(args: argparse.Namespace) -> None:
             "fanout_packets": fan.packets_sent if fan else None,
             "retransmissions": fan.retransmissions if fan else None,
             "keyframes_forced": media.compositor.keyframes_forced(),
+            "hls": {
+                name: {"cpu_s": r.cpu_s, "frames": r.frames}
+                for name, r in (media.hls_running.renditions.items() if media.hls_running else [])
+            },
             "feed_cpu_s": [link.feed_cpu_s for link in app.hub.workers.links]
             if app.hub.workers
             else [],

@@ -337,6 +337,20 @@ def document() -> dict[str, Any]:
                     "responses": {"200": html("HTML")},
                 },
             },
+            "/replay/{bid}": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "the replay page: the recorded show with its chapters, to buy from",
+                    "responses": {"200": html("HTML")},
+                },
+            },
+            "/screen/{bid}": {
+                "parameters": [BID],
+                "get": {
+                    "summary": "the market-screen page: the live show over LL-HLS, full window",
+                    "responses": {"200": html("HTML")},
+                },
+            },
             "/studio/{bid}": {
                 "parameters": [BID],
                 "get": {
