@@ -57,6 +57,8 @@ class Settings:
     record_min_free_mb: int = 500  # a recording stops (the show goes on) below this much free disk
     record_max_mb: int = 20_000  # … or once it is this large
     record_retention_days: int = 30  # recordings older than this are deleted
+    # HLS only with a token of the broadcast (?token=); off: anyone, and CDNs can cache it
+    media_tokens: bool = False
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
@@ -184,6 +186,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "record_min_free_mb": _int(env, "JANGTEO_RECORD_MIN_FREE_MB", 500),
         "record_max_mb": _int(env, "JANGTEO_RECORD_MAX_MB", 20_000),
         "record_retention_days": _int(env, "JANGTEO_RECORD_RETENTION_DAYS", 30),
+        "media_tokens": env.get("JANGTEO_MEDIA_TOKENS", "0") in ("1", "true", "yes", "on"),
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),

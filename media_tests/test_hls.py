@@ -169,3 +169,30 @@ async def test_hls_of_a_broadcast_not_live_is_409(server: RunningServer) -> None
     b = await server.create_broadcast()
     r = await server.http.get(f"/hls/{b['id']}/index.m3u8")
     assert r.status_code == 409 and r.json()["code"] == "not_live"
+
+
+async def test_media_tokens_keep_hls_to_the_broadcasts_own(redis_url: str) -> None:
+    from conftest import make_settings
+    from jangteo.testkit.server import running_server
+
+    async with running_server(make_settings(redis_url, media_tokens=True)) as server:
+        b = await server.create_broadcast()
+        bid = b["id"]
+        pub = WhipClient(server.base_url, bid, b["host_token"])
+        await pub.publish(PatternTrack(640, 360, 30), ToneTrack(440))
+        await pub.connected()
+        try:
+            r = await server.http.get(f"/hls/{bid}/index.m3u8")
+            assert r.status_code == 401 and r.json()["code"] == "no_token"
+            token = await server.token(bid, "viewer", "화면")
+            r = await server.http.get(f"/hls/{bid}/index.m3u8", params={"token": token}, timeout=20)
+            assert r.status_code == 200
+            uri = next(line for line in r.text.splitlines() if line.endswith(token))
+            text = (await server.http.get(f"/hls/{bid}/{uri}")).text
+            init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', text)
+            assert init is not None and init.group(1) == f"init0.mp4?token={token}"
+            rung = uri.split("/")[0]
+            assert (await server.http.get(f"/hls/{bid}/{rung}/{init.group(1)}")).status_code == 200
+            assert (await server.http.get(f"/hls/{bid}/{rung}/init0.mp4")).status_code == 401
+        finally:
+            await pub.aclose()

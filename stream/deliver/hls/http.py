@@ -4,7 +4,9 @@
 a rendition's media playlist, held until that part exists (blocking reload); ``{rung}/init{k}.mp4``,
 ``seg{N}.m4s`` and ``part{N}.{M}.m4s`` the media, from memory (a request for the part being made
 waits for it: the preload hint). Media is immutable (a CDN keeps it); playlists live a second.
-Anyone may read it (the media is what guests watch anyway), from any origin.
+Anyone may read it (the media is what guests watch anyway), from any origin; with
+``JANGTEO_MEDIA_TOKENS=1`` every request needs ``?token=`` (any role of the broadcast), and the
+playlists carry it into the URIs they list.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import quote
 
 from redis.asyncio import Redis
 from starlette.requests import Request
@@ -19,8 +22,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import BroadcastStore, Status
+from core.config import Settings
 from core.pins import pins
 from core.problems import BadRequest, NotFound, Unavailable
+from core.revocation import Verifier
 from core.web import bind
 from stream.errors import NotLive, RenditionNotFound
 
@@ -35,6 +40,7 @@ _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "A
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"} | _CORS
 _FILE = re.compile(r"init(\d{1,4})\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,3})\.m4s")
 _NUMBER = re.compile(r"\d{1,9}")
+_URI = re.compile(r'URI="([^"?]+)"')
 
 
 class HlsMedia(Protocol):
@@ -42,18 +48,23 @@ class HlsMedia(Protocol):
 
 
 class HlsHub(Protocol):
+    settings: Settings
+
     def get(self, bid: str) -> HlsMedia | None: ...
 
 
 class HlsApp(Protocol):
     redis: Redis
     store: BroadcastStore
+    verifier: Verifier
 
     @property
     def hub(self) -> HlsHub: ...
 
 
-async def _packager(app: HlsApp, bid: str) -> HlsPackager:
+async def _packager(app: HlsApp, bid: str, request: Request) -> HlsPackager:
+    if app.hub.settings.media_tokens:  # JANGTEO_MEDIA_TOKENS=1: a token of this broadcast
+        await app.verifier.claims(request.query_params.get("token"), bid)
     broadcast = await app.store.get(bid)
     if broadcast.status is not Status.LIVE:
         raise NotLive("the broadcast is not live", headers={"Retry-After": "5"})
@@ -74,6 +85,22 @@ def _rendition(packager: HlsPackager, name: str) -> Rendition:
     return r
 
 
+def _with_token(playlist: str, request: Request) -> str:
+    """With media tokens on, every URI in ``playlist`` carries the request's token."""
+    token = request.query_params.get("token")
+    if token is None:
+        return playlist
+    suffix = "?token=" + quote(token, safe="")
+    lines = []
+    for line in playlist.splitlines():
+        if line and not line.startswith("#"):
+            line += suffix
+        else:
+            line = _URI.sub(lambda m: f'URI="{m.group(1)}{suffix}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def _number(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -84,17 +111,17 @@ def _number(request: Request, name: str) -> int | None:
 
 
 async def master(request: Request, app: HlsApp) -> Response:
-    packager = await _packager(app, request.path_params["bid"])
+    packager = await _packager(app, request.path_params["bid"], request)
     codecs = await packager.codecs(BLOCK_S)
     if codecs is None:
         raise Unavailable("the renditions are starting", headers={"Retry-After": "1"})
-    body = multivariant(packager.ladder, codecs)
+    body = _with_token(multivariant(packager.ladder, codecs), request)
     return Response(body, media_type=PLAYLIST, headers={"Cache-Control": "max-age=5"} | _CORS)
 
 
 async def media_playlist(request: Request, app: HlsApp) -> Response:
     bid = request.path_params["bid"]
-    r = _rendition(await _packager(app, bid), request.path_params["rung"])
+    r = _rendition(await _packager(app, bid, request), request.path_params["rung"])
     msn, part = _number(request, "_HLS_msn"), _number(request, "_HLS_part")
     if part is not None and msn is None:
         raise BadRequest("_HLS_part needs _HLS_msn", code="bad_hls_query")
@@ -106,7 +133,7 @@ async def media_playlist(request: Request, app: HlsApp) -> Response:
     elif not r.segments() or not r.segments()[0].parts:
         await r.wait(r.segmenter.next_msn, 0, BLOCK_S)
     ranges = pin_ranges(await pins(app.redis, bid))
-    body = media(r.segments(), r.next_part(), ranges)
+    body = _with_token(media(r.segments(), r.next_part(), ranges), request)
     cache = "max-age=6" if msn is not None else "max-age=1"  # a blocking answer stays right
     return Response(body, media_type=PLAYLIST, headers={"Cache-Control": cache} | _CORS)
 
@@ -116,7 +143,7 @@ async def media_file(request: Request, app: HlsApp) -> Response:
     m = _FILE.fullmatch(name)
     if m is None:
         raise NotFound(f"no file {name!r}")
-    r = _rendition(await _packager(app, bid), request.path_params["rung"])
+    r = _rendition(await _packager(app, bid, request), request.path_params["rung"])
     data: bytes | None = None
     if m.group(1) is not None:
         k = int(m.group(1))
