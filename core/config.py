@@ -59,6 +59,9 @@ class Settings:
     record_retention_days: int = 30  # recordings older than this are deleted
     # HLS only with a token of the broadcast (?token=); off: anyone, and CDNs can cache it
     media_tokens: bool = False
+    # restreams may go to loopback and private addresses (tests; a platform on the same network)
+    restream_allow_private: bool = False
+    restream_ca_file: str | None = None  # CA certificates for RTMPS to private platforms
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
@@ -187,6 +190,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "record_max_mb": _int(env, "JANGTEO_RECORD_MAX_MB", 20_000),
         "record_retention_days": _int(env, "JANGTEO_RECORD_RETENTION_DAYS", 30),
         "media_tokens": env.get("JANGTEO_MEDIA_TOKENS", "0") in ("1", "true", "yes", "on"),
+        "restream_allow_private": env.get("JANGTEO_RESTREAM_ALLOW_PRIVATE", "0") == "1",
+        "restream_ca_file": env.get("JANGTEO_RESTREAM_CA_FILE") or None,
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),

@@ -45,6 +45,8 @@ from stream.deliver.hls import http as hls_http
 from stream.deliver.pool import WorkerPool
 from stream.deliver.record import http as replay_http
 from stream.deliver.rtc import configure_host_addresses
+from stream.deliver.rtmp import http as restream_http
+from stream.deliver.rtmp.destinations import DestinationStore
 from stream.hub import MediaHub
 
 from . import api, errors, guests, openapi
@@ -146,6 +148,7 @@ async def _start(
     chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
     parts.push_async_callback(chat_redis.aclose)
     hub = MediaHub(settings)
+    hub.restream = DestinationStore(redis, settings.secret)
     if settings.workers:
         pool = hub.workers = WorkerPool(settings, settings.workers)
         parts.push_async_callback(pool.aclose)
@@ -214,6 +217,7 @@ def create_app(settings: Settings) -> Starlette:
         *stream.http.routes(context),
         *hls_http.routes(context),
         *replay_http.routes(context),
+        *restream_http.routes(context),
         *chat.http.routes(context),
         *commerce.http.routes(context),
         *commerce.payments.routes(context),

@@ -24,6 +24,7 @@ from .errors import (
 if TYPE_CHECKING:
     from stream.deliver.pool import WorkerPool
 
+from .deliver.rtmp.destinations import DestinationStore
 from .media import BroadcastMedia
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class MediaHub:
         metrics.VIEWER_SKIPS.register(self, self.skips)
         self._ended = (0, 0, 0)  # what ended broadcasts had sent and skipped
         self.tasks = TaskSet()  # recordings being finished
+        self.restream: DestinationStore | None = None  # set by the app (it has Redis)
         self.finishing: dict[str, Path] = {}
 
         self.workers: WorkerPool | None = None  # fan-out worker processes (--workers)
@@ -87,7 +89,7 @@ class MediaHub:
     def ensure(self, bid: str) -> BroadcastMedia:
         media = self.broadcasts.get(bid)
         if media is None:
-            media = self.broadcasts[bid] = BroadcastMedia(bid, self.settings)
+            media = self.broadcasts[bid] = BroadcastMedia(bid, self.settings, self.restream)
             media.workers = self.workers
             media.start()
         return media

@@ -32,6 +32,8 @@ from stream.ingest.publisher import Publisher, PublisherState, Source
 
 from .deliver.hls.packager import HlsPackager
 from .deliver.record.recorder import Limits, Recorder, prune_recordings
+from .deliver.rtmp.destinations import DestinationStore
+from .deliver.rtmp.restreamer import Restreamer
 from .deliver.whep import Viewer, negotiate_viewer, viewer_kinds, viewer_tracks
 from .errors import (
     BroadcastEnded,
@@ -49,7 +51,9 @@ log = logging.getLogger(__name__)
 
 
 class BroadcastMedia:
-    def __init__(self, bid: str, settings: Settings) -> None:
+    def __init__(
+        self, bid: str, settings: Settings, restream: DestinationStore | None = None
+    ) -> None:
         self.bid = bid
         self.settings = settings
         self.ladder = ladder_for(settings.ladder, settings.video_width, settings.video_height,
@@ -69,6 +73,8 @@ class BroadcastMedia:
         self.bytes_out_closed = 0
         self._hls: HlsPackager | None = None
         self.recorder: Recorder | None = None
+        self.restreamer: Restreamer | None = None
+        self.restream = restream  # the destinations (None: no restreaming set up)
 
     @property
     def hls_running(self) -> HlsPackager | None:
@@ -92,6 +98,10 @@ class BroadcastMedia:
             self.recorder = Recorder(self.compositor, self.bid, s.data_dir,
                                      Limits(s.record_min_free_mb, s.record_max_mb))  # fmt: skip
             self.recorder.start()
+        if self.restream is not None:
+            self.restreamer = Restreamer(self.bid, self.compositor, self.restream,
+                                         s.restream_allow_private, s.restream_ca_file)  # fmt: skip
+            self.restreamer.start()
 
     # -- WHIP ------------------------------------------------------------------------------------
     def host_publisher(self) -> Publisher | None:
@@ -304,6 +314,8 @@ class BroadcastMedia:
         self.viewers.clear()
         if self._hls is not None:
             await self._hls.aclose()
+        if self.restreamer is not None:
+            await self.restreamer.aclose()
         if self.recorder is not None:
             await self.recorder.aclose()
         await self.compositor.aclose()

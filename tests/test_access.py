@@ -96,7 +96,7 @@ async def world(server: RunningServer) -> AsyncIterator[World]:
     assert r.status_code == 201, r.text
     w.whip_sid = r.headers["location"].rsplit("/", 1)[1]
     w.params = {"bid": bid, "oid": oid, "pid": "p1", "id": "1-0", "uid": "u_nobody",
-                "name": "pages.css", "sid": whep_sid, "rung": "360p",
+                "name": "pages.css", "sid": whep_sid, "rung": "360p", "did": "dnope",
                 "file": "init0.mp4"}  # fmt: skip
     yield w
 

@@ -8,7 +8,7 @@ from typing import Any
 from .. import __version__
 from .chat import chat_paths, chat_socket
 from .commerce import ORDER, PIN, PRODUCT, PRODUCT_INPUT, commerce
-from .media_out import hls_paths, replay_paths
+from .media_out import hls_paths, replay_paths, restream_paths
 from .parts import (
     BID,
     BODY_ERRORS,
@@ -299,6 +299,7 @@ def document() -> dict[str, Any]:
             **chat_socket(),
             **hls_paths(),
             **replay_paths(),
+            **restream_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text format (admin key)",

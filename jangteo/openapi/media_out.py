@@ -182,3 +182,95 @@ def replay_paths() -> dict[str, Any]:
             },
         },
     }
+
+
+DESTINATION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "url": {"type": "string", "description": "the URL with its stream key masked (…/****)"},
+        "rendition": {"type": "string"},
+        "created_at": {"type": "integer"},
+        "status": {"type": "string", "enum": ["idle", "connecting", "live", "retrying", "failed"]},
+        "since": {"type": "integer", "description": "epoch ms"},
+        "bytes_sent": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+    },
+}
+
+
+def restream_paths() -> dict[str, Any]:
+    did = {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+    body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "url"],
+                    "properties": {
+                        "name": {"type": "string", "maxLength": 60},
+                        "url": {"type": "string", "description": "rtmp:// or rtmps://…/app/key"},
+                        "rendition": {"type": "string", "description": "default: the top"},
+                    },
+                }
+            }
+        },
+    }
+    one = {
+        "description": "the destination",
+        "content": {"application/json": {"schema": DESTINATION}},
+    }
+    return {
+        "/api/broadcasts/{bid}/destinations": {
+            "parameters": [BID],
+            "post": {
+                "summary": "add a restream destination (host)",
+                "security": [{"bearer": []}],
+                "requestBody": body,
+                "responses": {
+                    "201": one,
+                    "401": problem("no token"),
+                    "403": problem("not the host"),
+                    "409": problem("five already (too_many_destinations)"),
+                    "422": problem(
+                        "not rtmp(s) (bad_destination_url), or a loopback/private "
+                        "address (private_destination)"
+                    ),
+                },
+            },
+            "get": {
+                "summary": "the destinations and what each push is doing (host)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "{destinations}",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "destinations": {"type": "array", "items": DESTINATION}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "401": problem("no token"),
+                    "403": problem("not the host"),
+                },
+            },
+        },
+        "/api/broadcasts/{bid}/destinations/{did}": {
+            "parameters": [BID, did],
+            "delete": {
+                "summary": "remove a destination; its push stops (host)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "204": {"description": "removed"},
+                    "404": problem("no such destination"),
+                },
+            },
+        },
+    }

@@ -79,7 +79,10 @@ class WhipClient:
         await _wait_connected(self.pc, timeout)
 
     async def aclose(self, *, delete: bool = True) -> None:
-        """Leave; ``delete=False`` drops without telling the server (a crash or network loss)."""
+        """Leave; ``delete=False`` drops without telling the server (a crash or network loss).
+        Again is harmless."""
+        if self._http.is_closed:
+            return
         if delete and self.session_url:
             with contextlib.suppress(httpx.HTTPError):
                 await self._http.delete(

@@ -193,6 +193,15 @@ class H264Config:
     def timescale(self) -> int:
         return VIDEO_TIMESCALE
 
+    @property
+    def record(self) -> bytes:
+        """The AVCDecoderConfigurationRecord (MP4's avcC, FLV's sequence header)."""
+        return b"".join((
+            bytes([1, *self.sps[1:4], 0xFF, 0xE1]),  # 4-byte lengths, one SPS
+            struct.pack(">H", len(self.sps)), self.sps,
+            bytes([1]), struct.pack(">H", len(self.pps)), self.pps,
+        ))  # fmt: skip
+
 
 def h264_sample(data: bytes) -> tuple[bytes, H264Config | None]:
     """An Annex-B access unit as an MP4 sample: 4-byte length-prefixed NAL units without SPS,
@@ -278,12 +287,7 @@ def _descriptor(tag: int, *payload: bytes) -> bytes:
 
 def _sample_entry(track: Track) -> bytes:
     if isinstance(track, H264Config):
-        avcc = _box(
-            b"avcC",
-            bytes([1, *track.sps[1:4], 0xFF, 0xE1]),  # 4-byte lengths, one SPS
-            struct.pack(">H", len(track.sps)), track.sps,
-            bytes([1]), struct.pack(">H", len(track.pps)), track.pps,
-        )  # fmt: skip
+        avcc = _box(b"avcC", track.record)
         return _box(
             b"avc1",
             bytes(6), struct.pack(">H", 1),  # reserved, data_reference_index
