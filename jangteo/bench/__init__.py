@@ -7,7 +7,7 @@ import argparse
 
 def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True)
-    from . import abr, chat, fanout, hls, orders, overlay
+    from . import abr, chat, fanout, hls, orders, overlay, restream
 
     fanout.add_command(sub)
     abr.add_command(sub)
@@ -15,3 +15,4 @@ def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     chat.add_command(sub)
     orders.add_command(sub)
     overlay.add_command(sub)
+    restream.add_command(sub)

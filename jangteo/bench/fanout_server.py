@@ -27,12 +27,13 @@ from core.config import Settings
 from core.tokens import Role
 from core.web import bearer, read_body
 from jangteo.context import ctx
-from jangteo.testkit.server import running_server
+from jangteo.testkit.server import RunningServer, running_server
 from stream.compose.compositor import Compositor
 from stream.deliver.fastfanout import FastFanout
 from stream.deliver.rtc import MAX_SDP_BYTES, new_peer_connection
 from stream.encode.encoders import VIDEO_CLOCK, Codec
 from stream.ingest.synthetic import SyntheticStudio
+from stream.media import BroadcastMedia
 
 
 class ComposedTrack(MediaStreamTrack):
@@ -61,8 +62,9 @@ class ComposedTrack(MediaStreamTrack):
         return await self._queue.get()
 
 
-async def main(args: argparse.Namespace) -> None:
-    settings = Settings(
+def bench_settings(args: argparse.Namespace, **more: object) -> Settings:
+    """The bench server's settings: loopback, the studio's size and rate, limits for load."""
+    return Settings(
         host="127.0.0.1",
         port=0,
         redis_url=args.redis_url,
@@ -81,22 +83,32 @@ async def main(args: argparse.Namespace) -> None:
         whep_per_address=100_000,
         max_viewers=100_000,
         abr=False,  # one rung for everyone: the figures compare the fan-out paths
+        **more,  # type: ignore[arg-type]
     )
-    async with running_server(settings) as server:
+
+
+async def start_show(
+    server: RunningServer, args: argparse.Namespace
+) -> tuple[dict[str, str], BroadcastMedia, SyntheticStudio]:
+    """A live broadcast fed by a synthetic studio (stamped frames, textured so the encoder
+    works as hard as on a camera), once its first frame is in."""
+    app = server.ctx
+    b = await server.create_broadcast("bench")
+    media = await app.hub.open(b["id"])
+    studio = SyntheticStudio(media.compositor, width=args.width, height=args.height,
+                             fps=args.fps, texture=True, prerender=60)  # fmt: skip
+    studio.start()
+    await app.store.ensure_live(b["id"])
+    while studio.source.video_frames == 0:  # noqa: ASYNC110 - startup only
+        await asyncio.sleep(0.01)
+    return b, media, studio
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with running_server(bench_settings(args)) as server:
         app = server.ctx
-        b = await server.create_broadcast("bench")
+        b, media, studio = await start_show(server, args)
         bid = b["id"]
-        media = await app.hub.open(bid)
-        studio = SyntheticStudio(
-            media.compositor,
-            width=args.width,
-            height=args.height,
-            fps=args.fps,
-            texture=True,
-            prerender=60,
-        )
-        studio.start()
-        await app.store.ensure_live(bid)
         relay = MediaRelay()
         composed = ComposedTrack(media.compositor)
         pcs = set()
@@ -118,8 +130,6 @@ async def main(args: argparse.Namespace) -> None:
             )
 
         server.app.router.routes.insert(0, Route("/naive/whep/{bid}", naive_whep, methods=["POST"]))
-        while studio.source.video_frames == 0:  # noqa: ASYNC110 - startup only
-            await asyncio.sleep(0.01)
         token, _ = app.signer.issue(bid, Role.VIEWER, "bench")
         print(
             json.dumps(
