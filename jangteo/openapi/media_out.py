@@ -245,16 +245,9 @@ def restream_paths() -> dict[str, Any]:
                 "security": [{"bearer": []}],
                 "responses": {
                     "200": {
-                        "description": "{destinations}",
+                        "description": "the destinations, oldest first",
                         "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "destinations": {"type": "array", "items": DESTINATION}
-                                    },
-                                }
-                            }
+                            "application/json": {"schema": {"type": "array", "items": DESTINATION}}
                         },
                     },
                     "401": problem("no token"),
