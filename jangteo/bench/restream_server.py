@@ -55,7 +55,7 @@ class Reencoder:
 
         destination = Destination("anchor", "anchor", url, "720p", 0)
         self.pusher = Pusher(destination, self.bus, compositor.bus(Codec.AAC), report,
-                             allow_private=True, tls=tls_context(None))  # fmt: skip
+                             allow_private=True, tls=lambda: tls_context(None))  # fmt: skip
 
     def start(self) -> None:
         self.compositor.taps.append(self._tap)

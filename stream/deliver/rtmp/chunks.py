@@ -7,7 +7,8 @@ import dataclasses
 import struct
 
 DEFAULT_CHUNK = 128
-MAX_MESSAGE = 1 << 20  # a server's control and command messages are small
+MAX_MESSAGE = 64 * 1024  # a server's control and command messages are small
+MAX_STREAMS = 16  # chunk streams a server may use at once (it needs two or three)
 EXTENDED = 0xFFFFFF
 
 # message types
@@ -83,6 +84,10 @@ class ChunkReader:
                 return out
             if message is not None:
                 out.append(message)
+                if message.type_id == ABORT and len(message.payload) >= 4:
+                    dropped = self._streams.get(struct.unpack(">I", message.payload[:4])[0])
+                    if dropped is not None:
+                        dropped.partial.clear()
                 if message.type_id == SET_CHUNK_SIZE and len(message.payload) >= 4:
                     size = struct.unpack(">I", message.payload[:4])[0] & 0x7FFFFFFF
                     if not 1 <= size <= 0xFFFFFF:
@@ -101,7 +106,11 @@ class ChunkReader:
             if len(buf) < 3 + wide:
                 return False, None
             csid, at = 64 + buf[1] + (buf[2] << 8 if wide else 0), 2 + wide
-        s = self._streams.setdefault(csid, _Stream())
+        s = self._streams.get(csid)
+        if s is None:
+            if len(self._streams) >= MAX_STREAMS:
+                raise ValueError(f"more than {MAX_STREAMS} chunk streams")
+            s = self._streams[csid] = _Stream()
         need = (11, 7, 3, 0)[fmt]
         if len(buf) < at + need:
             return False, None

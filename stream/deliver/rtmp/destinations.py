@@ -24,7 +24,7 @@ import secrets
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from redis.asyncio import Redis
@@ -47,42 +47,60 @@ class PrivateDestination(Unprocessable):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
-    """A parsed destination URL."""
+    """A parsed destination URL: ``scheme://host:port/app/key`` (the key may carry ``?…``)."""
 
     scheme: str
     host: str
     port: int
-    path: str  # /app/…/streamkey (the key may end in ?…)
+    app: str  # one or more path segments: "live2", "a/b"
+    key: str  # the stream key: the last path segment and the query, if any
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def tc_url(self) -> str:
+        """What RTMP's ``connect`` calls the application's URL (no key)."""
+        return f"{self.scheme}://{self.netloc}/{self.app}"
 
     @property
     def url(self) -> str:
-        return urlunsplit((self.scheme, f"{self.host}:{self.port}", self.path, "", ""))
+        return f"{self.tc_url}/{self.key}"
 
-    def at(self, address: str) -> str:
-        """The URL with its host replaced by ``address`` (what is actually connected to)."""
-        host = f"[{address}]" if ":" in address else address
-        return urlunsplit((self.scheme, f"{host}:{self.port}", self.path, "", ""))
+    @property
+    def secret_parts(self) -> list[str]:
+        """The pieces of the key that must not be seen: the whole key, the key without its
+        query, each query value (as written and decoded) of 4 characters or more."""
+        bare, _, query = self.key.partition("?")
+        pieces = [self.key, bare, unquote(self.key), unquote(bare)]
+        for _name, value in parse_qsl(query, keep_blank_values=True):
+            pieces.append(value)
+        for part in query.split("&"):
+            pieces.append(part.partition("=")[2])
+        return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
 
 
 def parse(url: str) -> Target:
     if not isinstance(url, str) or len(url) > 2000:
         raise BadDestination("url must be a string of at most 2000 characters")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or SCHEMES.get(parts.scheme, 0)
+    except ValueError:
+        raise BadDestination("the url's host or port is not valid") from None
     if parts.scheme not in SCHEMES:
         raise BadDestination("the url must start with rtmp:// or rtmps://")
     if not parts.hostname or parts.username or parts.password:
         raise BadDestination("the url needs a host (and no user:password@)")
-    try:
-        port = parts.port or SCHEMES[parts.scheme]
-    except ValueError:
-        raise BadDestination("the url's port is not a number") from None
+    if parts.fragment:
+        raise BadDestination("a stream url has no #fragment")
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) < 2:
         raise BadDestination("the url must end in /app/streamkey")
-    if parts.fragment:
-        raise BadDestination("a stream url has no #fragment")
-    query = f"?{parts.query}" if parts.query else ""  # some platforms' keys carry one
-    return Target(parts.scheme, parts.hostname, port, "/" + "/".join(segments) + query)
+    key = segments[-1] + (f"?{parts.query}" if parts.query else "")  # some platforms' keys
+    return Target(parts.scheme, parts.hostname, port, "/".join(segments[:-1]), key)
 
 
 def masked(url: str) -> str:
@@ -91,22 +109,31 @@ def masked(url: str) -> str:
         t = parse(url)
     except BadDestination:
         return "****"
-    app = t.path.rsplit("/", 1)[0]
-    port = "" if t.port == SCHEMES[t.scheme] else f":{t.port}"
-    return f"{t.scheme}://{t.host}{port}{app}/****"
+    netloc = t.netloc.rsplit(":", 1)[0] if t.port == SCHEMES[t.scheme] else t.netloc
+    return f"{t.scheme}://{netloc}/{t.app}/****"
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` (an error message) without the destination's URL or stream key in it."""
-    key_ = url.rstrip("/").rsplit("/", 1)[-1]
+    """``text`` (an error message, a server's words) without the stream key or any piece of it."""
     out = text.replace(url, masked(url))
-    return out.replace(key_, "****") if len(key_) >= 4 else out
+    try:
+        pieces = parse(url).secret_parts
+    except BadDestination:
+        pieces = [url]
+    for piece in pieces:
+        out = out.replace(piece, "****")
+    return out
 
 
 def public_address(address: str) -> bool:
+    """Whether ``address`` is on the public internet, IPv4 inside IPv6 (mapped, 6to4, Teredo)
+    included; carrier-grade NAT (100.64/10, where some clouds keep their metadata) is not."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified)  # fmt: skip
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if (inner is not None and not public_address(str(inner))) or ip.is_site_local:
+            return False
+    return ip.is_global and not ip.is_multicast
 
 
 async def resolve(target: Target, allow_private: bool) -> list[str]:

@@ -7,6 +7,7 @@ with each push's live status, delete (204; the push stops). Answers never carry 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -87,7 +88,7 @@ async def listing(request: Request, app: RestreamApp) -> JSONResponse:
     bid = request.path_params["bid"]
     await app.store.get(bid)
     store = _store(app)
-    statuses = await store.statuses(bid)
+    statuses = {did: _current(s) for did, s in (await store.statuses(bid)).items()}
     media = app.hub.get(bid)
     if media is not None and media.restreamer is not None:  # pushed here: the latest figures
         statuses |= {did: p.snapshot() for did, p in media.restreamer.pushers.items()}
@@ -103,6 +104,19 @@ async def remove(request: Request, app: RestreamApp) -> Response:
         raise NotFound(f"no destination {did!r}")
     await _synced(app, bid)
     return Response(status_code=204)
+
+
+STALE_MS = 30_000  # a pushing process refreshes its statuses every 5 s
+
+
+def _current(status: dict[str, Any]) -> dict[str, Any]:
+    """A kept status, or ``idle`` when whoever was pushing stopped refreshing it (its process
+    ended): a push is never shown live after the fact."""
+    updated = status.pop("updated", 0)
+    active = status.get("status") in ("connecting", "live", "retrying")
+    if active and time.time() * 1000 - updated > STALE_MS:
+        return status | {"status": "idle"}
+    return status
 
 
 def routes(app: Callable[[], RestreamApp]) -> list[BaseRoute]:

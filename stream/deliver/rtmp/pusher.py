@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.problems import Problem
 from core.tasks import cancel_and_wait
 from stream.encode.bus import FrameBus
 from stream.encode.encoders import AAC_CONFIG, EncodedFrame
@@ -47,6 +48,7 @@ BACKOFF_S, MAX_BACKOFF_S = 1.0, 30.0
 FAILED_AFTER = 12  # consecutive failed connections (about five minutes) before "failed"
 CONNECT_TIMEOUT_S = 10.0
 REPORT_S = 2.0
+LIVE_OK_S = 10.0  # a connection that published this long was a success (backoff starts over)
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -67,14 +69,14 @@ class Pusher:
         audio: FrameBus,
         report: Report,
         allow_private: bool,
-        tls: ssl.SSLContext,
+        tls: Callable[[], ssl.SSLContext],
     ) -> None:
         self.destination = destination
         self.target: Target = parse(destination.url)
         self.video_bus, self.audio_bus = video, audio
         self.report = report
         self.allow_private = allow_private
-        self.tls = tls
+        self.tls = tls  # made when an rtmps:// connection first needs it (loading CAs)
         self.status = "idle"
         self.since = time.time()
         self.last_error: str | None = None
@@ -83,6 +85,9 @@ class Pusher:
         self._session: RtmpSession | None = None
         self.dropped = 0  # frames dropped because the far end was behind
         self.cpu_s = 0.0  # this push's own CPU on the event loop (the benchmark reads it)
+        self.skipped = 0  # video frames that could not be carried (not H.264 access units)
+        self._live = False  # a session is publishing: frames are queued and keyframes asked
+        self._lasted = 0.0  # how long the last session published
         self._queue: collections.deque[tuple[bool, EncodedFrame]] = collections.deque()
         self._wake = asyncio.Event()
         self._waiting_keyframe = True
@@ -100,6 +105,8 @@ class Pusher:
         )
 
     def offer(self, frame: EncodedFrame) -> None:  # a video frame
+        if not self._live:  # between connections nothing is kept, nothing asked of the encoder
+            return
         now = time.monotonic()
         if frame.keyframe:
             self._last_keyframe = now
@@ -109,6 +116,8 @@ class Pusher:
         self._put(True, frame)
 
     def _put(self, video: bool, frame: EncodedFrame) -> None:
+        if not self._live:
+            return
         t0 = time.thread_time()
         self._enqueue(video, frame)
         self.cpu_s += time.thread_time() - t0
@@ -161,36 +170,44 @@ class Pusher:
     async def _run(self) -> None:
         failures, backoff = 0, BACKOFF_S
         while True:
-            self._set("connecting" if failures == 0 else "retrying")
+            self._set("connecting" if failures == 0 else self._troubled(failures))
             connections = self.connections
             try:
                 await self._push()
             except PrivateDestination as exc:  # it resolves elsewhere now: never connect
                 self._set("failed", str(exc))
                 log.warning("restream %s: %s", self.destination.id, self.last_error)
+                self._detach()
                 return
-            except (OSError, RtmpError, ValueError, TimeoutError, EOFError) as exc:
-                if self.connections > connections:  # it was live, then dropped
-                    failures, backoff = 0, BACKOFF_S
+            except Exception as exc:  # the far end, the network, the resolver: try again
+                if self.connections > connections and self._lasted >= LIVE_OK_S:
+                    failures, backoff = 0, BACKOFF_S  # it was live a while, then dropped
                 failures += 1
-                if failures > 1:  # it was not live: the next wait is longer
+                if failures > 1:
                     backoff = min(MAX_BACKOFF_S, backoff * 2)
+                known = isinstance(exc, OSError | RtmpError | ValueError | EOFError | Problem)
                 why = str(exc) or type(exc).__name__
-                self._set("failed" if failures >= FAILED_AFTER else "retrying", why)
-                log.warning("restream %s: %s", self.destination.id, self.last_error)
+                self._set(self._troubled(failures), why)
+                log.warning("restream %s: %s", self.destination.id, self.last_error,
+                            exc_info=None if known else exc)  # fmt: skip
             await asyncio.sleep(backoff)
 
+    @staticmethod
+    def _troubled(failures: int) -> str:
+        """``failed`` once it has not worked for minutes (it keeps trying), else ``retrying``."""
+        return "failed" if failures >= FAILED_AFTER else "retrying"
+
     async def _connect(self) -> RtmpSession:
-        addresses = await resolve(self.target, self.allow_private)
-        app, key = self.target.path.rsplit("/", 1)
-        tc_url = f"{self.target.scheme}://{self.target.host}:{self.target.port}{app}"
+        t = self.target
+        addresses = await resolve(t, self.allow_private)
+        tls = self.tls() if t.scheme == "rtmps" else None
         last: BaseException | None = None
-        for address in addresses:  # the checked addresses, in the resolver's order
+        for address in addresses:  # the addresses checked, in the resolver's order
             try:
-                return await asyncio.wait_for(RtmpSession.open(
-                    address, self.target.port, self.tls if self.target.scheme == "rtmps" else None,
-                    self.target.host, tc_url, app.lstrip("/"), key,
-                ), CONNECT_TIMEOUT_S)  # fmt: skip
+                return await asyncio.wait_for(
+                    RtmpSession.open(address, t.port, tls, t.host, t.tc_url, t.app, t.key),
+                    CONNECT_TIMEOUT_S,
+                )
             except (OSError, RtmpError, TimeoutError, EOFError) as exc:
                 last = exc
         assert last is not None
@@ -198,18 +215,30 @@ class Pusher:
 
     async def _push(self) -> None:
         session = self._session = await self._connect()
+        session.on_failed = self._wake.set
         self.connections += 1
+        started, polite = time.monotonic(), False
         try:
+            self._live = True
             self._restart_at_keyframe()
             self._set("live")
-            await self._send(session)
+            try:
+                await self._send(session)
+            except asyncio.CancelledError:  # stopped (deleted, the show ended): say goodbye
+                polite = True
+                raise
         finally:
+            self._live = False
+            self._queue.clear()
+            self._lasted = time.monotonic() - started
             self._sent_before += session.bytes_sent
             self._session = None
-            await session.aclose()
+            await session.aclose(polite=polite)
 
-    async def _next(self) -> tuple[bool, EncodedFrame]:
+    async def _next(self, session: RtmpSession) -> tuple[bool, EncodedFrame]:
         while not self._queue:
+            if session.failed is not None:
+                raise session.failed
             self._wake.clear()
             await self._wake.wait()
         return self._queue.popleft()
@@ -219,11 +248,15 @@ class Pusher:
         base_ms = 0
         reported = time.monotonic()
         while True:
-            video, frame = await self._next()
+            video, frame = await self._next(session)
             t0 = time.thread_time()
-            ms = int(frame.pts * frame.time_base * 1000)
+            ms = round(frame.pts * frame.time_base * 1000)
             if video:
-                sample, new = fmp4.h264_sample(frame.data)
+                try:
+                    sample, new = fmp4.h264_sample(frame.data)
+                except ValueError:  # not one we can carry: skip it, not the connection
+                    self.skipped += 1
+                    continue
                 if new is not None and new != config:
                     if config is None:  # the first keyframe: time starts here
                         base_ms = ms
@@ -243,9 +276,8 @@ class Pusher:
                 try:
                     await asyncio.wait_for(session.drain(), STALL_S)
                 except TimeoutError:
-                    raise TimeoutError(
-                        f"the destination took nothing for {STALL_S:.0f} s"
-                    ) from None
+                    stalled = f"the destination took nothing for {STALL_S:.0f} s"
+                    raise TimeoutError(stalled) from None
             now = time.monotonic()
             if now - reported >= REPORT_S:
                 reported = now

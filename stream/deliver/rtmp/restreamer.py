@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import ssl
+import time
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -49,10 +50,12 @@ class Restreamer:
         while True:
             try:
                 await self.sync()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # Redis away, a record unreadable: the next round retries
                 if cancelling():
                     raise
                 log.warning("restream sync of %s failed: %s", self.bid, exc)
+            for did, pusher in self.pushers.items():  # a heartbeat: the statuses are current
+                self._report(did, pusher.snapshot())
             await asyncio.sleep(SYNC_S)
 
     async def sync(self) -> None:
@@ -63,7 +66,10 @@ class Restreamer:
                 await self.pushers.pop(did).aclose()
             for did, destination in wanted.items():
                 if did not in self.pushers and not self._tasks.closed:
-                    self._start(destination)
+                    try:
+                        self._start(destination)
+                    except Exception:  # one destination's trouble is not the others'
+                        log.exception("restream %s: cannot start", did)
 
     @functools.cached_property
     def tls(self) -> ssl.SSLContext:  # made when first needed (loading CAs takes a moment)
@@ -74,7 +80,8 @@ class Restreamer:
         rung = destination.rendition if destination.rendition in names else names[0]
         pusher = Pusher(
             destination, self.source.bus(Codec.H264, rung), self.source.bus(Codec.AAC),
-            lambda status: self._report(destination.id, status), self.allow_private, self.tls,
+            lambda status: self._report(destination.id, status), self.allow_private,
+            lambda: self.tls,
         )  # fmt: skip
         self.pushers[destination.id] = pusher
         pusher.start()
@@ -85,7 +92,7 @@ class Restreamer:
         if did not in self.pushers:  # deleted: its status goes with it
             return
         writing = did in self._unwritten
-        self._unwritten[did] = status
+        self._unwritten[did] = status | {"updated": int(time.time() * 1000)}
         if not writing and not self._writes.closed:
             self._writes.spawn(self._write_status(did))
 

@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from core.tasks import cancel_and_wait
@@ -55,6 +56,7 @@ class RtmpSession:
         self.stream_id = 0
         self.bytes_sent = 0
         self.failed: BaseException | None = None
+        self.on_failed: Callable[[], None] | None = None  # told once the session has failed
         self._window = 2_500_000
         self._acked = 0
         self._pending: list[Message] = []
@@ -181,9 +183,11 @@ class RtmpSession:
                     if values and values[0] == "onStatus" and info.get("level") == "error":
                         raise RtmpError(f"{info.get('code')}: {info.get('description', '')}")
                 self._pending.clear()
-        except (OSError, ValueError, RtmpError, asyncio.IncompleteReadError) as exc:
+        except Exception as exc:  # the server hung up, broke the protocol, or refused us
             self.failed = exc
             self.writer.transport.abort()
+            if self.on_failed is not None:
+                self.on_failed()
 
     def _command(self, stream_id: int, *values: Any) -> None:
         self._send(Message(COMMANDS, COMMAND_AMF0, stream_id, 0, amf.encode(*values)))
@@ -214,15 +218,20 @@ class RtmpSession:
         await self.writer.drain()
 
     async def aclose(self, polite: bool = True) -> None:
-        """End the publish (``FCUnpublish``, ``deleteStream``) and close the connection."""
+        """Close the connection: ``polite``, end the publish (``FCUnpublish``,
+        ``deleteStream``) and let what is queued go out (2 s at most); else, or after that,
+        drop it at once (a far end that stopped reading would hold the socket and its buffer
+        for as long as it acknowledges window probes)."""
         await cancel_and_wait(self._watch)
-        if polite and self.failed is None and not self.writer.is_closing():
+        transport = self.writer.transport
+        if polite and self.failed is None and not transport.is_closing():
             with contextlib.suppress(OSError, RuntimeError):
                 self._command(0, "FCUnpublish", 6, None, "")
                 self._command(0, "deleteStream", 7, None, self.stream_id)
-        self.writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError, ssl.SSLError):
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            self.writer.close()
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                await asyncio.wait_for(self.writer.wait_closed(), 2)
+        transport.abort()
 
 
 def _describe(values: list[Any]) -> str:
