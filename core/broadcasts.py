@@ -68,6 +68,10 @@ return 'OK'
 """
 
 
+LANDSCAPE, PORTRAIT = "landscape", "portrait"
+ORIENTATIONS = (LANDSCAPE, PORTRAIT)
+
+
 @dataclasses.dataclass(frozen=True)
 class Broadcast:
     id: str
@@ -77,6 +81,11 @@ class Broadcast:
     started_at: int | None
     ended_at: int | None
     host_user: str
+    orientation: str = LANDSCAPE  # the picture's shape, for the whole show
+
+    @property
+    def portrait(self) -> bool:
+        return self.orientation == PORTRAIT
 
     def public(self) -> dict[str, Any]:
         return {
@@ -86,6 +95,7 @@ class Broadcast:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "orientation": self.orientation,
         }
 
 
@@ -112,7 +122,11 @@ class BroadcastStore:
         self.redis = redis
         self._cas = redis.register_script(_CAS_STATUS)
 
-    async def create(self, title: str, host_user: str, bid: str | None = None) -> Broadcast:
+    async def create(
+        self, title: str, host_user: str, bid: str | None = None, orientation: str = LANDSCAPE
+    ) -> Broadcast:
+        if orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation: one of {', '.join(ORIENTATIONS)}")
         bid = bid or new_broadcast_id()
         now = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -124,11 +138,12 @@ class BroadcastStore:
                     "status": Status.SCHEDULED.value,
                     "created_at": now,
                     "host_user": host_user,
+                    "orientation": orientation,
                 },
             )
             pipe.zadd(INDEX_KEY, {bid: now})
             await pipe.execute()
-        return Broadcast(bid, title, Status.SCHEDULED, now, None, None, host_user)
+        return Broadcast(bid, title, Status.SCHEDULED, now, None, None, host_user, orientation)
 
     async def get(self, bid: str) -> Broadcast:
         raw = await self.redis.hgetall(meta_key(bid))
@@ -143,6 +158,7 @@ class BroadcastStore:
             started_at=_opt_int(f.get("started_at")),
             ended_at=_opt_int(f.get("ended_at")),
             host_user=f.get("host_user", ""),
+            orientation=f.get("orientation", LANDSCAPE),
         )
 
     async def move(self, bid: str, target: Status) -> Broadcast:

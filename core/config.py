@@ -110,6 +110,18 @@ class Settings:
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    @property
+    def default_orientation(self) -> str:
+        """What a broadcast created without one gets: the configured output's shape."""
+        return "portrait" if self.video_height > self.video_width else "landscape"
+
+    def output_size(self, portrait: bool) -> tuple[int, int]:
+        """The composed size of a broadcast: the configured size, turned to the orientation
+        (1280x720 landscape is 720x1280 portrait)."""
+        long, short = max(self.video_width, self.video_height), min(
+            self.video_width, self.video_height)  # fmt: skip
+        return (short, long) if portrait else (long, short)
+
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())

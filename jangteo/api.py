@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.broadcasts import Status
+from core.broadcasts import ORIENTATIONS, Status
 from core.problems import BadRequest, Forbidden, Problem
 from core.tokens import Guest, Role, parse_role
 from core.web import bearer, claims, is_admin, json_body
@@ -34,8 +34,11 @@ async def create_broadcast(request: Request) -> JSONResponse:
     title = _text(doc, "title", "", limit=200)
     host_name = display_name({"name": doc.get("host_name", "Host")}, "Host", guest=False)
     app = ctx(request)
+    orientation = doc.get("orientation", app.settings.default_orientation)
+    if orientation not in ORIENTATIONS:
+        raise BadRequest(f"orientation: one of {', '.join(ORIENTATIONS)}", code="bad_orientation")
     host_user = "u_" + secrets.token_hex(6)
-    broadcast = await app.store.create(title, host_user=host_user)
+    broadcast = await app.store.create(title, host_user=host_user, orientation=orientation)
     host_token, _ = app.signer.issue(broadcast.id, Role.HOST, host_name, user_id=host_user)
     body = broadcast.public() | {"host_token": host_token}
     return JSONResponse(
@@ -52,10 +55,7 @@ async def get_broadcast(request: Request) -> JSONResponse:
         "viewers": media.audience() if media else 0,
         "publishers": len(media.publishers) if media else 0,
         "pinned": await app.catalog.pin(bid),
-        "orientation": "portrait"
-        if app.settings.video_height > app.settings.video_width
-        else "landscape",
-        "renditions": [r.public() for r in app.hub.ladder],
+        "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],
     }
     return JSONResponse(body)
 

@@ -70,7 +70,7 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=True)
-    async with app.hub.session_scope(bid) as media:
+    async with app.hub.session_scope(bid, broadcast.portrait) as media:
         publisher, answer = await media.add_publisher(c, offer)
     if c.role is Role.HOST:
         try:
@@ -94,7 +94,7 @@ async def whep_post(request: Request, app: MediaApp) -> Response:
     check_offer(offer, need_send=False)
     if broadcast.status is not Status.LIVE:  # nothing is started for a show not on air yet
         raise NotLive("the broadcast has not started yet", headers={"Retry-After": "5"})
-    async with app.hub.session_scope(bid) as media:
+    async with app.hub.session_scope(bid, broadcast.portrait) as media:
         viewer, answer = await media.add_viewer(c, offer, client_address(request), rendition)
     ended = (await app.store.get(bid)).status is Status.ENDED
     if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too

@@ -54,9 +54,13 @@ class MediaHub:
 
     @property
     def ladder(self) -> tuple[Rung, ...]:
-        """The rendition ladder every broadcast on this process is encoded at."""
+        """The rendition ladder of a broadcast of the configured shape (a portrait one has the
+        same rungs, turned: :meth:`ladder_of`)."""
+        return self.ladder_of(self.settings.default_orientation == "portrait")
+
+    def ladder_of(self, portrait: bool) -> tuple[Rung, ...]:
         s = self.settings
-        return ladder_for(s.ladder, s.video_width, s.video_height, s.video_bitrate)
+        return ladder_for(s.ladder, *s.output_size(portrait), s.video_bitrate)
 
     def check_rendition(self, name: str) -> None:
         """RenditionNotFound (404) unless ``name`` is a rung of the ladder."""
@@ -72,11 +76,12 @@ class MediaHub:
     def get(self, bid: str) -> BroadcastMedia | None:
         return self.broadcasts.get(bid)
 
-    async def open(self, bid: str) -> BroadcastMedia:
-        """The broadcast's media, started (and announced to ``on_started``) if it was not."""
+    async def open(self, bid: str, portrait: bool = False) -> BroadcastMedia:
+        """The broadcast's media, started (and announced to ``on_started``) if it was not;
+        ``portrait``: composed upright (the broadcast's orientation)."""
         media = self.broadcasts.get(bid)
         if media is None:
-            media = self.ensure(bid)
+            media = self.ensure(bid, portrait)
             if self.on_started is not None:
                 try:
                     await self.on_started(media)
@@ -86,20 +91,23 @@ class MediaHub:
                     raise
         return media
 
-    def ensure(self, bid: str) -> BroadcastMedia:
+    def ensure(self, bid: str, portrait: bool = False) -> BroadcastMedia:
         media = self.broadcasts.get(bid)
         if media is None:
-            media = self.broadcasts[bid] = BroadcastMedia(bid, self.settings, self.restream)
+            media = BroadcastMedia(bid, self.settings, self.restream, portrait=portrait)
+            self.broadcasts[bid] = media
             media.workers = self.workers
             media.start()
         return media
 
     @contextlib.asynccontextmanager
-    async def session_scope(self, bid: str) -> AsyncIterator[BroadcastMedia]:
+    async def session_scope(
+        self, bid: str, portrait: bool = False
+    ) -> AsyncIterator[BroadcastMedia]:
         """The broadcast's media for adding a session; if the add fails and this request created
         the media, it is closed again (a refused offer leaves nothing running)."""
         created = bid not in self.broadcasts
-        media = await self.open(bid)
+        media = await self.open(bid, portrait)
         try:
             yield media
         except BaseException:

@@ -52,15 +52,19 @@ log = logging.getLogger(__name__)
 
 class BroadcastMedia:
     def __init__(
-        self, bid: str, settings: Settings, restream: DestinationStore | None = None
+        self,
+        bid: str,
+        settings: Settings,
+        restream: DestinationStore | None = None,
+        portrait: bool = False,
     ) -> None:
         self.bid = bid
         self.settings = settings
-        self.ladder = ladder_for(settings.ladder, settings.video_width, settings.video_height,
-                                 settings.video_bitrate)  # fmt: skip
+        self.portrait = portrait
+        width, height = settings.output_size(portrait)
+        self.ladder = ladder_for(settings.ladder, width, height, settings.video_bitrate)
         self.compositor = Compositor(
-            bid, settings.video_width, settings.video_height, settings.video_fps,
-            settings.video_bitrate, self.ladder,
+            bid, width, height, settings.video_fps, settings.video_bitrate, self.ladder,
         )  # fmt: skip
         self.publishers: dict[str, Publisher] = {}
         self.viewers: dict[str, Viewer | RemoteViewer] = {}

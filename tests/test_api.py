@@ -558,3 +558,19 @@ async def test_metrics_are_prometheus_text(server: RunningServer) -> None:
 async def test_healthz(server: RunningServer) -> None:
     r = await server.http.get("/healthz")
     assert r.status_code == 200 and r.json() == {"ok": True}
+
+
+async def test_orientation_is_chosen_per_broadcast(server: RunningServer) -> None:
+    r = await server.http.post("/api/broadcasts", headers=server.admin(),
+                               json={"title": "세로", "orientation": "upside-down"})  # fmt: skip
+    assert_problem(r, 400, "bad_orientation")
+    plain = (await server.create_broadcast("가로"))["id"]
+    doc = (await server.http.get(f"/api/broadcasts/{plain}")).json()
+    assert doc["orientation"] == "landscape"
+    assert [(x["width"], x["height"]) for x in doc["renditions"]] == [(640, 360), (320, 180)]
+    r = await server.http.post("/api/broadcasts", headers=server.admin(),
+                               json={"title": "세로", "orientation": "portrait"})  # fmt: skip
+    upright = r.json()["id"]
+    doc = (await server.http.get(f"/api/broadcasts/{upright}")).json()
+    assert doc["orientation"] == "portrait"
+    assert [(x["width"], x["height"]) for x in doc["renditions"]] == [(360, 640), (180, 320)]

@@ -56,20 +56,26 @@ def planes(img: NDArray[np.uint8], width: int = W, height: int = H) -> Iterator[
     yield flat[width * height + q :].reshape(height // 2, width // 2)
 
 
-def region(img: NDArray[np.uint8], box: Box, inset: int = 0) -> list[NDArray[np.uint8]]:
+def region(
+    img: NDArray[np.uint8], box: Box, inset: int = 0, size: tuple[int, int] = (W, H)
+) -> list[NDArray[np.uint8]]:
     """Each plane's pixels of ``box`` shrunk by ``inset`` px (chroma edges blend when scaled)."""
     x, y, w, h = box.x + inset, box.y + inset, box.w - 2 * inset, box.h - 2 * inset
     out = []
-    for i, plane in enumerate(planes(img)):
+    for i, plane in enumerate(planes(img, *size)):
         k = 1 if i == 0 else 2
         out.append(plane[y // k : (y + h) // k, x // k : (x + w) // k])
     return out
 
 
 def assert_colour(
-    img: NDArray[np.uint8], box: Box, yuv: tuple[int, int, int], inset: int = 2
+    img: NDArray[np.uint8],
+    box: Box,
+    yuv: tuple[int, int, int],
+    inset: int = 2,
+    size: tuple[int, int] = (W, H),
 ) -> None:
-    for plane, value, name in zip(region(img, box, inset), yuv, "YUV", strict=True):
+    for plane, value, name in zip(region(img, box, inset, size), yuv, "YUV", strict=True):
         assert plane.size
         err = int(np.abs(plane.astype(int) - value).max())
         assert err <= 3, f"{name} in {box}: off by {err} from {value}"
@@ -103,13 +109,20 @@ def test_boxes_are_even_inside_the_canvas_and_do_not_overlap(
         if layout == "pip" and n >= 2:
             insets = placed[1:]
             mx, my = width * SAFE_MARGIN, height * SAFE_MARGIN
+            portrait = height > width
             for a, b in itertools.pairwise(insets):
-                assert a.x == b.x and a.y + a.h < b.y, "a column, top down, with gaps"
+                if portrait:
+                    assert a.y == b.y and b.x + b.w < a.x, "a row, right to left, with gaps"
+                else:
+                    assert a.x == b.x and a.y + a.h < b.y, "a column, top down, with gaps"
             for b in insets:
                 assert b.border >= 2
                 assert b.x >= mx - 2 and b.x + b.w <= width - mx + 2, "inside the safe area"
                 assert b.y >= my - 2 and b.y + b.h <= height - my + 2, "inside the safe area"
-                assert b.x > width / 2, "in the right-hand column"
+                if portrait:
+                    assert b.y + b.h < height / 3, "along the top"
+                else:
+                    assert b.x > width / 2, "in the right-hand column"
 
 
 def test_unknown_layout_is_refused() -> None:
@@ -372,3 +385,46 @@ def test_compositor_mix_of_two_full_scale_publishers_does_not_clip() -> None:
     finally:
         comp._video_pool.shutdown()
         comp._audio_pool.shutdown()
+
+
+# -- portrait ------------------------------------------------------------------------------------
+PW, PH = 360, 640
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_portrait_fills_the_screen_with_a_landscape_camera(layout: str) -> None:
+    """A landscape camera into a portrait show is cropped to cover (its centre), not
+    letterboxed and not stretched: the middle column of the picture, at its own scale."""
+    cam = _stripes(640, 360)
+    out = compose_sources([cam], layout, PW, PH)
+    # covering 360x640 with 16:9 scales by 640/360: the centre 360 of 1138 columns are seen
+    scale = PH / 360
+    img = cv2.cvtColor(out, cv2.COLOR_YUV2BGR_I420)
+    offset = (640 * scale - PW) / 2
+    seen = 0
+    for k in range(16):  # each stripe's centre where it should be: no squeeze, no shift
+        x = round((40 * k + 20) * scale - offset)
+        if not 8 <= x < PW - 8:
+            continue
+        got = img[PH // 2, x]
+        assert np.abs(got.astype(int) - STRIPES[k % len(STRIPES)]).max() < 60, (k, x, got)
+        seen += 1
+    assert seen >= 4  # 360 of the 1138 columns: the middle stripes, about five
+    assert (img[:8].mean(), img[-8:].mean()) > (40, 40), "no letterbox bars"
+
+
+def test_portrait_two_publishers_are_stacked() -> None:
+    out = compose_sources(publishers(2), "side_by_side", PW, PH)
+    assert_colour(out, Box(0, 0, PW, PH // 2), COLOURS[0], size=(PW, PH))
+    assert_colour(out, Box(0, PH // 2, PW, PH // 2), COLOURS[1], size=(PW, PH))
+
+
+STRIPES = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 255)]
+
+
+def _stripes(w: int, h: int) -> VideoFrame:
+    """Vertical stripes 40 px wide, cycling through STRIPES (BGR)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    for x in range(0, w, 40):
+        img[:, x : x + 40] = STRIPES[(x // 40) % len(STRIPES)]
+    return VideoFrame.from_ndarray(img, format="bgr24")

@@ -3,14 +3,17 @@
 Pictures come host first, then co-hosts in join order; whoever is first takes the main place (a
 co-host does while the host is away). At most :data:`MAX_PICTURES` are drawn.
 
-- ``solo``: the first picture only, letterboxed over the whole canvas.
-- ``side_by_side``: one picture fills the canvas (letterboxed); two are tiles side by side (1x2);
-  three or four a 2x2 grid in reading order (with three, the last cell stays black). Tiles are
-  filled edge to edge: each picture is scaled to cover its tile and centre-cropped — unless that
-  would throw away more than half of it (a picture far from the tile's shape), then letterboxed.
-- ``pip``: the first picture letterboxed over the whole canvas; the others as insets
+- ``solo``: the first picture only, letterboxed over the whole canvas (portrait: covering it,
+  centre-cropped, however much that cuts: a phone show fills the phone).
+- ``side_by_side``: one picture fills the canvas (as ``solo``); two are tiles side by side (1x2;
+  portrait: stacked, 2x1); three or four a 2x2 grid in reading order (with three, the last cell
+  stays black). Tiles are filled edge to edge: each picture is scaled to cover its tile and
+  centre-cropped — unless that would throw away more than half of it (a picture far from the
+  tile's shape), then letterboxed.
+- ``pip``: the first picture over the whole canvas (as ``solo``); the others as insets
   (:data:`INSET_WIDTH` of the width, the output's aspect, cropped to fill) stacked in a column at
-  the top right of the safe area (:data:`SAFE_MARGIN` margins), each inside a thin white border.
+  the top right of the safe area (:data:`SAFE_MARGIN` margins; portrait: a row along the top,
+  :data:`PORTRAIT_INSET_WIDTH` wide, from the right), each inside a thin white border.
 
 Every rectangle is even-aligned (I420 subsamples chroma 2x2). Pictures are scaled in I420 by
 swscale (``VideoFrame.reformat``) and their planes copied into place: nothing converts to BGR.
@@ -26,6 +29,8 @@ import numpy as np
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
+from stream.encode.ladder import scale_i420
+
 from .slate import slate_i420
 
 I420 = NDArray[np.uint8]
@@ -39,7 +44,9 @@ MAX_PICTURES = 4  # the host and up to 3 co-hosts
 SAFE_MARGIN = 0.05
 INSET_WIDTH = 0.2
 INSET_GAP = 0.02  # of the height, between insets
+PORTRAIT_INSET_WIDTH = 0.24  # portrait insets: narrower (9:16), in a row
 MAX_CROP = 2.0  # a covering scale may be at most this many times the tile's area
+CUT_FIRST = 1.5  # past this, the part that shows is cut out before scaling
 Y_BLACK, C_NEUTRAL = 16, 128
 BORDER_YUV = (235, 128, 128)  # the inset border: white
 
@@ -55,6 +62,7 @@ class Box:
     h: int
     cover: bool = False
     border: int = 0
+    max_crop: float = MAX_CROP
 
 
 def _even(v: float) -> int:
@@ -89,25 +97,29 @@ def boxes(layout: str, count: int, width: int, height: int) -> list[Box]:
     count = min(count, MAX_PICTURES)
     if count <= 0:
         return []
-    full = Box(0, 0, width, height)
+    portrait = height > width
+    # portrait: a phone's picture fills the screen, whatever the camera's shape (cover-cropped)
+    full = Box(0, 0, width, height, cover=portrait, max_crop=float("inf"))
     if layout == SOLO or count == 1:
         return [full]
     if layout == SIDE_BY_SIDE:
-        xs = (0, _even(width / 2), width)
-        ys = (0, height) if count == 2 else (0, _even(height / 2), height)
+        xs = (0, width) if portrait and count == 2 else (0, _even(width / 2), width)
+        ys = (0, height) if count == 2 and not portrait else (0, _even(height / 2), height)
         cells = [
             Box(xs[c], ys[r], xs[c + 1] - xs[c], ys[r + 1] - ys[r], cover=True)
             for r in range(len(ys) - 1)
-            for c in range(2)
+            for c in range(len(xs) - 1)
         ]
         return cells[:count]
     mx, my = _even(width * SAFE_MARGIN), _even(height * SAFE_MARGIN)
-    iw = _even(width * INSET_WIDTH)
+    iw = _even(width * (PORTRAIT_INSET_WIDTH if portrait else INSET_WIDTH))
     ih = _even(iw * height / width)
-    gap = _even(height * INSET_GAP)
-    border = _even(height / 180)
-    insets = [
-        Box(width - mx - iw, my + i * (ih + gap), iw, ih, cover=True, border=border)
+    gap = _even(max(width, height) * INSET_GAP)
+    border = _even(min(width, height) / 180)
+    insets = [  # portrait: a row along the top, from the right; landscape: a column at the right
+        Box(width - mx - iw - i * (iw + gap), my, iw, ih, cover=True, border=border)
+        if portrait
+        else Box(width - mx - iw, my + i * (ih + gap), iw, ih, cover=True, border=border)
         for i in range(count - 1)
     ]
     return [full, *insets]
@@ -160,6 +172,18 @@ def _scaled(picture: VideoFrame, w: int, h: int) -> I420:
     return np.ascontiguousarray(out, np.uint8)
 
 
+def _cropped(picture: VideoFrame, cut: Box) -> I420:
+    """``cut`` (even geometry) of ``picture`` as a contiguous I420 array."""
+    pw, ph = picture.width, picture.height
+    if pw % 2 or ph % 2 or picture.format.name != "yuv420p":
+        picture = picture.reformat(width=pw // 2 * 2, height=ph // 2 * 2, format="yuv420p")
+        pw, ph = picture.width, picture.height
+    src = np.ascontiguousarray(picture.to_ndarray(), np.uint8)
+    out = blank(cut.w, cut.h)
+    _blit(out, (cut.w, cut.h), src, (pw, ph), (0, 0), cut)
+    return out
+
+
 def draw(canvas: I420, size: tuple[int, int], picture: VideoFrame, box: Box) -> None:
     """``picture`` scaled into ``box`` of ``canvas`` (in place)."""
     if box.border:
@@ -171,7 +195,20 @@ def draw(canvas: I420, size: tuple[int, int], picture: VideoFrame, box: Box) -> 
     if box.cover:
         scale = max(box.w / pw, box.h / ph)
         sw, sh = max(box.w, _even_up(pw * scale)), max(box.h, _even_up(ph * scale))
-        if sw * sh <= MAX_CROP * box.w * box.h:
+        if sw * sh <= box.max_crop * box.w * box.h:
+            if sw * sh > CUT_FIRST * box.w * box.h:
+                # most of the picture will not show (a landscape camera in a portrait show):
+                # cut out the part that does, then scale only that
+                cw = min(pw // 2 * 2, _even_up(box.w / scale))
+                ch = min(ph // 2 * 2, _even_up(box.h / scale))
+                part = _cropped(picture, Box((pw - cw) // 4 * 2, (ph - ch) // 4 * 2, cw, ch))
+                if cw <= box.w:  # enlarged: OpenCV's is the cheaper here
+                    scaled = scale_i420(part, cw, ch, box.w, box.h)
+                else:
+                    scaled = _scaled(VideoFrame.from_ndarray(part, format="yuv420p"), box.w, box.h)
+                whole = Box(0, 0, box.w, box.h)
+                _blit(canvas, size, scaled, (box.w, box.h), (box.x, box.y), whole)
+                return
             crop = Box((sw - box.w) // 4 * 2, (sh - box.h) // 4 * 2, box.w, box.h)
             _blit(canvas, size, _scaled(picture, sw, sh), (sw, sh), (box.x, box.y), crop)
             return

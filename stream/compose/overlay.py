@@ -76,13 +76,25 @@ def _even_up(v: float) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where each element goes for one output size."""
+    """Where each element goes for one output size.
+
+    Landscape (sizes for 1280x720): the card at the bottom right, names in the lower third at
+    its left, hearts and the order ticker at the top left. Portrait (sizes for 720x1280, a
+    phone held upright): the bottom third stays clear (the viewer page lays the chat over it),
+    the card sits just above it, the hearts, names and ticker go down the top left (the top
+    right is where picture-in-picture puts co-hosts)."""
 
     width: int
     height: int
 
     @property
+    def portrait(self) -> bool:
+        return self.height > self.width
+
+    @property
     def s(self) -> float:
+        if self.portrait:
+            return min(self.width / 720, self.height / 1280)
         return min(self.width / 1280, self.height / 720)
 
     def px(self, v: float) -> int:
@@ -99,7 +111,19 @@ class Layout:
     def card(self) -> tuple[int, int, int, int]:
         mx, my = self.margin
         w, h = min(self.px(560), self.width - 2 * mx), self.px(244)
-        return self.width - mx - w, self.height - my - h, w, h
+        bottom = _even(self.height * 2 / 3) - self.px(16) if self.portrait else self.height - my
+        return self.width - mx - w, bottom - h, w, h
+
+    @property
+    def hearts_at(self) -> tuple[int, int]:
+        return self.margin
+
+    @property
+    def ticker_at(self) -> tuple[int, int]:
+        """Below the hearts (portrait: below the names, which come first there)."""
+        mx, my = self.margin
+        below = my + self.px(58)
+        return mx, below + (self.px(68) if self.portrait else 0)
 
     @property
     def countdown(self) -> tuple[int, int, int, int]:
@@ -115,8 +139,11 @@ class Layout:
         return cx + pad, cy + ch - pad - h, cw - 3 * pad - qr, h
 
     def lower_third(self, card: bool) -> tuple[int, int, int, int]:
+        """Who is on air: the lower third (portrait: under the hearts, the bottom is chat's)."""
         mx, my = self.margin
         h = self.px(60)
+        if self.portrait:
+            return mx, my + self.px(58), _even(self.width * 0.62) - mx, h
         right = self.card[0] - self.px(16) if card else self.width - mx
         return mx, self.height - my - h, max(self.px(120), right - mx), h
 
@@ -251,8 +278,7 @@ def ticker_lines(orders: Sequence[Tick], now_ms: int) -> tuple[str, ...]:
 
 
 def render_ticker(lines: Sequence[str], lay: Layout) -> Sprite:
-    mx, my = lay.margin
-    my += lay.px(50) + lay.px(8)  # below the hearts
+    mx, my = lay.ticker_at
     size, lh, pad = lay.size(26), lay.px(40), lay.px(14)
     w = _even_up(min(lay.width // 2, pad * 2 + max(text_width(t, size) for t in lines) + 2))
     h = lh * len(lines) + lay.px(8)
@@ -265,7 +291,7 @@ def render_ticker(lines: Sequence[str], lay: Layout) -> Sprite:
 
 def render_hearts(total: int, lay: Layout) -> Sprite:
     """Top left (the top right is where picture-in-picture puts co-hosts)."""
-    mx, my = lay.margin
+    mx, my = lay.hearts_at
     size, pad = lay.size(30), lay.px(14)
     label = f"♥ {total:,}"
     w, h = _even_up(text_width(label, size) + 2 * pad), lay.px(50)
