@@ -178,10 +178,18 @@ async def place_order(
     via = doc.get("via", "live")
     if via not in ("live", "replay"):
         raise BadRequest("via is live (the default) or replay", code="bad_via")
+    shown_in = None
+    currency = doc.get("currency")
+    if currency is not None and currency != "KRW":
+        if not isinstance(currency, str):
+            raise BadRequest("currency: an ISO 4217 code, e.g. USD", code="bad_currency")
+        rates = app.fx.current()
+        rate = rates.rate(currency)
+        shown_in = (currency, rate.per_won, rate.decimals, rates.date or "")
     status, rest = await app.orders.reserve(
         bid, product_id=pid, qty=qty, option=option, buyer_id=c.user_id, buyer_name=c.name,
         idempotency_key=idem, address=address, joined_at_ms=c.joined_at,
-        verified=c.verified, via=via,
+        verified=c.verified, via=via, shown_in=shown_in,
     )  # fmt: skip
     return _answer(status, rest, pid, option, bid)
 
@@ -333,6 +341,12 @@ async def list_orders(request: Request, app: ShopApp) -> Response:
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
 
+async def exchange_rates(request: Request, app: ShopApp) -> JSONResponse:
+    """The rates prices are shown at besides won (``{base, date, source, rates}``; no rates
+    configured: ``rates`` is empty)."""
+    return JSONResponse(app.fx.current().public(), headers={"Cache-Control": "public, max-age=300"})
+
+
 def routes(app: Callable[[], ShopApp]) -> list[BaseRoute]:
     return [
         Route("/api/broadcasts/{bid}/products", bind(list_products, app), methods=["GET"]),
@@ -350,4 +364,5 @@ def routes(app: Callable[[], ShopApp]) -> list[BaseRoute]:
         Route("/api/orders/{oid}", bind(get_order, app), methods=["GET"]),
         Route("/api/orders/{oid}/confirm", bind(confirm_order, app), methods=["POST"]),
         Route("/api/orders/{oid}/cancel", bind(cancel_order, app), methods=["POST"]),
+        Route("/api/fx", bind(exchange_rates, app), methods=["GET"]),
     ]

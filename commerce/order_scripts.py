@@ -16,7 +16,9 @@ from __future__ import annotations
 #       9 buyer name, 10 masked name, 11 idem ttl s, 12 maxlen, 13 buyer address,
 #       14 flash-sale hold ms, 15 open per buyer, 16 open per address, 17 outbox on ('1'),
 #       18 buyer's identity made at (ms), 19 buyer verified ('1'), 20 'replay' for an order
-#       from the show's replay (taken after the show too, at the product's own price)
+#       from the show's replay (taken after the show too, at the product's own price),
+#       21-24 the currency the buyer saw the price in ('' for won only), won→it rate,
+#       decimals, the rates' date
 RESERVE = r"""
 local bstatus = redis.call('HGET', KEYS[10], 'status')
 if not bstatus then return {'unknown_broadcast'} end
@@ -100,6 +102,11 @@ redis.call('HINCRBY', KEYS[5], ARGV[1], qty)
 local expires = now + hold_ms
 local shown = {name = p.name, price = price, list_price = p.list_price, deal = deal or cjson.null}
 if replay then shown.via = 'replay' end
+if ARGV[21] ~= '' then
+  local scale = 10 ^ tonumber(ARGV[23])
+  shown.converted = {currency = ARGV[21], rates_date = ARGV[24],
+    amount = math.floor(price * qty * tonumber(ARGV[22]) * scale + 0.5) / scale}
+end
 local answer = {
   id = ARGV[7], status = 'reserved', product_id = ARGV[1],
   option = ARGV[2] ~= '' and ARGV[2] or cjson.null,

@@ -112,8 +112,11 @@ class Orders:
         joined_at_ms: int = 0,
         verified: bool = False,
         via: str = "live",
+        shown_in: tuple[str, float, int, str] | None = None,
         now_ms: int | None = None,
     ) -> tuple[str, list[str]]:
+        """``shown_in``: (currency, won→it rate, decimals, rates' date) the buyer saw the price
+        in besides won: the order records the converted total (it is charged in won)."""
         oid = new_order_id(bid)
         r = self.rules
         keys = [
@@ -152,7 +155,9 @@ class Orders:
             joined_at_ms,
             "1" if verified else "0",
             via,
-        ]
+            *((shown_in[0], repr(shown_in[1]), shown_in[2], shown_in[3]) if shown_in
+              else ("", "0", 0, "")),
+        ]  # fmt: skip
         res: Any
         if self.mux is not None:
             try:

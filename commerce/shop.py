@@ -13,6 +13,7 @@ from core.config import Settings
 from core.revocation import Verifier
 
 from .catalog import Catalog
+from .fx import FxRates
 from .orders import Orders
 
 
@@ -29,6 +30,7 @@ class ShopApp(Protocol):
     catalog: Catalog
     orders: Orders
     verifier: Verifier
+    fx: FxRates
 
     @property
     def hub(self) -> Stills: ...

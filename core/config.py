@@ -62,6 +62,8 @@ class Settings:
     # restreams may go to loopback and private addresses (tests; a platform on the same network)
     restream_allow_private: bool = False
     restream_ca_file: str | None = None  # CA certificates for RTMPS to private platforms
+    # the operator's exchange rates (JSON, commerce/fx.py): prices shown ≈ in other currencies
+    fx_rates_file: str | None = None
     # how viewers' RTP is sent: "fast" (packetized once, per viewer header + SRTP + send:
     # stream/deliver/rtpsend.py) or "aiortc" (each viewer's RTCRtpSender packetizes and sends)
     fanout: str = "fast"
@@ -204,6 +206,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "media_tokens": env.get("JANGTEO_MEDIA_TOKENS", "0") in ("1", "true", "yes", "on"),
         "restream_allow_private": env.get("JANGTEO_RESTREAM_ALLOW_PRIVATE", "0") == "1",
         "restream_ca_file": env.get("JANGTEO_RESTREAM_CA_FILE") or None,
+        "fx_rates_file": env.get("JANGTEO_FX_RATES") or None,
         "fanout": env.get("JANGTEO_FANOUT", "fast"),
         "workers": parse_workers(env.get("JANGTEO_WORKERS", "0")),
         "token_ttl_s": _int(env, "JANGTEO_TOKEN_TTL_S", 12 * 3600),

@@ -103,6 +103,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("PUT", f"{B}/chat/announcement"): _r(HOST),
     # commerce
     ("GET", f"{B}/products"): _r(ANYONE),
+    ("GET", "/api/fx"): _r(ANYONE, note="the operator's exchange rates, for prices shown"),
     ("PUT", f"{B}/products/{{pid}}"): _r(ADMIN, HOST),
     ("GET", f"{B}/products/{{pid}}/image"): _r(ANYONE),
     ("POST", f"{B}/products/snapshot"): _r(ADMIN, HOST),

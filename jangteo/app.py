@@ -28,6 +28,7 @@ from chat.ws import chat_socket
 from commerce.catalog import Catalog
 from commerce.chat_orders import try_order
 from commerce.fastpath import OrderFastPath
+from commerce.fx import FxRates
 from commerce.orders import OrderRules, Orders
 from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
@@ -180,6 +181,7 @@ async def _start(
         buckets=RedisBuckets(redis),
         revocations=revocations,
         verifier=Verifier(signer, revocations),
+        fx=FxRates(settings.fx_rates_file),
     )
     # a chat line like "구매 2" is an order: commerce's hook on the chat
     chat_hub.on_line = functools.partial(try_order, context)

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from chat.hub import ChatHub
 from chat.store import ChatStore
 from commerce.catalog import Catalog
+from commerce.fx import FxRates
 from commerce.orders import Orders
 from core.broadcasts import BroadcastStore
 from core.config import Settings
@@ -37,6 +38,7 @@ class AppContext:
     buckets: RedisBuckets
     revocations: Revocations
     verifier: Verifier
+    fx: FxRates = dataclasses.field(default_factory=lambda: FxRates(None))
 
 
 def ctx_of(app: Any) -> AppContext:

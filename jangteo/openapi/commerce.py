@@ -258,6 +258,13 @@ def commerce() -> dict[str, Any]:
                         "product_id": ID,
                         "qty": {"type": "integer", "minimum": 1, "maximum": 99},
                         "option": {**ID, "description": "required for products with options"},
+                        "via": {"type": "string", "enum": ["live", "replay"]},
+                        "currency": {
+                            "type": "string",
+                            "description": "the currency the price was also shown in (ISO "
+                            "4217, one of GET /api/fx): charged in won, `shown.converted` "
+                            "records the approximate amount",
+                        },
                     },
                     required=("product_id", "qty"),
                 ),
@@ -274,7 +281,9 @@ def commerce() -> dict[str, Any]:
                     "404": problem("unknown broadcast or product"),
                     "409": problem("sold_out, oversubscribed or broadcast_ended"),
                     **BODY_ERRORS,
-                    "422": problem("limit_exceeded, deal_ended or idempotency_key_reused"),
+                    "422": problem(
+                        "limit_exceeded, deal_ended, idempotency_key_reused or unknown_currency"
+                    ),
                     "429": problem("too_many_open_orders or hold_cooldown (Retry-After)"),
                 },
             },
@@ -407,5 +416,17 @@ def commerce() -> dict[str, Any]:
                     "422": problem("the amount is not the order's total (amount_mismatch)"),
                 },
             },
+        },
+        "/api/fx": {
+            "get": {
+                "summary": "the operator's exchange rates prices are shown at (anyone)",
+                "responses": {
+                    "200": json(
+                        "{base: KRW, date, source, rates: {CODE: {per_won, decimals}}}; no "
+                        "rates configured: rates is empty",
+                        {"type": "object"},
+                    )
+                },
+            }
         },
     }
