@@ -73,7 +73,7 @@ def parse_rates(doc: Any) -> Rates:
         raise ValueError("date: the day the rates are from, as YYYY-MM-DD") from None
     raw = doc.get("rates")
     if not isinstance(raw, dict) or not raw or len(raw) > MAX_CURRENCIES:
-        raise ValueError(f"rates: 1-{MAX_CURRENCIES} currencies, e.g. {{\"USD\": 0.000719}}")
+        raise ValueError(f'rates: 1-{MAX_CURRENCIES} currencies, e.g. {{"USD": 0.000719}}')
     rates: dict[str, Rate] = {}
     for code, value in raw.items():
         if not isinstance(code, str) or not _CODE.fullmatch(code) or code == "KRW":
@@ -81,8 +81,10 @@ def parse_rates(doc: Any) -> Rates:
         spec = value if isinstance(value, dict) else {"per_won": value}
         per_won = spec.get("per_won")
         decimals = spec.get("decimals", 0 if code in NO_MINOR_UNITS else 2)
-        if isinstance(per_won, bool) or not isinstance(per_won, int | float) or not (
-            0 < per_won < 100
+        if (
+            isinstance(per_won, bool)
+            or not isinstance(per_won, int | float)
+            or not (0 < per_won < 100)
         ):
             raise ValueError(f"rates.{code}: per_won, how much of it one won buys (0-100)")
         if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 3:

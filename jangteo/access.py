@@ -126,6 +126,9 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/screen/{bid}"): _r(ANYONE, note="the market-screen player (LL-HLS)"),
     ("GET", "/studio/{bid}"): _r(ANYONE, note="the page; its calls carry the host's token"),
     ("GET", "/static/{name}"): _r(ANYONE),
+    ("GET", "/static/icons/{name}"): _r(ANYONE),
+    ("GET", "/favicon.ico"): _r(ANYONE),
+    ("GET", "/manifest.webmanifest"): _r(ANYONE, note="the web app manifest"),
 }
 
 

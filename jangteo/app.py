@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,8 +55,10 @@ from . import api, errors, guests, openapi
 from .access import guard
 from .context import AppContext, ctx_of, require_admin
 from .overlays import OverlayFeed
+from .pages import NO_CACHE, page
 
 STATIC = Path(__file__).parent / "static"
+ICONS = STATIC / "icons"  # drawn by scripts/make-icons
 REDIS_CONNECTIONS = 64
 CHAT_REDIS_CONNECTIONS = 512  # each broadcast's chat reader holds one in XREAD BLOCK
 SEND_BUFFER = 64 * 1024
@@ -64,7 +67,11 @@ WS_MAX_SIZE = 4096  # chat frames over 4 KiB close the socket with 1009
 # more than the bytes it saves
 log = logging.getLogger(__name__)
 # pages and their scripts change with the server: browsers revalidate instead of keeping old copies
-_NO_CACHE = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+_NO_CACHE = NO_CACHE  # (the pages' own: jangteo/pages.py)
+# icons change with a redesign, not with the server: a week, then revalidated by ETag
+_ICON_CACHE = {"Cache-Control": "public, max-age=604800"}
+_ICON_TYPES = {".png": "image/png", ".ico": "image/x-icon"}
+_ICON_NAME = re.compile(r"[a-z0-9][a-z0-9-]*\.(?:png|ico)")  # no dot-dot, slash, NUL or %
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -83,19 +90,36 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-def _page(name: str):  # type: ignore[no-untyped-def]
-    async def page(request: Request) -> Response:
-        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=_NO_CACHE)
-
-    return page
-
-
 async def static_file(request: Request) -> Response:
     name = request.path_params["name"]
-    path = (STATIC / name).resolve()
+    try:
+        path = (STATIC / name).resolve()
+    except (ValueError, OSError):  # a NUL byte, a name the file system refuses
+        raise NotFound(f"no file {name!r}") from None
     if path.parent != STATIC.resolve() or not path.is_file():
         raise NotFound(f"no file {name!r}")
     return FileResponse(path, headers=_NO_CACHE)
+
+
+async def icon_file(request: Request) -> Response:
+    """A file of static/icons/ by its bare name: no other directory, no other kind of file."""
+    name = request.path_params["name"]
+    if _ICON_NAME.fullmatch(name):
+        path = (ICONS / name).resolve()
+        if path.parent == ICONS.resolve() and path.is_file():  # and not a link out of it
+            return FileResponse(path, media_type=_ICON_TYPES[path.suffix], headers=_ICON_CACHE)
+    raise NotFound(f"no icon {name!r}")
+
+
+async def favicon(request: Request) -> Response:
+    return FileResponse(ICONS / "favicon.ico", media_type="image/x-icon", headers=_ICON_CACHE)
+
+
+async def web_manifest(request: Request) -> Response:
+    """The web app manifest: name, colours and icons for "add to home screen"."""
+    return FileResponse(
+        STATIC / "manifest.webmanifest", media_type="application/manifest+json", headers=_NO_CACHE
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -227,11 +251,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint),
         Route("/healthz", healthz),
-        Route("/watch/{bid}", _page("watch.html")),
-        Route("/studio/{bid}", _page("studio.html")),
-        Route("/replay/{bid}", _page("replay.html")),
-        Route("/screen/{bid}", _page("screen.html")),
+        Route("/watch/{bid}", page(STATIC / "watch.html")),
+        Route("/studio/{bid}", page(STATIC / "studio.html")),
+        Route("/replay/{bid}", page(STATIC / "replay.html")),
+        Route("/screen/{bid}", page(STATIC / "screen.html")),
         Route("/static/{name}", static_file),
+        Route("/static/icons/{name}", icon_file),
+        Route("/favicon.ico", favicon),
+        Route("/manifest.webmanifest", web_manifest),
     ]
     routes = [guard(r) for r in routes]  # the access table, before every handler
     cors = Middleware(

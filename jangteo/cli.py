@@ -187,8 +187,10 @@ async def demo(settings: Settings) -> None:
     # a demo's buyers pay with one tap (nothing real is sold)
     # visitors see prices in their currency too, at the sample rates (with their date)
     sample_rates = str(Path(__file__).with_name("fx-rates.sample.json"))
-    demo_rules = dataclasses.replace(settings, payment_provider="test", phone_verifier="test",
-                                     fx_rates_file=settings.fx_rates_file or sample_rates)  # fmt: skip
+    demo_rules = dataclasses.replace(
+        settings, payment_provider="test", phone_verifier="test",
+        fx_rates_file=settings.fx_rates_file or sample_rates,
+    )  # fmt: skip
     settings, _ = with_generated_secrets(demo_rules)
     async with redis_for(settings, "demo-redis") as s:
         studio: list[SyntheticStudio] = []

@@ -233,19 +233,19 @@ async def test_replay_chapters_seek_and_buy(
 
     # Buy from the replay: option and quantity, order, confirm and pay.
     await second.locator("[data-action='buy']").click()
-    dialog = page.get_by_role("dialog", name="주문 · Order")
+    dialog = page.get_by_role("dialog", name="주문", exact=True)
     await dialog.wait_for(timeout=WAIT_MS)
-    await page.get_by_label("옵션 · Option").select_option("l")
-    await page.get_by_label("수량 · Quantity").fill("2")
+    await page.get_by_label("옵션", exact=True).select_option("l")
+    await page.get_by_label("수량", exact=True).fill("2")
     assert await page.inner_text("#buy-total") == "39,800원"
-    await page.get_by_role("button", name="주문하기 · Place order").click()
+    await page.locator('[data-action="place"]').click()
     await page.wait_for_selector("#confirm-step:not([hidden])", timeout=WAIT_MS)
     assert await page.inner_text("#c-total") == "39,800원"
     await page.locator("[data-action='confirm']").click()
     await page.wait_for_function(
         "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
     )
-    await page.get_by_role("button", name="닫기 · Close").click()
+    await page.locator("#confirm-close").click()
     await page.wait_for_selector("#order-list li[data-status='paid']", timeout=WAIT_MS)
     await page.locator("#chapters li[data-product='p2'] .stock", has_text="남은 수량 8개").wait_for(
         timeout=WAIT_MS
@@ -284,7 +284,7 @@ async def test_watch_page_hands_over_to_the_replay(
         await end(server, bid, host)
     finally:
         await pub.aclose()
-    link = watch.get_by_role("link", name="다시보기 · Watch the replay")
+    link = watch.locator('[data-action="replay"]')
     await link.wait_for(timeout=WAIT_MS)
     assert await link.get_attribute("href") == f"/replay/{bid}"
     await watch.wait_for_selector("#badge[data-status='ended']", timeout=WAIT_MS)

@@ -26,6 +26,7 @@ from .parts import (
 )
 
 LAYOUT = {"type": "string", "enum": LAYOUT_NAMES}
+BINARY = {"type": "string", "format": "binary"}
 
 
 def document() -> dict[str, Any]:
@@ -368,6 +369,48 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "the file"},
                         "404": problem("no such file"),
+                    },
+                },
+            },
+            "/static/icons/{name}": {
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": STR},
+                ],
+                "get": {
+                    "summary": "the app's icons (PNG, and the favicon), cached for a week",
+                    "responses": {
+                        "200": {
+                            "description": "the icon",
+                            "content": {
+                                "image/png": {"schema": BINARY},
+                                "image/x-icon": {"schema": BINARY},
+                            },
+                        },
+                        "404": problem("no such icon"),
+                    },
+                },
+            },
+            "/favicon.ico": {
+                "get": {
+                    "summary": "the favicon (16, 32 and 48 px), cached for a week",
+                    "responses": {
+                        "200": {
+                            "description": "the icon",
+                            "content": {"image/x-icon": {"schema": BINARY}},
+                        },
+                    },
+                },
+            },
+            "/manifest.webmanifest": {
+                "get": {
+                    "summary": "the web app manifest: name, colours and icons to install the app",
+                    "responses": {
+                        "200": {
+                            "description": "the manifest",
+                            "content": {
+                                "application/manifest+json": {"schema": {"type": "object"}}
+                            },
+                        },
                     },
                 },
             },

@@ -6,55 +6,52 @@
 // (it adds its markup to the page: ids buy-dialog, buy-form, buy-qty, place, pay, …) and the
 // list in #order-list (its section #my-orders is shown once there is an order).
 
-import { api, clock, explain, h, newKey, priceNow, t, won } from "/static/live.js";
+import { api, clock, explain, h, newKey, priceNow } from "/static/live.js";
+import { currentCurrency, price, ratesDate, tr, translate } from "/static/i18n.js";
 
 const DIALOG = `
 <dialog id="buy-dialog" aria-labelledby="buy-title">
   <form id="buy-form">
-    <h2 id="buy-title">주문 · Order</h2>
+    <h2 id="buy-title" data-i18n="buy.title">주문</h2>
     <p id="buy-name" class="name"></p>
     <div class="field" id="opt-field" hidden>
-      <label for="buy-option">옵션 · Option</label>
+      <label for="buy-option" data-i18n="buy.option">옵션</label>
       <select id="buy-option"></select>
     </div>
     <div class="field">
-      <label for="buy-qty">수량 · Quantity</label>
+      <label for="buy-qty" data-i18n="buy.qty">수량</label>
       <div class="qty">
-        <button id="qty-minus" type="button" aria-label="수량 줄이기 · One fewer">−</button>
+        <button id="qty-minus" type="button" data-i18n-attr="aria-label:buy.fewer">−</button>
         <input id="buy-qty" type="number" min="1" max="99" value="1" inputmode="numeric" required>
-        <button id="qty-plus" type="button" aria-label="수량 늘리기 · One more">+</button>
+        <button id="qty-plus" type="button" data-i18n-attr="aria-label:buy.more">+</button>
       </div>
     </div>
-    <p>합계 · Total <strong id="buy-total" class="price"></strong></p>
+    <p><span data-i18n="buy.total">합계</span> <strong id="buy-total" class="price"></strong></p>
+    <p id="buy-fx" class="meta" hidden></p>
     <div class="row">
-      <button id="place" type="submit" class="primary" data-action="place">주문하기 · Place order</button>
-      <button id="buy-close" type="button">닫기 · Close</button>
+      <button id="place" type="submit" class="primary" data-action="place" data-i18n="buy.place">주문하기</button>
+      <button id="buy-close" type="button" data-i18n="buy.close">닫기</button>
     </div>
     <p id="dialog-msg" class="msg" role="alert"></p>
   </form>
   <div id="confirm-step" hidden>
-    <h2 id="confirm-title">주문 확인 · Confirm your order</h2>
+    <h2 id="confirm-title" data-i18n="buy.confirm_title">주문 확인</h2>
     <dl class="summary">
-      <dt>상품 · Item</dt><dd id="c-name"></dd>
-      <dt>수량 · Quantity</dt><dd id="c-qty"></dd>
-      <dt>금액 · Total</dt><dd id="c-total"></dd>
-      <dt>결제 기한 · Pay within</dt><dd id="c-expires" class="countdown"></dd>
+      <dt data-i18n="buy.item">상품</dt><dd id="c-name"></dd>
+      <dt data-i18n="buy.qty">수량</dt><dd id="c-qty"></dd>
+      <dt data-i18n="buy.total">금액</dt><dd id="c-total"></dd>
+      <dt data-i18n="buy.pay_within">결제 기한</dt><dd id="c-expires" class="countdown"></dd>
     </dl>
     <div class="row">
-      <button id="pay" type="button" class="primary" data-action="confirm">결제하기 · Confirm and pay</button>
-      <button id="cancel-order" type="button">주문 취소 · Cancel order</button>
-      <button id="confirm-close" type="button" hidden>닫기 · Close</button>
+      <button id="pay" type="button" class="primary" data-action="confirm" data-i18n="buy.pay">결제하기</button>
+      <button id="cancel-order" type="button" data-i18n="buy.cancel">주문 취소</button>
+      <button id="confirm-close" type="button" hidden data-i18n="buy.close">닫기</button>
     </div>
     <p id="confirm-msg" class="msg" role="alert"></p>
   </div>
 </dialog>`;
 
-export const STATUS_TEXT = {
-  reserved: t("결제 대기", "Awaiting payment"),
-  paid: t("결제 완료", "Paid"),
-  cancelled: t("취소됨", "Cancelled"),
-  expired: t("만료됨", "Expired"),
-};
+export const statusText = (status) => tr(`order.${status}`);
 
 function remember(key, value) {
   try {
@@ -82,7 +79,10 @@ export class BuyFlow {
     this.confirming = null; // the order id the dialog's confirm step is about
     this.key = `jangteo:orders:${options.bid}`;
     this._polled = new Set(); // reserved orders re-read after their hold ran out
-    if (!document.getElementById("buy-dialog")) document.body.insertAdjacentHTML("beforeend", DIALOG);
+    if (!document.getElementById("buy-dialog")) {
+      document.body.insertAdjacentHTML("beforeend", DIALOG);
+      translate(document.getElementById("buy-dialog"));
+    }
     const $ = (id) => document.getElementById(id);
     this.$ = $;
     this.dialog = $("buy-dialog");
@@ -135,7 +135,10 @@ export class BuyFlow {
     if (!this.buying) return;
     this.qtyInput.max = String(this.maxQty());
     const qty = Math.max(1, Math.min(this.maxQty(), parseInt(this.qtyInput.value, 10) || 1));
-    this.$("buy-total").textContent = won(priceNow(this.buying).price * qty);
+    this.$("buy-total").textContent = price(priceNow(this.buying).price * qty);
+    const fx = this.$("buy-fx");
+    fx.hidden = !currentCurrency();
+    if (currentCurrency()) fx.textContent = tr("buy.in_won", { date: ratesDate() || "" });
   }
 
   /** The product changed (stock, deal): the open order step follows. */
@@ -155,7 +158,7 @@ export class BuyFlow {
     const opts = product.options || [];
     $("opt-field").hidden = !opts.length;
     this.optSel.replaceChildren(...opts.map((o) => h("option", { value: o.id, disabled: o.stock <= 0 },
-      o.stock > 0 ? `${o.name} (${t(`${o.stock}개`, `${o.stock} left`)})` : `${o.name} (${t("품절", "sold out")})`)));
+      o.stock > 0 ? `${o.name} (${tr("buy.left", { n: o.stock })})` : `${o.name} (${tr("buy.sold_out")})`)));
     const firstInStock = opts.find((o) => o.stock > 0);
     if (firstInStock) this.optSel.value = firstInStock.id;
     this.qtyInput.value = "1";
@@ -170,15 +173,16 @@ export class BuyFlow {
     const place = this.$("place"), msg = this.$("dialog-msg");
     const qty = parseInt(this.qtyInput.value, 10);
     if (!(qty >= 1 && qty <= 99)) {
-      msg.textContent = t("수량을 1~99 사이로 입력해 주세요", "Enter a quantity from 1 to 99");
+      msg.textContent = tr("buy.bad_qty");
       return;
     }
     const body = { product_id: buying.id, qty };
     if (buying.options?.length) body.option = this.optSel.value;
     if (this.o.via) body.via = this.o.via;
+    if (currentCurrency()) body.currency = currentCurrency(); // recorded with the order: it is charged in won
     const key = newKey(); // one per tap; the retries of this tap reuse it
     place.disabled = true;
-    msg.textContent = t("주문 중…", "Ordering…");
+    msg.textContent = tr("buy.ordering");
     try {
       const tok = await this.o.getToken(false);
       const order = await api(`/api/broadcasts/${encodeURIComponent(this.o.bid)}/orders`, {
@@ -216,11 +220,11 @@ export class BuyFlow {
       const reserved = order.status === "reserved";
       const name = order.shown?.name || order.product_id;
       return h("li", { dataset: { id: order.id, status: order.status } },
-        h("span", { class: "what" }, `${name} × ${order.qty} · ${won(order.total ?? order.unit_price * order.qty)}`),
-        h("span", { class: "status-pill", dataset: { status: order.status } }, STATUS_TEXT[order.status] || order.status),
+        h("span", { class: "what" }, `${name} × ${order.qty} · ${price(order.total ?? order.unit_price * order.qty)}`),
+        h("span", { class: "status-pill", dataset: { status: order.status } }, statusText(order.status)),
         reserved ? h("span", { class: "countdown", dataset: { expires: order.expires_at } }, clock(order.expires_at - Date.now())) : null,
         reserved ? h("button", { type: "button", class: "small primary", onclick: () => this.showConfirm(order.id),
-          "aria-label": t(`결제하기: ${name}`, `Pay for ${name}`) }, t("결제하기", "Pay")) : null);
+          "aria-label": tr("buy.pay_for", { name }) }, tr("buy.pay_short")) : null);
     }));
   }
 
@@ -251,8 +255,8 @@ export class BuyFlow {
     $("buy-form").hidden = true;
     $("confirm-step").hidden = false;
     $("c-name").textContent = o.shown?.name || o.product_id;
-    $("c-qty").textContent = t(`${o.qty}개`, `${o.qty}`);
-    $("c-total").textContent = won(o.total ?? o.unit_price * o.qty);
+    $("c-qty").textContent = tr("buy.count", { n: o.qty });
+    $("c-total").textContent = price(o.total ?? o.unit_price * o.qty);
     $("confirm-msg").textContent = "";
     this.renderConfirm();
     if (!this.dialog.open) this.dialog.showModal();
@@ -267,13 +271,13 @@ export class BuyFlow {
     $("pay").hidden = !reserved;
     $("cancel-order").hidden = !reserved;
     $("confirm-close").hidden = reserved;
-    $("c-expires").textContent = reserved ? clock(o.expires_at - Date.now()) : STATUS_TEXT[o.status] || o.status;
+    $("c-expires").textContent = reserved ? clock(o.expires_at - Date.now()) : statusText(o.status);
     const msg = $("confirm-msg");
     if (o.status === "paid") {
-      msg.textContent = t("결제 완료! 주문이 확정되었습니다", "Paid! Your order is confirmed");
+      msg.textContent = tr("buy.paid");
       msg.dataset.kind = "ok";
     } else if (o.status === "cancelled") {
-      msg.textContent = t("주문이 취소되었습니다", "The order was cancelled");
+      msg.textContent = tr("buy.cancelled");
       msg.dataset.kind = "";
     } else if (o.status === "expired") {
       msg.textContent = explain({ code: "order_expired" });
@@ -288,7 +292,7 @@ export class BuyFlow {
     const $ = this.$;
     const pay = $("pay"), cancel = $("cancel-order"), msg = $("confirm-msg");
     pay.disabled = cancel.disabled = true;
-    msg.textContent = target === "confirm" ? t("결제 중…", "Paying…") : t("취소 중…", "Cancelling…");
+    msg.textContent = target === "confirm" ? tr("buy.paying") : tr("buy.cancelling");
     msg.dataset.kind = "";
     try {
       const order = await api(`/api/orders/${encodeURIComponent(entry.order.id)}/${target}`, {

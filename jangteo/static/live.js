@@ -1,6 +1,7 @@
 // Jangteo — what the studio and watch pages share besides media: API calls, the chat socket that
 // resumes by itself, the live shop state (products, stock, pin), formatting. Plain ES module.
 
+import { tr } from "/static/i18n.js";
 import { HttpProblem, problemOf, t } from "/static/whip-whep.js";
 
 export { HttpProblem, t };
@@ -43,7 +44,7 @@ export async function api(path, { method = "GET", token = null, body, headers = 
       break;
     } catch (_) {
       if (attempt >= retries) {
-        throw new HttpProblem(0, "network", t("네트워크 오류", "Network error"));
+        throw new HttpProblem(0, "network", tr("err.network"));
       }
       await sleep(400 * 2 ** attempt);
     }
@@ -90,52 +91,34 @@ export function h(tag, attrs = {}, ...kids) {
   return el;
 }
 
-/** A short bilingual explanation of an API refusal. */
+/** A short explanation of an API refusal, in the page's language. */
 export function explain(err) {
   const left = err?.doc?.left;
   switch (err?.code) {
     case "sold_out":
-      return left > 0
-        ? t(`재고가 부족합니다 (남은 수량 ${left}개)`, `Not enough stock (${left} left)`)
-        : t("품절되었습니다", "Sold out");
+      return left > 0 ? tr("err.sold_out_left", { n: left }) : tr("err.sold_out");
     case "limit_exceeded":
-      return left > 0
-        ? t(`1인 구매 한도를 넘었습니다 (${left}개 더 살 수 있어요)`, `Over the per-buyer limit (${left} more allowed)`)
-        : t("1인 구매 한도에 도달했습니다", "You reached the per-buyer limit");
-    case "deal_ended":
-      return t("특가가 끝났습니다", "The deal has ended");
-    case "order_expired":
-      return t("결제 시간이 지나 주문이 취소되었습니다", "The hold expired; the order was released");
-    case "option_required":
-      return t("옵션을 골라 주세요", "Choose an option");
-    case "broadcast_ended":
-      return t("방송이 종료되었습니다", "This broadcast has ended");
-    case "wrong_role":
-      return t("이 계정으로는 할 수 없습니다", "Not allowed with this account");
-    case "cohost_not_allowed":
-      return t("호스트가 상품 고정을 허용하지 않았습니다", "The host has not allowed co-hosts to pin");
-    case "no_picture":
-      return t("방송 중일 때만 화면을 찍을 수 있습니다", "Go live first: there is no picture yet");
-    case "payment_required":
-      return t("결제 페이지에서 결제하면 주문이 확정됩니다", "Pay on the payment page to confirm the order");
-    case "too_many_open_orders":
-      return t("결제하지 않은 주문이 많습니다. 먼저 결제하거나 취소해 주세요", "Too many unpaid orders: pay or cancel one first");
-    case "hold_cooldown":
-      return t("주문 시간이 지났습니다. 잠시 후 다시 주문해 주세요", "Your hold ran out: order again in a moment");
-    case "oversubscribed":
-      return t("결제 중인 분이 많습니다. 잠시 후 다시 시도해 주세요", "Many buyers are paying: try again shortly");
+      return left > 0 ? tr("err.limit_left", { n: left }) : tr("err.limit");
     case "not_eligible":
-      return err?.doc?.needs === "verified"
-        ? t("이 특가는 휴대폰 인증이 필요합니다", "This deal needs a verified phone")
-        : t("이 특가는 방송 시작 전부터 시청한 분만 살 수 있어요", "This deal is for viewers who were here before it started");
+      return err?.doc?.needs === "verified" ? tr("err.needs_verified") : tr("err.joined_before");
+    case "deal_ended":
+    case "order_expired":
+    case "option_required":
+    case "broadcast_ended":
+    case "wrong_role":
+    case "cohost_not_allowed":
+    case "no_picture":
+    case "payment_required":
+    case "too_many_open_orders":
+    case "hold_cooldown":
+    case "oversubscribed":
     case "too_many_guests":
-      return t("접속이 많습니다. 잠시 후 다시 시도해 주세요", "Busy: please try again shortly");
     case "token_revoked":
-      return t("접속이 만료되었습니다. 새로고침해 주세요", "Your session was revoked: reload the page");
     case "network":
-      return t("네트워크 오류: 다시 시도해 주세요", "Network error: please try again");
+    case "unknown_currency":
+      return tr(`err.${err.code}`);
     default:
-      return `${t("요청이 거절되었습니다", "Request refused")} (${err?.message || err})`;
+      return `${tr("err.refused")} (${err?.message || err})`;
   }
 }
 
@@ -144,17 +127,14 @@ export function chatRefusal(e) {
   const wait = e.retry_ms ? Math.ceil(e.retry_ms / 1000) : 0;
   switch (e.code) {
     case "frozen":
-      return t("채팅이 잠시 멈췄습니다", "Chat is frozen for now");
-    case "slow_mode":
-      return t(`슬로 모드: ${wait}초 후에 보낼 수 있어요`, `Slow mode: wait ${wait} s`);
-    case "rate_limited":
-      return t(`너무 빨라요: ${wait}초 후에 다시 보내 주세요`, `Too fast: wait ${wait} s`);
     case "banned":
-      return t("지금은 채팅할 수 없습니다", "You cannot chat right now");
     case "banned_word":
-      return t("허용되지 않는 단어가 있습니다", "The message contains a word this chat does not allow");
+      return tr(`chat.${e.code}`);
+    case "slow_mode":
+    case "rate_limited":
+      return tr(`chat.${e.code}`, { s: wait });
     default:
-      return `${t("보내지 못했습니다", "Not sent")} (${e.detail || e.code})`;
+      return `${tr("chat.not_sent")} (${e.detail || e.code})`;
   }
 }
 
