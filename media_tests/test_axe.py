@@ -19,6 +19,7 @@ from .axe import axe_violations, describe
 from .test_pages import (
     DESKTOP,
     PHONE,
+    SMALL_PHONE,
     WAIT_MS,
     Contexts,
     bearer,
@@ -49,8 +50,9 @@ OPEN_DETAILS = "() => document.querySelectorAll('details').forEach((d) => { d.op
 async def test_pages_have_no_serious_axe_violations(
     server: RunningServer, contexts: Contexts
 ) -> None:
-    """The studio (desktop and phone) and the watch page (phone) with a pinned product and a chat
-    line: axe finds nothing serious or critical."""
+    """The studio (desktop; phone with each of its sheets) and the watch page (phone, and its order
+    step) at 390x844 and 360x800, with a pinned product and a chat line: axe finds nothing serious
+    or critical."""
     b = await server.create_broadcast("접근성 검사")
     bid, host, base = b["id"], b["host_token"], server.base_url
     await put_product(server, bid, host, "p1", name="햇감자 3kg", price=12900, list_price=15900,
@@ -59,25 +61,40 @@ async def test_pages_have_no_serious_axe_violations(
                                json={"product_id": "p1"})  # fmt: skip
     assert r.status_code == 200, r.text
 
-    phone: dict[str, Any] = {"viewport": PHONE, "is_mobile": True, "has_touch": True}
     studio = await open_studio(await contexts(viewport=DESKTOP), base, bid, host)
-    watch = await open_watch(await contexts(**phone), base, bid)
-    await watch.wait_for_selector("#product:not([hidden])", timeout=WAIT_MS)
-    await send_chat(watch, "접근성 확인")  # a chat line, with the host's moderation buttons
-    await chat_line(studio, "접근성 확인").wait_for(timeout=WAIT_MS)
-    await chat_line(watch, "접근성 확인").wait_for(timeout=WAIT_MS)
-    studio_phone = await open_studio(await contexts(**phone), base, bid, host)
-
     found: dict[str, list[dict[str, Any]]] = {}
-    pages: tuple[tuple[str, Page, str], ...] = (  # name, page, shown once the pin is drawn
-        ("studio (desktop 1280x1000)", studio, "#pinned-box:not([hidden])"),
-        ("studio (phone 390x844)", studio_phone, "#pinned-box:not([hidden])"),
-        ("watch (phone 390x844)", watch, "#product:not([hidden])"),
-    )
-    for name, page, ready in pages:
-        await page.wait_for_selector(ready, timeout=WAIT_MS)
+
+    async def check(name: str, page: Page) -> None:
         await page.evaluate(OPEN_DETAILS)
         found[name] = await axe_violations(page)
+
+    for size in (PHONE, SMALL_PHONE):
+        shape = f"{size['width']}x{size['height']}"
+        phone: dict[str, Any] = {"viewport": size, "is_mobile": True, "has_touch": True}
+        watch = await open_watch(await contexts(**phone), base, bid)
+        await watch.wait_for_selector("#product:not([hidden])", timeout=WAIT_MS)
+        await send_chat(watch, f"접근성 확인 {shape}")  # a chat line, with moderation buttons
+        await chat_line(studio, f"접근성 확인 {shape}").wait_for(timeout=WAIT_MS)
+        await chat_line(watch, f"접근성 확인 {shape}").wait_for(timeout=WAIT_MS)
+        await check(f"watch (phone {shape})", watch)
+        await watch.locator('[data-action="buy"]').click()
+        await watch.get_by_role("dialog", name="주문", exact=True).wait_for(timeout=WAIT_MS)
+        await check(f"watch, order step (phone {shape})", watch)
+
+        studio_phone = await open_studio(await contexts(**phone), base, bid, host)
+        await studio_phone.wait_for_function("window.jt.shop.pinned() !== null", timeout=WAIT_MS)
+        await chat_line(studio_phone, f"접근성 확인 {shape}").click()  # its moderation opens
+        await check(f"studio (phone {shape})", studio_phone)
+        for sheet in ("products", "flash", "more"):
+            await studio_phone.locator(f'button[data-sheet="{sheet}"]').click()
+            await studio_phone.wait_for_function(
+                "([s]) => document.body.dataset.sheet === s", arg=[sheet], timeout=WAIT_MS
+            )
+            await check(f"studio, {sheet} sheet (phone {shape})", studio_phone)
+            await studio_phone.locator('[data-action="close-sheet"]').click()
+
+    await studio.wait_for_selector("#pinned-box:not([hidden])", timeout=WAIT_MS)
+    await check("studio (desktop 1280x1000)", studio)
 
     report = "\n\n".join(f"{name}: {describe(v)}" for name, v in found.items() if v)
     assert not report, "serious/critical axe violations\n\n" + report

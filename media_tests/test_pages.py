@@ -36,6 +36,7 @@ browser = tb.browser  # the same Chromium fixture
 WAIT_MS = tb.WAIT_MS
 DESKTOP: ViewportSize = {"width": 1280, "height": 1000}
 PHONE: ViewportSize = {"width": 390, "height": 844}
+SMALL_PHONE: ViewportSize = {"width": 360, "height": 800}
 
 # Fractions of the product card's region (lower right) of the <video>'s decoded picture that are
 # dark (the card's panel, blended over the picture) and yellow (its price). The server draws the
@@ -241,10 +242,9 @@ async def test_live_commerce_in_the_browser(server: RunningServer, contexts: Con
     await watch.locator('[data-action="buy"]').click()
     await watch.get_by_label("수량", exact=True).fill("2")
     assert await watch.inner_text("#buy-total") == "51,800원"
-    await watch.locator('[data-action="place"]').click()
+    await watch.locator('[data-action="confirm"]').click()  # the second tap: placed and paid
     await watch.wait_for_selector("#confirm-step:not([hidden])", timeout=WAIT_MS)
     assert await watch.inner_text("#c-total") == "51,800원"
-    await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
         "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
     )
@@ -311,7 +311,7 @@ async def test_viewer_refusals_are_clear(server: RunningServer, contexts: Contex
     await pin("deal", deal_price=9900, deal_ends_at=ends)
     await watch.locator('[data-action="buy"]').click()
     await watch.wait_for_function("([t]) => Date.now() > t + 100", arg=[ends], timeout=WAIT_MS)
-    await watch.locator('[data-action="place"]').click()
+    await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
         "document.querySelector('#dialog-msg').textContent.includes('특가가 끝났습니다')",
         timeout=WAIT_MS,
@@ -320,21 +320,20 @@ async def test_viewer_refusals_are_clear(server: RunningServer, contexts: Contex
     await watch.wait_for_function("document.querySelector('#buy').disabled", timeout=WAIT_MS)
     assert "특가가 끝났습니다" in await watch.inner_text("#buy-msg")
 
-    # Limit reached, by keyboard only: Enter on Buy, Enter to order, Enter to pay.
+    # Limit reached, by keyboard only: Enter on Buy, Enter to confirm (placed and paid).
     await pin("lim")
     await watch.focus("#buy")
     await watch.keyboard.press("Enter")
     await watch.wait_for_function("document.activeElement.id === 'buy-qty'", timeout=WAIT_MS)
     await watch.keyboard.press("Enter")  # submits the form: quantity 1
-    await watch.wait_for_function("document.activeElement.id === 'pay'", timeout=WAIT_MS)
-    await watch.keyboard.press("Enter")
     await watch.wait_for_function(
         "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
     )
+    await watch.wait_for_function("document.activeElement.id === 'confirm-close'", timeout=WAIT_MS)
     await watch.keyboard.press("Escape")
     await watch.wait_for_function("!document.querySelector('#buy-dialog').open", timeout=WAIT_MS)
     await watch.locator('[data-action="buy"]').click()
-    await watch.locator('[data-action="place"]').click()
+    await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
         "document.querySelector('#dialog-msg').textContent.includes('1인 구매 한도')",
         timeout=WAIT_MS,
@@ -351,7 +350,7 @@ async def test_viewer_refusals_are_clear(server: RunningServer, contexts: Contex
         headers=bearer(other) | {"Idempotency-Key": "other-1"},
     )
     assert r.status_code == 201, r.text
-    await watch.locator('[data-action="place"]').click()
+    await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
         "document.querySelector('#dialog-msg').textContent.includes('품절되었습니다')",
         timeout=WAIT_MS,

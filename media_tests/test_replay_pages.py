@@ -231,17 +231,16 @@ async def test_replay_chapters_seek_and_buy(
     assert await page.evaluate("window.jt.hls !== null"), "played through hls.js"
     tb.assert_real_picture(await tb.snapshot(page, "#player"), "replay page")
 
-    # Buy from the replay: option and quantity, order, confirm and pay.
+    # Buy from the replay: option and quantity, then confirm (placed and paid).
     await second.locator("[data-action='buy']").click()
     dialog = page.get_by_role("dialog", name="주문", exact=True)
     await dialog.wait_for(timeout=WAIT_MS)
     await page.get_by_label("옵션", exact=True).select_option("l")
     await page.get_by_label("수량", exact=True).fill("2")
     assert await page.inner_text("#buy-total") == "39,800원"
-    await page.locator('[data-action="place"]').click()
+    await page.locator('[data-action="confirm"]').click()  # the second tap: placed and paid
     await page.wait_for_selector("#confirm-step:not([hidden])", timeout=WAIT_MS)
     assert await page.inner_text("#c-total") == "39,800원"
-    await page.locator("[data-action='confirm']").click()
     await page.wait_for_function(
         "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
     )

@@ -1,6 +1,7 @@
-// Jangteo — the buyer's order flow the watch and replay pages share: the order dialog (option and
-// quantity, then confirm and pay or cancel), "my orders" with their hold countdowns, kept for
-// reloads in sessionStorage. Plain ES module, no build step.
+// Jangteo — the buyer's order flow the watch and replay pages share, two taps: Buy opens the
+// order step (option, quantity, the total in won and about that in the buyer's currency), and
+// Confirm places the order and pays it where this page can (else says where to pay). "My orders"
+// keeps the hold countdowns, for reloads in sessionStorage. Plain ES module, no build step.
 //
 // The page supplies the products (with live stock) and a token; this module owns the dialog
 // (it adds its markup to the page: ids buy-dialog, buy-form, buy-qty, place, pay, …) and the
@@ -29,7 +30,7 @@ const DIALOG = `
     <p><span data-i18n="buy.total">합계</span> <strong id="buy-total" class="price"></strong></p>
     <p id="buy-fx" class="meta" hidden></p>
     <div class="row">
-      <button id="place" type="submit" class="primary" data-action="place" data-i18n="buy.place">주문하기</button>
+      <button id="place" type="submit" class="primary" data-action="confirm" data-i18n="buy.place">구매 확정</button>
       <button id="buy-close" type="button" data-i18n="buy.close">닫기</button>
     </div>
     <p id="dialog-msg" class="msg" role="alert"></p>
@@ -40,10 +41,10 @@ const DIALOG = `
       <dt data-i18n="buy.item">상품</dt><dd id="c-name"></dd>
       <dt data-i18n="buy.qty">수량</dt><dd id="c-qty"></dd>
       <dt data-i18n="buy.total">금액</dt><dd id="c-total"></dd>
-      <dt data-i18n="buy.pay_within">결제 기한</dt><dd id="c-expires" class="countdown"></dd>
+      <dt id="c-expires-label" data-i18n="buy.pay_within">결제 기한</dt><dd id="c-expires" class="countdown"></dd>
     </dl>
     <div class="row">
-      <button id="pay" type="button" class="primary" data-action="confirm" data-i18n="buy.pay">결제하기</button>
+      <button id="pay" type="button" class="primary" data-action="pay" data-i18n="buy.pay">결제하기</button>
       <button id="cancel-order" type="button" data-i18n="buy.cancel">주문 취소</button>
       <button id="confirm-close" type="button" hidden data-i18n="buy.close">닫기</button>
     </div>
@@ -191,6 +192,9 @@ export class BuyFlow {
       this.addOrder(order, tok);
       this.showConfirm(order.id);
       this.o.onChange?.();
+      // The same tap pays where payment happens on this page (the test provider); with a payment
+      // provider outside, the step says where to pay and the order waits for its callback.
+      if (order.status === "reserved") await this.move("confirm");
     } catch (err) {
       msg.textContent = explain(err);
       this.o.onRefused?.(err, buying);
@@ -271,6 +275,9 @@ export class BuyFlow {
     $("pay").hidden = !reserved;
     $("cancel-order").hidden = !reserved;
     $("confirm-close").hidden = reserved;
+    const label = $("c-expires-label");
+    label.dataset.i18n = reserved ? "buy.pay_within" : "buy.status";
+    label.textContent = tr(label.dataset.i18n);
     $("c-expires").textContent = reserved ? clock(o.expires_at - Date.now()) : statusText(o.status);
     const msg = $("confirm-msg");
     if (o.status === "paid") {
@@ -302,13 +309,14 @@ export class BuyFlow {
       this.o.onChange?.();
     } catch (err) {
       msg.textContent = explain(err);
-      msg.dataset.kind = "error";
+      msg.dataset.kind = err.code === "payment_required" ? "" : "error"; // not a failure: next step
       if (err.code === "order_expired") entry.order.status = "expired";
     } finally {
       pay.disabled = cancel.disabled = false;
     }
     this.render();
     this.renderConfirm();
+    if (this.dialog.open && entry.order.status !== "reserved") $("confirm-close").focus();
   }
 
   /** An order's new status, from an event ({id, status}) or a fresh read. */

@@ -158,12 +158,13 @@ export class MediaSession {
     this._connect(false);
   }
 
-  /** Leave for good: DELETE the session (keepalive when the page is going away). */
-  stop({ keepalive = false } = {}) {
+  /** Leave for good: DELETE the session (keepalive when the page is going away; not at all when
+   * the server ended it, e.g. the broadcast is over: there is nothing left to delete). */
+  stop({ keepalive = false, ended = false } = {}) {
     this._generation++;
     clearTimeout(this._timer);
     clearInterval(this._watch);
-    const done = deleteSession(this.sessionUrl, this.token, keepalive);
+    const done = ended ? Promise.resolve() : deleteSession(this.sessionUrl, this.token, keepalive);
     this.sessionUrl = null;
     this._closePc();
     this._set("stopped");
@@ -177,6 +178,16 @@ export class MediaSession {
       this.pc.close();
       this.pc = null;
     }
+  }
+
+  /** Send another track of the same kind (whip: the phone's other camera) without a new
+   * session; a reconnect later sends it too. */
+  async replaceTrack(track) {
+    const tracks = this.o.tracks || [];
+    const i = tracks.findIndex((t) => t.kind === track.kind);
+    if (i >= 0) tracks[i] = track;
+    const sender = this.pc?.getSenders().find((s) => s.track?.kind === track.kind);
+    if (sender) await sender.replaceTrack(track);
   }
 
   /** Try again now (e.g. the page learnt that the show went live while we were waiting). */
