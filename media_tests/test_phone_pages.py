@@ -3,8 +3,9 @@ taps in four languages and currencies, on 390x844 and 360x800 touch screens (and
 on a phone turned sideways). Same Chromium, server and helpers as ``test_pages``.
 
 "Fits" means: the page itself does not scroll (only the sheet and the chat do, inside), every
-visible control outside a sheet or dialog is on screen, every sheet or dialog fits the screen, and
-every visible control is at least 44x44 CSS px. The console stays free of errors throughout.
+visible control outside a sheet or dialog is on screen, every sheet or dialog fits the screen, every
+visible control is at least 44x44 CSS px, and every button, menu and switch has a ``data-action``
+hook. The console stays free of errors throughout.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ FITS_JS = """() => {
         const target = el.type === "checkbox" ? el.closest("label") || el : el;
         const r = target.getBoundingClientRect();
         if (!el.closest("#sheet, dialog") && off(r)) problems.push(`${name(el)} off screen`);
+        if (el.matches("button, select, input[type=checkbox]") && !el.dataset.action) {
+            problems.push(`${name(el)} has no data-action hook`);
+        }
         if (r.width < 43.5 || r.height < 43.5) {
             problems.push(`${name(el)} is ${Math.round(r.width)}x${Math.round(r.height)}`);
         }

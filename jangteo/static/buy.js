@@ -17,21 +17,21 @@ const DIALOG = `
     <p id="buy-name" class="name"></p>
     <div class="field" id="opt-field" hidden>
       <label for="buy-option" data-i18n="buy.option">옵션</label>
-      <select id="buy-option"></select>
+      <select id="buy-option" data-action="option"></select>
     </div>
     <div class="field">
       <label for="buy-qty" data-i18n="buy.qty">수량</label>
       <div class="qty">
-        <button id="qty-minus" type="button" data-i18n-attr="aria-label:buy.fewer">−</button>
+        <button id="qty-minus" type="button" data-action="fewer" data-i18n-attr="aria-label:buy.fewer">−</button>
         <input id="buy-qty" type="number" min="1" max="99" value="1" inputmode="numeric" required>
-        <button id="qty-plus" type="button" data-i18n-attr="aria-label:buy.more">+</button>
+        <button id="qty-plus" type="button" data-action="more" data-i18n-attr="aria-label:buy.more">+</button>
       </div>
     </div>
     <p><span data-i18n="buy.total">합계</span> <strong id="buy-total" class="price"></strong></p>
     <p id="buy-fx" class="meta" hidden></p>
     <div class="row">
       <button id="place" type="submit" class="primary" data-action="confirm" data-i18n="buy.place">구매 확정</button>
-      <button id="buy-close" type="button" data-i18n="buy.close">닫기</button>
+      <button id="buy-close" type="button" data-action="close" data-i18n="buy.close">닫기</button>
     </div>
     <p id="dialog-msg" class="msg" role="alert"></p>
   </form>
@@ -45,8 +45,8 @@ const DIALOG = `
     </dl>
     <div class="row">
       <button id="pay" type="button" class="primary" data-action="pay" data-i18n="buy.pay">결제하기</button>
-      <button id="cancel-order" type="button" data-i18n="buy.cancel">주문 취소</button>
-      <button id="confirm-close" type="button" hidden data-i18n="buy.close">닫기</button>
+      <button id="cancel-order" type="button" data-action="cancel-order" data-i18n="buy.cancel">주문 취소</button>
+      <button id="confirm-close" type="button" data-action="close" hidden data-i18n="buy.close">닫기</button>
     </div>
     <p id="confirm-msg" class="msg" role="alert"></p>
   </div>
@@ -228,6 +228,7 @@ export class BuyFlow {
         h("span", { class: "status-pill", dataset: { status: order.status } }, statusText(order.status)),
         reserved ? h("span", { class: "countdown", dataset: { expires: order.expires_at } }, clock(order.expires_at - Date.now())) : null,
         reserved ? h("button", { type: "button", class: "small primary", onclick: () => this.showConfirm(order.id),
+          dataset: { action: "pay", orderId: order.id },
           "aria-label": tr("buy.pay_for", { name }) }, tr("buy.pay_short")) : null);
     }));
   }
