@@ -24,7 +24,7 @@ from core import metrics
 from core.events import stream_key
 from core.keys import text
 from core.tasks import TaskSet, cancel_all, cancelling
-from core.tokens import Claims
+from core.tokens import Claims, Role
 
 from .client import Client, ClientState
 from .connections import Connections
@@ -182,6 +182,8 @@ class BroadcastChat:
         """Register ``client``, send its history (or the gap since ``last_id``), go live."""
         self.clients.add(client)
         client.start()
+        if client.claims.role is Role.VIEWER:  # the merchant's numbers: unique viewers
+            await self.store.seen(self.bid, client.claims.user_id)
         key = stream_key(self.bid)
         first: list[str] = []
         events: list[dict[str, Any]]

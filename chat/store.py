@@ -19,8 +19,9 @@ from redis.asyncio import Redis
 
 from core.events import STREAM_MAXLEN, encode_event, stream_key
 from core.keys import key, text
+from core.numbers import fresh_presence, presence_key, seen_key, stats_key
 
-# KEYS: stream, cfg, ban, slow, rl
+# KEYS: stream, cfg, ban, slow, rl, the broadcast's numbers
 # ARGV: event json, now ms, bypass_freeze, bypass_slow, bypass_rate, rate capacity, rate window ms,
 #       maxlen
 _SEND = """
@@ -52,6 +53,7 @@ if slow > 0 and ARGV[4] ~= '1' then
   redis.call('SET', KEYS[4], '1', 'PX', slow * 1000)
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[1])
+redis.call('HINCRBY', KEYS[6], 'chat_messages', 1)
 return {'ok', id}
 """
 
@@ -109,6 +111,7 @@ class ChatStore:
                 key(bid, f"ban:{uid}"),
                 key(bid, f"slow:{uid}"),
                 key(bid, f"rl:{uid}"),
+                stats_key(bid),
             ],
             args=[
                 encode_event(event),
@@ -134,6 +137,10 @@ class ChatStore:
 
     async def hearts(self, bid: str) -> int:
         return int(await self.redis.get(key(bid, "hearts")) or 0)
+
+    async def seen(self, bid: str, uid: str) -> None:
+        """``uid`` joined: one more unique viewer if it is the first time (HyperLogLog)."""
+        await self.redis.pfadd(seen_key(bid), uid)
 
     # -- settings --------------------------------------------------------------------------------
     async def settings(self, bid: str, max_age: float = 0.0) -> ChatSettings:
@@ -191,20 +198,13 @@ class ChatStore:
     # -- presence --------------------------------------------------------------------------------
     async def report_presence(self, bid: str, process: str, count: int, fresh_s: float) -> int:
         now = int(time.time() * 1000)
-        k = key(bid, "presence")
+        k = presence_key(bid)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(k, process, f"{count}|{now}")
             pipe.pexpire(k, int(fresh_s * 4000))
             pipe.hgetall(k)
             _, _, raw = await pipe.execute()
-        total = 0
-        stale = []
-        for proc, value in raw.items():
-            n, _, at = text(value).partition("|")
-            if now - int(at) <= fresh_s * 1000:
-                total += int(n)
-            else:
-                stale.append(proc)
+        total, stale = fresh_presence(raw, now, fresh_s * 1000)
         if stale:
             await self.redis.hdel(k, *stale)
         return total

@@ -11,14 +11,15 @@ key layout and the rules are described in ``commerce/orders.py``.
 from __future__ import annotations
 
 # KEYS: 1 products, 2 stock, 3 pin, 4 idem, 5 bought, 6 order, 7 orders, 8 holds, 9 stream,
-#       10 broadcast meta, 11 webhook outbox, 12 open counts, 13 the buyer's cooldown on the product
+#       10 broadcast meta, 11 webhook outbox, 12 open counts, 13 the buyer's cooldown on the
+#       product, 14 the broadcast's numbers (core/numbers.py)
 # ARGV: 1 pid, 2 option, 3 qty, 4 body hash, 5 now ms, 6 hold ms, 7 oid, 8 buyer id,
 #       9 buyer name, 10 masked name, 11 idem ttl s, 12 maxlen, 13 buyer address,
 #       14 flash-sale hold ms, 15 open per buyer, 16 open per address, 17 outbox on ('1'),
 #       18 buyer's identity made at (ms), 19 buyer verified ('1'), 20 'replay' for an order
 #       from the show's replay (taken after the show too, at the product's own price),
 #       21-24 the currency the buyer saw the price in ('' for won only), won→it rate,
-#       decimals, the rates' date
+#       decimals, the rates' date, 25 count it in the numbers ('1')
 RESERVE = r"""
 local bstatus = redis.call('HGET', KEYS[10], 'status')
 if not bstatus then return {'unknown_broadcast'} end
@@ -119,7 +120,16 @@ redis.call('HSET', KEYS[6], 'id', ARGV[7], 'status', 'reserved', 'product_id', A
   'unit_price', price, 'mode', p.mode, 'stock_taken', hold and '1' or '0',
   'buyer_id', ARGV[8], 'buyer_name', ARGV[9], 'shown', cjson.encode(shown),
   'created_at', now, 'expires_at', expires, 'answer', answer_json, 'addr', ARGV[13],
-  'idem_key', KEYS[4])
+  'idem_key', KEYS[4], 'counted', ARGV[25])
+if ARGV[25] == '1' then  -- the merchant's numbers: a sale until it is cancelled or expires
+  local gmv, pid = price * qty, ARGV[1]
+  redis.call('HINCRBY', KEYS[14], 'orders', 1)
+  redis.call('HINCRBY', KEYS[14], 'units', qty)
+  redis.call('HINCRBY', KEYS[14], 'gmv', gmv)
+  redis.call('HINCRBY', KEYS[14], 'o:' .. pid, 1)
+  redis.call('HINCRBY', KEYS[14], 'u:' .. pid, qty)
+  redis.call('HINCRBY', KEYS[14], 'g:' .. pid, gmv)
+end
 redis.call('ZADD', KEYS[7], now, ARGV[7])
 redis.call('ZADD', KEYS[8], expires, ARGV[7])
 redis.call('SET', KEYS[4], ARGV[4] .. '|' .. answer_json, 'EX', ARGV[11])
@@ -138,13 +148,14 @@ return {'ok', answer_json}
 """
 
 # KEYS: 1 order, 2 holds, 3 stock, 4 bought, 5 stream, 6 webhook outbox, 7 open counts,
-#       8 the buyer's cooldown on the product
+#       8 the buyer's cooldown on the product, 9 the broadcast's numbers
 # ARGV: 1 target (paid|cancelled|expired), 2 now ms, 3 maxlen, 4 require_due ('1' for the sweeper),
 #       5 how long an unpaid order's record is kept (s), 6 cooldown after an expired hold (ms),
 #       7 outbox on ('1')
 MOVE = r"""
 local o = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'qty', 'stock_key', 'stock_taken',
-                     'product_id', 'option', 'id', 'buyer_id', 'addr', 'mode')
+                     'product_id', 'option', 'id', 'buyer_id', 'addr', 'mode', 'unit_price',
+                     'counted')
 local status = o[1]
 if not status then return {'not_found'} end
 local target = ARGV[1]
@@ -164,6 +175,11 @@ if target == 'paid' then
     redis.call('HSET', KEYS[1], 'stock_taken', '1')
   end
   redis.call('HSET', KEYS[1], 'status', 'paid', 'paid_at', now)
+  if o[13] == '1' then
+    redis.call('HINCRBY', KEYS[9], 'paid_orders', 1)
+    redis.call('HINCRBY', KEYS[9], 'paid_units', qty)
+    redis.call('HINCRBY', KEYS[9], 'paid_gmv', qty * tonumber(o[12]))
+  end
 else
   if o[5] == '1' then left = redis.call('HINCRBY', KEYS[3], o[4], qty) end
   redis.call('HINCRBY', KEYS[4], o[6], -qty)
@@ -171,6 +187,16 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[5])  -- an unpaid order is kept a while, not forever
   if target == 'expired' and tonumber(ARGV[6]) > 0 then
     redis.call('SET', KEYS[8], '1', 'PX', ARGV[6])  -- no renewing a hold by ordering again
+  end
+  if o[13] == '1' then  -- no longer a sale
+    local gmv, pid = qty * tonumber(o[12]), o[6]
+    redis.call('HINCRBY', KEYS[9], 'orders', -1)
+    redis.call('HINCRBY', KEYS[9], 'units', -qty)
+    redis.call('HINCRBY', KEYS[9], 'gmv', -gmv)
+    redis.call('HINCRBY', KEYS[9], 'o:' .. pid, -1)
+    redis.call('HINCRBY', KEYS[9], 'u:' .. pid, -qty)
+    redis.call('HINCRBY', KEYS[9], 'g:' .. pid, -gmv)
+    redis.call('HINCRBY', KEYS[9], target, 1)
   end
 end
 local counted = {'u:' .. o[9]}  -- it no longer counts as open

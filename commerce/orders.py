@@ -44,6 +44,7 @@ from redis.exceptions import ResponseError as RedisResponseError
 from core.broadcasts import meta_key
 from core.events import STREAM_MAXLEN, stream_key
 from core.keys import key, text
+from core.numbers import stats_key
 from core.redismux import MuxError, RedisMux, ReplyError
 
 from .order_scripts import MOVE, RESERVE
@@ -61,6 +62,7 @@ class OrderRules:
     open_per_address: int = 20
     unpaid_retention_s: int = 3 * 24 * 3600
     outbox: bool = False  # webhooks configured: announce changes in the outbox
+    stats: bool = True  # count orders in the broadcast's numbers (commerce/stats.py)
 
 
 def body_hash(product_id: str, qty: int, option: str | None) -> str:
@@ -133,6 +135,7 @@ class Orders:
             key(bid, "outbox"),
             key(bid, "open"),
             key(bid, f"cool:{buyer_id}:{product_id}"),
+            stats_key(bid),
         ]
         args: list[Any] = [
             product_id,
@@ -157,6 +160,7 @@ class Orders:
             via,
             *((shown_in[0], repr(shown_in[1]), shown_in[2], shown_in[3]) if shown_in
               else ("", "0", 0, "")),
+            "1" if r.stats else "0",
         ]  # fmt: skip
         res: Any
         if self.mux is not None:
@@ -188,6 +192,7 @@ class Orders:
                 key(bid, "outbox"),
                 key(bid, "open"),
                 key(bid, f"cool:{buyer}:{product}"),
+                stats_key(bid),
             ],
             args=[
                 target,

@@ -54,6 +54,8 @@ class Settings:
     abr: bool = True
     # every show kept as a replay under data_dir/recordings (VOD HLS + one MP4)
     record: bool = True
+    # the merchant's numbers: orders counted as they are placed, a timeline point per 10 s
+    stats: bool = True
     record_min_free_mb: int = 500  # a recording stops (the show goes on) below this much free disk
     record_max_mb: int = 20_000  # … or once it is this large
     record_retention_days: int = 30  # recordings older than this are deleted
@@ -200,6 +202,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "ladder": env.get("JANGTEO_LADDER", ""),
         "abr": env.get("JANGTEO_ABR", "1") not in ("0", "false", "no", "off"),
         "record": env.get("JANGTEO_RECORD", "1") not in ("0", "false", "no", "off"),
+        "stats": env.get("JANGTEO_STATS", "1") not in ("0", "false", "no", "off"),
         "record_min_free_mb": _int(env, "JANGTEO_RECORD_MIN_FREE_MB", 500),
         "record_max_mb": _int(env, "JANGTEO_RECORD_MAX_MB", 20_000),
         "record_retention_days": _int(env, "JANGTEO_RECORD_RETENTION_DAYS", 30),

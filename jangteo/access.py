@@ -42,17 +42,20 @@ BUYERS = frozenset({COHOST, MODERATOR, VIEWER})  # anyone of the broadcast but i
 class Rule:
     who: frozenset[str]
     note: str = ""
+    # the token may come as ?token= (a page opened from a link or a new tab: the show report);
+    # pages that take one send no referrer, so it does not travel on
+    query_token: bool = False
 
     @property
     def public(self) -> bool:
         return ANYONE in self.who
 
 
-def _r(*who: str | frozenset[str], note: str = "") -> Rule:
+def _r(*who: str | frozenset[str], note: str = "", query_token: bool = False) -> Rule:
     names: set[str] = set()
     for w in who:
         names |= {w} if isinstance(w, str) else set(w)
-    return Rule(frozenset(names), note)
+    return Rule(frozenset(names), note, query_token)
 
 
 B = "/api/broadcasts/{bid}"
@@ -111,6 +114,10 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("DELETE", f"{B}/pin"): _r(ADMIN, STAFF_PINS, note="co-hosts when the host allows it"),
     ("POST", f"{B}/orders"): _r(BUYERS),
     ("GET", f"{B}/orders"): _r(ADMIN, HOST),
+    ("GET", f"{B}/stats"): _r(ADMIN, HOST),
+    ("GET", f"{B}/report"): _r(
+        ADMIN, HOST, note="?token= too: the studio opens the report page in a tab", query_token=True
+    ),
     ("GET", "/api/orders/{oid}"): _r(ADMIN, HOST, OWNER),
     ("POST", "/api/orders/{oid}/confirm"): _r(
         ADMIN, HOST, OWNER, note="the buyer only with the test payment provider"
@@ -160,6 +167,8 @@ async def check(conn: HTTPConnection, rule: Rule) -> Claims | None:
         mark_caller(conn, None, admin=True)
         return None
     token = bearer(conn)
+    if token is None and rule.query_token:
+        token = conn.query_params.get("token") or None
     if token is None:
         needs = "the admin key" if rule.who == {ADMIN} else "a token"
         raise Unauthorized(f"send {needs}: Authorization: Bearer …")

@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 
 import chat.http
 import commerce.http
+import commerce.numbers_http
 import commerce.payments
 import stream.http
 from chat.connections import Connections
@@ -31,6 +32,7 @@ from commerce.chat_orders import try_order
 from commerce.fastpath import OrderFastPath
 from commerce.fx import FxRates
 from commerce.orders import OrderRules, Orders
+from commerce.stats import StatsSampler
 from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
 from core import metrics
@@ -157,6 +159,7 @@ def order_rules(settings: Settings) -> OrderRules:
         open_per_address=settings.open_orders_per_address,
         unpaid_retention_s=settings.unpaid_retention_s,
         outbox=bool(settings.webhook_url),
+        stats=settings.stats,
     )
 
 
@@ -212,6 +215,10 @@ async def _start(
     sweeper = Sweeper(redis, orders)
     parts.push_async_callback(sweeper.aclose)
     sweeper.start()
+    if settings.stats:
+        sampler = StatsSampler(redis)
+        parts.push_async_callback(sampler.aclose)
+        sampler.start()
     if settings.webhook_url:
         webhooks = Webhooks(redis, orders, settings.webhook_url, settings.webhook_secret,
                             retry_base_s=settings.webhook_retry_base_s)  # fmt: skip
@@ -246,6 +253,7 @@ def create_app(settings: Settings) -> Starlette:
         *restream_http.routes(context),
         *chat.http.routes(context),
         *commerce.http.routes(context),
+        *commerce.numbers_http.routes(context),
         *commerce.payments.routes(context),
         WebSocketRoute("/ws/{bid}", bind_socket(chat_socket, context)),
         Route("/metrics", metrics_endpoint),

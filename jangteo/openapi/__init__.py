@@ -9,6 +9,7 @@ from .. import __version__
 from .chat import chat_paths, chat_socket
 from .commerce import ORDER, PIN, PRODUCT, PRODUCT_INPUT, commerce
 from .media_out import hls_paths, replay_paths, restream_paths
+from .numbers import numbers_paths
 from .parts import (
     BID,
     BODY_ERRORS,
@@ -301,6 +302,7 @@ def document() -> dict[str, Any]:
             **hls_paths(),
             **replay_paths(),
             **restream_paths(),
+            **numbers_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text format (admin key)",

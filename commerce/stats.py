@@ -1,0 +1,150 @@
+"""The merchant's numbers while the show runs: the timeline sampler and the live read.
+
+The counters are kept by the scripts where things happen (core/numbers.py lists them); this module
+adds the timeline — every 10 s, for every live broadcast, the viewers present and the orders and
+GMV so far — and reads everything back as ``GET …/stats`` answers it. Every process samples;
+``HSETNX`` on the slot keeps the first point written for each 10 s, so any number of processes
+make one timeline. The cost is a few commands per live broadcast per 10 s, nothing per viewer or
+per order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from core.broadcasts import meta_key, recent_ids
+from core.keys import key, text
+from core.numbers import fresh_presence, presence_key, seen_key, stats_key, timeline_key
+from core.pins import pins
+from core.tasks import cancel_and_wait, cancelling
+
+log = logging.getLogger(__name__)
+
+STEP_MS = 10_000  # one timeline point per 10 s
+FRESH_MS = 5_000  # a process's viewer count older than this is gone (chat reports every 2 s)
+TOTALS = ("orders", "units", "gmv", "paid_orders", "paid_units", "paid_gmv", "cancelled",
+          "expired", "chat_messages")  # fmt: skip
+
+# KEYS: stats; ARGV: viewers now. Keeps the highest number of viewers seen.
+_PEAK = """
+local peak = tonumber(redis.call('HGET', KEYS[1], 'viewers_peak') or '0')
+if tonumber(ARGV[1]) > peak then redis.call('HSET', KEYS[1], 'viewers_peak', ARGV[1]) end
+return 1
+"""
+
+
+class StatsSampler:
+    """Adds a timeline point per ``step_ms`` to every live broadcast (any process may run one)."""
+
+    def __init__(self, redis: Redis, step_ms: int = STEP_MS) -> None:
+        self.redis = redis
+        self.step_ms = step_ms
+        self.rounds = 0
+        self.sampled = asyncio.Event()  # set after each round (tests wait on it)
+        self._peak = redis.register_script(_PEAK)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="stats-sampler")
+
+    async def aclose(self) -> None:
+        await cancel_and_wait(self._task)
+
+    async def sample_once(
+        self, now_ms: int | None = None, bids: Iterable[str] | None = None
+    ) -> int:
+        """A point for the current slot of every live broadcast (of ``bids``); how many."""
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        if bids is None:
+            bids = await recent_ids(self.redis)
+        slot = now_ms // self.step_ms
+        n = 0
+        for bid in bids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(meta_key(bid), "status")
+                pipe.hgetall(presence_key(bid))
+                pipe.hmget(stats_key(bid), "orders", "gmv")
+                status, presence, (orders, gmv) = await pipe.execute()
+            if status is None or text(status) != "live":
+                continue
+            viewers, _ = fresh_presence(presence, now_ms, FRESH_MS)
+            point = {"t": slot * self.step_ms, "viewers": viewers,
+                     "orders": int(orders or 0), "gmv": int(gmv or 0)}  # fmt: skip
+            await self.redis.hsetnx(timeline_key(bid), str(slot), json.dumps(point))
+            await self._peak(keys=[stats_key(bid)], args=[viewers])
+            n += 1
+        self.rounds += 1
+        self.sampled.set()
+        self.sampled.clear()
+        return n
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample_once()
+            except (RedisError, OSError) as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
+                log.warning("stats sampler: %s", exc)
+            step = self.step_ms / 1000
+            await asyncio.sleep(step - (time.time() % step) + 0.05)  # just into the next slot
+
+
+def _int(raw: dict[str, str], field: str) -> int:
+    return int(raw.get(field) or 0)
+
+
+async def timeline(redis: Redis, bid: str) -> list[dict[str, int]]:
+    raw: Any = await redis.hgetall(timeline_key(bid))
+    points = []
+    for slot, value in raw.items():
+        try:
+            doc = json.loads(value)
+            points.append({k: int(doc[k]) for k in ("t", "viewers", "orders", "gmv")})
+        except (ValueError, KeyError, TypeError):
+            log.warning("timeline %s: unreadable point %s", bid, text(slot))
+    return sorted(points, key=lambda p: p["t"])
+
+
+async def live_numbers(
+    redis: Redis, bid: str, names: dict[str, str], now_ms: int | None = None
+) -> dict[str, Any]:
+    """``GET …/stats``: the show's numbers now (``names``: product id → name)."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(stats_key(bid))
+        pipe.hgetall(presence_key(bid))
+        pipe.pfcount(seen_key(bid))
+        pipe.get(key(bid, "hearts"))
+        raw_stats, presence, unique, hearts = await pipe.execute()
+    stats = {text(k): text(v) for k, v in raw_stats.items()}
+    points = await timeline(redis, bid)
+    viewers, _ = fresh_presence(presence, now_ms, FRESH_MS)
+    peak = max([viewers, _int(stats, "viewers_peak"), *(p["viewers"] for p in points)])
+    out: dict[str, Any] = {"viewers": viewers, "viewers_peak": peak,
+                           "viewers_unique": int(unique), "hearts": int(hearts or 0)}  # fmt: skip
+    out |= {f: _int(stats, f) for f in TOTALS}
+    out["conversion"] = round(out["orders"] / out["viewers_unique"], 4) if unique else 0.0
+    out["per_product"] = per_product(stats, names)
+    out["timeline"] = points
+    out["pins"] = [{"at": p.at_ms, "product_id": p.product_id, "name": p.name}
+                   for p in await pins(redis, bid)]  # fmt: skip
+    out["at"] = now_ms
+    return out
+
+
+def per_product(stats: dict[str, str], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Per product: orders, units, GMV (reserved or paid), best sellers first."""
+    pids = {f[2:] for f in stats if f[:2] in ("o:", "u:", "g:")}
+    rows = [{"product_id": pid, "name": names.get(pid, pid), "orders": _int(stats, f"o:{pid}"),
+             "units": _int(stats, f"u:{pid}"), "gmv": _int(stats, f"g:{pid}")}
+            for pid in pids]  # fmt: skip
+    return sorted(rows, key=lambda r: (-r["gmv"], -r["units"], r["product_id"]))
