@@ -56,6 +56,11 @@ def meta_key(bid: str) -> str:
     return key(bid, "meta")
 
 
+def merchant_shows_key(merchant_id: str) -> str:
+    """A merchant's broadcasts (zset by creation), in the merchant's own slot."""
+    return f"jt:{{m:{merchant_id}}}:shows"
+
+
 INDEX_KEY = "jt:broadcasts"
 
 # KEYS[1] meta; ARGV: expected status, new status, timestamp field, now_ms
@@ -82,6 +87,7 @@ class Broadcast:
     ended_at: int | None
     host_user: str
     orientation: str = LANDSCAPE  # the picture's shape, for the whole show
+    merchant_id: str = ""  # whose show: a merchant's shows add up (forecast)
 
     @property
     def portrait(self) -> bool:
@@ -96,6 +102,7 @@ class Broadcast:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "orientation": self.orientation,
+            "merchant_id": self.merchant_id or f"m_{self.id}",
         }
 
 
@@ -123,11 +130,17 @@ class BroadcastStore:
         self._cas = redis.register_script(_CAS_STATUS)
 
     async def create(
-        self, title: str, host_user: str, bid: str | None = None, orientation: str = LANDSCAPE
+        self,
+        title: str,
+        host_user: str,
+        bid: str | None = None,
+        orientation: str = LANDSCAPE,
+        merchant_id: str | None = None,
     ) -> Broadcast:
         if orientation not in ORIENTATIONS:
             raise ValueError(f"orientation: one of {', '.join(ORIENTATIONS)}")
         bid = bid or new_broadcast_id()
+        merchant = merchant_id or f"m_{bid}"  # one merchant per broadcast unless told
         now = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -139,11 +152,20 @@ class BroadcastStore:
                     "created_at": now,
                     "host_user": host_user,
                     "orientation": orientation,
+                    "merchant_id": merchant,
                 },
             )
             pipe.zadd(INDEX_KEY, {bid: now})
             await pipe.execute()
-        return Broadcast(bid, title, Status.SCHEDULED, now, None, None, host_user, orientation)
+        await self.redis.zadd(merchant_shows_key(merchant), {bid: now})  # its own slot
+        return Broadcast(
+            bid, title, Status.SCHEDULED, now, None, None, host_user, orientation, merchant
+        )
+
+    async def of_merchant(self, merchant_id: str) -> list[str]:
+        """The merchant's broadcasts, oldest first."""
+        raw: Any = await self.redis.zrange(merchant_shows_key(merchant_id), 0, -1)
+        return [text(r) for r in raw]
 
     async def get(self, bid: str) -> Broadcast:
         raw = await self.redis.hgetall(meta_key(bid))
@@ -159,6 +181,7 @@ class BroadcastStore:
             ended_at=_opt_int(f.get("ended_at")),
             host_user=f.get("host_user", ""),
             orientation=f.get("orientation", LANDSCAPE),
+            merchant_id=f.get("merchant_id", ""),
         )
 
     async def move(self, bid: str, target: Status) -> Broadcast:

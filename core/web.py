@@ -71,6 +71,15 @@ def is_admin(conn: HTTPConnection) -> bool:
     return bool(conn.scope.get(_ADMIN))
 
 
+def caller(conn: HTTPConnection) -> Claims:
+    """Verified claims of the request's token, whichever broadcast it belongs to (routes not
+    about one broadcast check what they need themselves)."""
+    c: Claims | None = conn.scope.get(_CLAIMS)
+    if c is None:
+        raise Unauthorized("send a token: Authorization: Bearer <token>")
+    return c
+
+
 def claims(conn: HTTPConnection, bid: str) -> Claims:
     """Verified claims of the request's token, scoped to broadcast ``bid``."""
     c: Claims | None = conn.scope.get(_CLAIMS)

@@ -115,6 +115,9 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", f"{B}/orders"): _r(BUYERS),
     ("GET", f"{B}/orders"): _r(ADMIN, HOST),
     ("GET", f"{B}/stats"): _r(ADMIN, HOST),
+    ("GET", "/api/merchants/{mid}/forecast"): _r(
+        ADMIN, HOST, note="a host of any of the merchant's broadcasts (the handler checks)"
+    ),
     ("GET", f"{B}/report"): _r(
         ADMIN, HOST, note="?token= too: the studio opens the report page in a tab", query_token=True
     ),
@@ -146,10 +149,12 @@ def rule_for(method: str, path: str) -> Rule:
         raise LookupError(f"{method} {path} has no rule in jangteo/access.py") from None
 
 
-def _broadcast_of(conn: HTTPConnection) -> str:
+def _broadcast_of(conn: HTTPConnection, token: str) -> str:
     params = conn.path_params
     if "bid" in params:
         return str(params["bid"])
+    if "mid" in params:  # a merchant's route: the token's own broadcast (the handler checks it)
+        return ctx(conn).signer.verify(token).broadcast_id
     from commerce.orders import bid_of  # the one id scheme that carries its broadcast
 
     return bid_of(str(params["oid"]))
@@ -174,7 +179,7 @@ async def check(conn: HTTPConnection, rule: Rule) -> Claims | None:
         raise Unauthorized(f"send {needs}: Authorization: Bearer …")
     if rule.who == {ADMIN}:
         raise Unauthorized("the admin key does not match", code="bad_token")
-    c = await app.verifier.claims(token, _broadcast_of(conn))
+    c = await app.verifier.claims(token, _broadcast_of(conn, token))
     if c.role.value not in rule.who and OWNER not in rule.who:
         allowed = ", ".join(sorted(rule.who & ROLES)) or "the operator"
         raise Forbidden(f"role {c.role.value} may not do this (needs {allowed})")

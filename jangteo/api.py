@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -16,6 +17,8 @@ from core.web import bearer, claims, is_admin, json_body
 
 from .context import admin_key_matches, ctx, require_admin
 from .guests import display_name, guest_identity
+
+_MERCHANT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def _text(doc: dict[str, Any], key: str, default: str, limit: int = 120) -> str:
@@ -37,8 +40,13 @@ async def create_broadcast(request: Request) -> JSONResponse:
     orientation = doc.get("orientation", app.settings.default_orientation)
     if orientation not in ORIENTATIONS:
         raise BadRequest(f"orientation: one of {', '.join(ORIENTATIONS)}", code="bad_orientation")
+    merchant = doc.get("merchant_id")
+    if merchant is not None and not (isinstance(merchant, str) and _MERCHANT.fullmatch(merchant)):
+        raise BadRequest("merchant_id: 1-40 of A-Z a-z 0-9 _ -", code="bad_merchant_id")
     host_user = "u_" + secrets.token_hex(6)
-    broadcast = await app.store.create(title, host_user=host_user, orientation=orientation)
+    broadcast = await app.store.create(
+        title, host_user=host_user, orientation=orientation, merchant_id=merchant
+    )
     host_token, _ = app.signer.issue(broadcast.id, Role.HOST, host_name, user_id=host_user)
     body = broadcast.public() | {"host_token": host_token}
     return JSONResponse(

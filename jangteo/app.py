@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 
 import chat.http
 import commerce.http
+import commerce.merchant
 import commerce.numbers_http
 import commerce.payments
 import stream.http
@@ -254,6 +255,7 @@ def create_app(settings: Settings) -> Starlette:
         *chat.http.routes(context),
         *commerce.http.routes(context),
         *commerce.numbers_http.routes(context),
+        *commerce.merchant.routes(context),
         *commerce.payments.routes(context),
         WebSocketRoute("/ws/{bid}", bind_socket(chat_socket, context)),
         Route("/metrics", metrics_endpoint),

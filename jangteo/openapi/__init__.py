@@ -48,6 +48,7 @@ def document() -> dict[str, Any]:
                 "enum": ["landscape", "portrait"],
                 "description": "the shape of the picture (in GET /api/broadcasts/{bid})",
             },
+            "merchant_id": {"type": "string", "description": "whose show"},
             "renditions": {
                 "type": "array",
                 "description": "the rungs the picture is encoded at, highest first (in GET "
@@ -105,6 +106,16 @@ def document() -> dict[str, Any]:
                                     "properties": {
                                         "title": {"type": "string"},
                                         "host_name": {"type": "string"},
+                                        "orientation": {
+                                            "type": "string",
+                                            "enum": ["landscape", "portrait"],
+                                        },
+                                        "merchant_id": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z0-9_-]{1,40}$",
+                                            "description": "whose show (default: one merchant "
+                                            "per broadcast); a merchant's shows add up",
+                                        },
                                     },
                                 }
                             }

@@ -17,6 +17,26 @@ NUMBERS = (
 
 def numbers_paths() -> dict[str, Any]:
     return {
+        "/api/merchants/{mid}/forecast": {
+            "parameters": [
+                {"name": "mid", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": {
+                "summary": "the merchant's next show, from its ended shows (admin; a host of "
+                "any of its broadcasts)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": json(
+                        "{merchant_id, shows, viewer_minutes (expected), per_product: "
+                        "[{product_id, name, expected_units, low, high}] (a 90 % range), "
+                        "best_hour (0-23, Korea time)}",
+                        {"type": "object"},
+                    ),
+                    **ERRORS,
+                    "403": problem("a host of another merchant (not_your_merchant)"),
+                },
+            },
+        },
         "/api/broadcasts/{bid}/stats": {
             "parameters": [BID],
             "get": {
