@@ -81,17 +81,18 @@ async def store_show(
                                                 "price": prices[pid], "stock": 0})  # fmt: skip
         await app.catalog.put(b.id, product, stock)
     gmv = sum(n * prices[p] for p, n in show.units.items())
-    stats: dict[str, int] = {"orders": sum(show.units.values()), "units": sum(show.units.values()),
-                             "gmv": gmv, "paid_gmv": gmv}  # fmt: skip
+    orders = sum(show.units.values())  # one unit an order
+    stats: dict[str, int] = {}
     for pid, n in show.units.items():
-        stats |= {f"o:{pid}": n, f"u:{pid}": n, f"g:{pid}": n * prices[pid]}
+        stats |= {f"{paid}{f}:{pid}": v for paid in ("", "p")
+                  for f, v in (("o", n), ("u", n), ("g", n * prices[pid]))}  # fmt: skip
     await redis.hset(stats_key(b.id), mapping=stats)  # type: ignore[arg-type]
     steps = SHOW_MINUTES * 60_000 // STEP_MS
     viewers = round(show.viewer_minutes / SHOW_MINUTES)
     points = {}
     for k in range(steps):
         t = show.started_at + k * STEP_MS
-        point = {"t": t, "viewers": viewers, "orders": stats["orders"] * (k + 1) // steps,
+        point = {"t": t, "viewers": viewers, "orders": orders * (k + 1) // steps,
                  "gmv": gmv * (k + 1) // steps}  # fmt: skip
         points[str(t // STEP_MS)] = json.dumps(point)
     await redis.hset(timeline_key(b.id), mapping=points)  # type: ignore[arg-type]

@@ -122,13 +122,10 @@ redis.call('HSET', KEYS[6], 'id', ARGV[7], 'status', 'reserved', 'product_id', A
   'created_at', now, 'expires_at', expires, 'answer', answer_json, 'addr', ARGV[13],
   'idem_key', KEYS[4], 'counted', ARGV[25])
 if ARGV[25] == '1' then  -- the merchant's numbers: a sale until it is cancelled or expires
-  local gmv, pid = price * qty, ARGV[1]
-  redis.call('HINCRBY', KEYS[14], 'orders', 1)
-  redis.call('HINCRBY', KEYS[14], 'units', qty)
-  redis.call('HINCRBY', KEYS[14], 'gmv', gmv)
+  local pid = ARGV[1]  -- per product only: the totals are their sums (commerce/stats.py)
   redis.call('HINCRBY', KEYS[14], 'o:' .. pid, 1)
   redis.call('HINCRBY', KEYS[14], 'u:' .. pid, qty)
-  redis.call('HINCRBY', KEYS[14], 'g:' .. pid, gmv)
+  redis.call('HINCRBY', KEYS[14], 'g:' .. pid, price * qty)
 end
 redis.call('ZADD', KEYS[7], now, ARGV[7])
 redis.call('ZADD', KEYS[8], expires, ARGV[7])
@@ -176,9 +173,9 @@ if target == 'paid' then
   end
   redis.call('HSET', KEYS[1], 'status', 'paid', 'paid_at', now)
   if o[13] == '1' then
-    redis.call('HINCRBY', KEYS[9], 'paid_orders', 1)
-    redis.call('HINCRBY', KEYS[9], 'paid_units', qty)
-    redis.call('HINCRBY', KEYS[9], 'paid_gmv', qty * tonumber(o[12]))
+    redis.call('HINCRBY', KEYS[9], 'po:' .. o[6], 1)
+    redis.call('HINCRBY', KEYS[9], 'pu:' .. o[6], qty)
+    redis.call('HINCRBY', KEYS[9], 'pg:' .. o[6], qty * tonumber(o[12]))
   end
 else
   if o[5] == '1' then left = redis.call('HINCRBY', KEYS[3], o[4], qty) end
@@ -189,13 +186,10 @@ else
     redis.call('SET', KEYS[8], '1', 'PX', ARGV[6])  -- no renewing a hold by ordering again
   end
   if o[13] == '1' then  -- no longer a sale
-    local gmv, pid = qty * tonumber(o[12]), o[6]
-    redis.call('HINCRBY', KEYS[9], 'orders', -1)
-    redis.call('HINCRBY', KEYS[9], 'units', -qty)
-    redis.call('HINCRBY', KEYS[9], 'gmv', -gmv)
+    local pid = o[6]
     redis.call('HINCRBY', KEYS[9], 'o:' .. pid, -1)
     redis.call('HINCRBY', KEYS[9], 'u:' .. pid, -qty)
-    redis.call('HINCRBY', KEYS[9], 'g:' .. pid, -gmv)
+    redis.call('HINCRBY', KEYS[9], 'g:' .. pid, -qty * tonumber(o[12]))
     redis.call('HINCRBY', KEYS[9], target, 1)
   end
 end

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 STEP_MS = 10_000  # one timeline point per 10 s
 FRESH_MS = 5_000  # a process's viewer count older than this is gone (chat reports every 2 s)
-TOTALS = ("orders", "units", "gmv", "paid_orders", "paid_units", "paid_gmv", "cancelled",
-          "expired", "chat_messages")  # fmt: skip
+COUNTS = ("cancelled", "expired", "chat_messages")
+# the totals are sums of per-product counters (the order scripts keep only those: fewer writes)
+SUMS = {"orders": "o:", "units": "u:", "gmv": "g:", "paid_orders": "po:", "paid_units": "pu:",
+        "paid_gmv": "pg:"}  # fmt: skip
 
 # KEYS: stats; ARGV: viewers now. Keeps the highest number of viewers seen.
 _PEAK = """
@@ -71,13 +73,14 @@ class StatsSampler:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hget(meta_key(bid), "status")
                 pipe.hgetall(presence_key(bid))
-                pipe.hmget(stats_key(bid), "orders", "gmv")
-                status, presence, (orders, gmv) = await pipe.execute()
+                pipe.hgetall(stats_key(bid))
+                status, presence, raw = await pipe.execute()
             if status is None or text(status) != "live":
                 continue
             viewers, _ = fresh_presence(presence, now_ms, FRESH_MS)
+            sums = totals({text(k): text(v) for k, v in raw.items()})
             point = {"t": slot * self.step_ms, "viewers": viewers,
-                     "orders": int(orders or 0), "gmv": int(gmv or 0)}  # fmt: skip
+                     "orders": sums["orders"], "gmv": sums["gmv"]}  # fmt: skip
             await self.redis.hsetnx(timeline_key(bid), str(slot), json.dumps(point))
             await self._peak(keys=[stats_key(bid)], args=[viewers])
             n += 1
@@ -100,6 +103,17 @@ class StatsSampler:
 
 def _int(raw: dict[str, str], field: str) -> int:
     return int(raw.get(field) or 0)
+
+
+def totals(stats: dict[str, str]) -> dict[str, int]:
+    """The show's totals from its per-product counters (and the plain counts)."""
+    out = dict.fromkeys(SUMS, 0) | {f: _int(stats, f) for f in COUNTS}
+    for field, value in stats.items():
+        prefix = field[: field.find(":") + 1]
+        for name, p in SUMS.items():
+            if prefix == p:
+                out[name] += int(value)
+    return out
 
 
 async def timeline(redis: Redis, bid: str) -> list[dict[str, int]]:
@@ -131,7 +145,7 @@ async def live_numbers(
     peak = max([viewers, _int(stats, "viewers_peak"), *(p["viewers"] for p in points)])
     out: dict[str, Any] = {"viewers": viewers, "viewers_peak": peak,
                            "viewers_unique": int(unique), "hearts": int(hearts or 0)}  # fmt: skip
-    out |= {f: _int(stats, f) for f in TOTALS}
+    out |= totals(stats)
     out["conversion"] = round(out["orders"] / out["viewers_unique"], 4) if unique else 0.0
     out["per_product"] = per_product(stats, names)
     out["timeline"] = points

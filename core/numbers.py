@@ -6,9 +6,10 @@ by their own counter (``jt:{bid}:hearts``), unique viewers in a HyperLogLog when
 chat. The viewers present are the chat's presence hash (``jt:{bid}:presence``: process →
 "count|ms"), summed over fresh entries; commerce/stats.py samples it every 10 s into the timeline.
 
-- ``jt:{bid}:stats`` hash: ``orders``, ``units``, ``gmv`` (reserved or paid: not cancelled, not
-  expired), ``paid_orders``, ``paid_units``, ``paid_gmv``, ``cancelled``, ``expired``,
-  ``chat_messages``, ``viewers_peak``, and per product ``o:<pid>``, ``u:<pid>``, ``g:<pid>``.
+- ``jt:{bid}:stats`` hash: per product ``o:<pid>``, ``u:<pid>``, ``g:<pid>`` (orders, units and
+  GMV that are reserved or paid: not cancelled, not expired) and ``po:``, ``pu:``, ``pg:`` (paid);
+  the totals are their sums (three writes per order, not six); ``cancelled``, ``expired``,
+  ``chat_messages``, ``viewers_peak``.
 - ``jt:{bid}:timeline`` hash: 10-second slot → ``{"t", "viewers", "orders", "gmv"}`` (JSON).
 - ``jt:{bid}:seen`` HyperLogLog of the user ids that joined.
 """

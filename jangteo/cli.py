@@ -182,7 +182,7 @@ async def demo(settings: Settings) -> None:
     from stream.ingest.synthetic import SyntheticStudio
 
     from .context import AppContext
-    from .sample import sample_catalog
+    from .sample import DEMO_MERCHANT, sample_catalog, sample_history
 
     # a demo's buyers pay with one tap (nothing real is sold)
     # visitors see prices in their currency too, at the sample rates (with their date)
@@ -197,7 +197,10 @@ async def demo(settings: Settings) -> None:
 
         async def on_started(app) -> None:  # type: ignore[no-untyped-def]
             ctx: AppContext = app.state.ctx
-            b = await ctx.store.create("장터 데모 라이브 · Jangteo demo", host_user="u_host")
+            b = await ctx.store.create(
+                "장터 데모 라이브 · Jangteo demo", host_user="u_host", merchant_id=DEMO_MERCHANT
+            )
+            await sample_history(ctx)  # the merchant's past shows: the forecast has a history
             host_token, _ = ctx.signer.issue(b.id, Role.HOST, "사장님", user_id="u_host")
             viewer_token, _ = ctx.signer.issue(b.id, Role.VIEWER, "시청자")
             await sample_catalog(ctx, b.id)  # before the media starts: its overlay loads it
@@ -220,6 +223,10 @@ async def demo(settings: Settings) -> None:
                         f"  WHEP        : {base}/whep/{b.id}   (Bearer {viewer_token})",
                         f"  WHIP        : {base}/whip/{b.id}   (Bearer {host_token})",
                         f"  status      : {base}/api/broadcasts/{b.id}",
+                        f"  report      : {base}/api/broadcasts/{b.id}/report?format=html"
+                        f"&token={host_token}",
+                        f"  forecast    : {base}/api/merchants/{DEMO_MERCHANT}/forecast"
+                        f"   (Bearer {host_token})",
                         f"  metrics     : {base}/metrics    OpenAPI: {base}/openapi.json",
                         f"  admin key   : {s.admin_key}",
                         "Ctrl-C stops the server and its Redis.",

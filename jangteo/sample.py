@@ -1,4 +1,5 @@
-"""The demo's sample catalog: three market-stall products with pictures, one pinned on a deal."""
+"""The demo's sample catalog (three market-stall products with pictures, one pinned on a deal) and
+its merchant's past shows (so the forecast for the next show has something to go on)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import cv2
 import numpy as np
 
 from commerce.catalog import image_path, validate_product
+from commerce.forecast import SAMPLE_PRODUCTS, synthetic_history
+from commerce.merchant import store_show
 from core.pins import Pin, record_pin
 
 from .context import AppContext
 
 DEAL_S = 600
+DEMO_MERCHANT = "demo-market"
+WEEK_MS = 7 * 86_400_000
 
 PRODUCTS = [
     ("A1", {"name": "제주 감귤 3kg", "price": 29900, "list_price": 39900, "stock": 50,
@@ -50,3 +55,14 @@ async def sample_catalog(ctx: AppContext, bid: str) -> None:
     await ctx.catalog.set_pin(bid, pin | {"pinned_at": now})
     a1 = await ctx.catalog.get(bid, "A1")
     await record_pin(ctx.redis, bid, Pin(now, "A1", a1["name"], 24900, a1.get("image") or ""))
+
+
+async def sample_history(ctx: AppContext, merchant_id: str = DEMO_MERCHANT, shows: int = 8) -> None:
+    """``shows`` weekly evening shows (19:00 in Korea) of ``merchant_id`` before this week, with a
+    growing audience: ended broadcasts with their numbers (commerce/forecast.py)."""
+    day_ms = 86_400_000
+    evening = (int(time.time() * 1000) // day_ms) * day_ms + 10 * 3_600_000  # 19:00 KST = 10:00 UTC
+    history, _, _ = synthetic_history(shows, start_ms=evening - shows * WEEK_MS)
+    prices = {pid: price for pid, (_, price, _) in SAMPLE_PRODUCTS.items()}
+    for i, show in enumerate(history):
+        await store_show(ctx, ctx.redis, merchant_id, show, prices, f"지난 방송 {i + 1}")

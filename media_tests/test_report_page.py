@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from commerce.forecast import SAMPLE_PRODUCTS, synthetic_history
+from commerce.merchant import store_show
 from commerce.stats import StatsSampler
 from jangteo.testkit.server import RunningServer
 
@@ -98,6 +100,9 @@ async def test_the_report_page_draws_its_charts_and_prints_on_one_page(
 
 async def test_the_studio_shows_the_numbers_live(server: RunningServer, contexts: Contexts) -> None:
     bid, host = await _show_with_sales(server)
+    prices = {pid: price for pid, (_, price, _) in SAMPLE_PRODUCTS.items()}
+    for past in synthetic_history(4, seed=5)[0]:  # the merchant's earlier shows
+        await store_show(server.ctx, server.ctx.redis, f"m_{bid}", past, prices, "지난 방송")
     studio = await (await contexts(viewport=DESKTOP)).new_page()
     await studio.goto(f"{server.base_url}/studio/{bid}?token={host}")
     await studio.wait_for_function("window.jt && window.jt.numbers.reads > 0", timeout=WAIT_MS)
@@ -115,5 +120,10 @@ async def test_the_studio_shows_the_numbers_live(server: RunningServer, contexts
         "document.querySelector(\"#numbers-panel [data-stat='orders'] dd\").textContent === '7'",
         timeout=WAIT_MS,
     )
+    # and what the merchant's past shows say about the next one
+    await studio.wait_for_selector("#numbers-panel .forecast:not([hidden]) li", timeout=WAIT_MS)
+    first = await studio.locator("#numbers-panel .forecast li").first.inner_text()
+    assert "제주 감귤 5kg" in first and "개" in first
+    assert "지난 방송 4회" in await studio.inner_text("#numbers-panel .forecast-meta")
     href: Any = await studio.get_attribute("[data-action='report']", "href")
     assert href.endswith(f"/report?format=html&token={host}")

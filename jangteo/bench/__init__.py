@@ -7,7 +7,7 @@ import argparse
 
 def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True)
-    from . import abr, chat, fanout, hls, orders, overlay, restream
+    from . import abr, chat, fanout, hls, orders, overlay, report, restream
 
     fanout.add_command(sub)
     abr.add_command(sub)
@@ -16,3 +16,4 @@ def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     orders.add_command(sub)
     overlay.add_command(sub)
     restream.add_command(sub)
+    report.add_command(sub)

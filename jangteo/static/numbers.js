@@ -31,6 +31,27 @@ export class NumbersPanel {
     clearInterval(this.timer);
   }
 
+  /** The merchant's next show, from its past ones (once; nothing shown without a history). */
+  async forecastFor(merchantId) {
+    if (!merchantId || this.merchant === merchantId) return;
+    this.merchant = merchantId;
+    let f;
+    try {
+      f = await api(`/api/merchants/${encodeURIComponent(merchantId)}/forecast`, { token: this.token });
+    } catch (_) {
+      return;
+    }
+    const box = this.root.querySelector(".forecast");
+    box.hidden = !f.shows;
+    if (!f.shows) return;
+    const hour = f.best_hour === null ? "" : ` · 가장 잘 팔린 시간 ${f.best_hour}시 · best hour ${f.best_hour}:00`;
+    box.querySelector(".forecast-meta").textContent = `지난 방송 ${f.shows}회 기준 · from ${f.shows} past shows${hour}`;
+    box.querySelector("ul").replaceChildren(...f.per_product.slice(0, 5).map((p) =>
+      h("li", { dataset: { productId: p.product_id } }, h("span", { class: "grow" }, p.name),
+        h("strong", {}, `${Math.round(p.expected_units)}개`), h("span", { class: "meta" }, ` (${p.low}–${p.high})`))));
+    this.forecast = f;
+  }
+
   async refresh() {
     try {
       this.doc = await api(`${this.base}/stats`, { token: this.token });
