@@ -22,13 +22,12 @@ from .test_pages import (
     SMALL_PHONE,
     WAIT_MS,
     Contexts,
-    bearer,
     browser,
     chat_line,
     contexts,
     open_studio,
     open_watch,
-    put_product,
+    pinned_show,
     send_chat,
 )
 
@@ -53,13 +52,7 @@ async def test_pages_have_no_serious_axe_violations(
     """The studio (desktop; phone with each of its sheets) and the watch page (phone, and its order
     step) at 390x844 and 360x800, with a pinned product and a chat line: axe finds nothing serious
     or critical."""
-    b = await server.create_broadcast("접근성 검사")
-    bid, host, base = b["id"], b["host_token"], server.base_url
-    await put_product(server, bid, host, "p1", name="햇감자 3kg", price=12900, list_price=15900,
-                      stock=4, per_buyer_limit=2)  # fmt: skip
-    r = await server.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host),
-                               json={"product_id": "p1"})  # fmt: skip
-    assert r.status_code == 200, r.text
+    bid, host, base = await pinned_show(server, "접근성 검사")
 
     studio = await open_studio(await contexts(viewport=DESKTOP), base, bid, host)
     found: dict[str, list[dict[str, Any]]] = {}

@@ -148,6 +148,18 @@ async def put_product(server: RunningServer, bid: str, host: str, pid: str, **bo
     assert r.status_code in (200, 201), r.text
 
 
+async def pinned_show(server: RunningServer, title: str) -> tuple[str, str, str]:
+    """A broadcast with one product pinned: (bid, host token, base URL)."""
+    b = await server.create_broadcast(title)
+    bid, host, base = b["id"], b["host_token"], server.base_url
+    await put_product(server, bid, host, "p1", name="햇감자 3kg", price=12900, list_price=15900,
+                      stock=4, per_buyer_limit=2)  # fmt: skip
+    r = await server.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host),
+                               json={"product_id": "p1"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return bid, host, base
+
+
 async def open_studio(
     ctx: BrowserContext, base: str, bid: str, token: str, query: str = ""
 ) -> Page:
@@ -478,13 +490,7 @@ async def test_cohost_invite_and_flash_product(server: RunningServer, contexts: 
 
 async def test_pages_accessible_basics(server: RunningServer, contexts: Contexts) -> None:
     """Labelled controls, sufficient contrast, visible keyboard focus on both pages."""
-    b = await server.create_broadcast("접근성")
-    bid, host, base = b["id"], b["host_token"], server.base_url
-    await put_product(server, bid, host, "p1", name="햇감자 3kg", price=12900, list_price=15900,
-                      stock=4, per_buyer_limit=2)  # fmt: skip
-    r = await server.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host),
-                               json={"product_id": "p1"})  # fmt: skip
-    assert r.status_code == 200, r.text
+    bid, host, base = await pinned_show(server, "접근성")
     studio = await open_studio(await contexts(viewport=DESKTOP), base, bid, host)
     watch = await open_watch(await contexts(viewport=PHONE, is_mobile=True, has_touch=True),
                              base, bid)  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 from commerce.forecast import SAMPLE_PRODUCTS, synthetic_history
 from commerce.merchant import store_show
 from commerce.stats import StatsSampler
+from core.pins import Pin, pins_key, record_pin
 from jangteo.testkit.server import RunningServer
 
 from . import test_browser as tb
@@ -63,6 +64,10 @@ async def _show_with_sales(server: RunningServer) -> tuple[str, str]:
         assert r.status_code == 201, r.text
         await server.ctx.chat_store.report_presence(bid, "test", 10 + 5 * i, fresh_s=1000)
         await sampler.sample_once(now_ms=now - 60_000 + i * 10_000, bids=[bid])
+    # the pins as if made during that minute (the timeline's points fall inside them)
+    await server.ctx.redis.delete(pins_key(bid))
+    for at, pid, name in ((now - 60_000, "p1", "한라봉 3kg"), (now - 30_000, "p2", "감귤 녹차")):
+        await record_pin(server.ctx.redis, bid, Pin(at, pid, name, 0))
     return bid, host
 
 
@@ -80,9 +85,9 @@ async def test_the_report_page_draws_its_charts_and_prints_on_one_page(
     assert title == "동문시장 한라봉 라이브 방송 리포트 · Show report"
     totals = await page.inner_text("#totals")
     assert "179,600원" in totals  # 29,900 × 4 + 12,000 × 5
-    # the viewers' line (blue), the orders' bars (green), the GMV bars (gold)
+    # the viewers' line (blue), the orders' bars (green), the GMV bars (gold), conversion (purple)
     series = {"#viewers-chart": [31, 111, 235], "#opm-chart": [46, 139, 87],
-              "#gmv-chart": [255, 190, 40]}  # fmt: skip
+              "#gmv-chart": [255, 190, 40], "#conversion-chart": [155, 89, 208]}  # fmt: skip
     for chart, rgb in series.items():
         sel = f"{chart} canvas"
         assert await page.evaluate(COLOURED_JS, [sel, rgb]) > 50, sel

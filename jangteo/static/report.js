@@ -8,7 +8,7 @@ const won = (n) => `${Math.round(n).toLocaleString("ko-KR")}원`;
 const pct = (x) => `${(x * 100).toFixed(1)}%`;
 const hhmm = (ms) => new Date(ms).toLocaleTimeString("ko-KR", { hour: "2-digit", minute: "2-digit", timeZone: "Asia/Seoul" });
 const WIDTH = Math.min(700, document.getElementById("report").clientWidth || 700);
-const HEIGHT = 150;
+const HEIGHT = 130;
 const MAX_PINS_SHOWN = 12; // one page: the rest are summed up below the table
 
 function el(tag, text, attrs = {}) {
@@ -59,6 +59,7 @@ function pinMarks(pins) {
           const x = Math.round(u.valToPos(p.at / 1000, "x", true));
           if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
           ctx.strokeStyle = "#d0183a";
+          ctx.lineWidth = 2 * devicePixelRatio;
           ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
           ctx.beginPath();
           ctx.moveTo(x, u.bbox.top);
@@ -110,6 +111,17 @@ charts.push(new uPlot({
 }, [products.map((_, i) => i), products.map((p) => p.gmv)], $("gmv-chart")));
 
 // -- conversion per pin --------------------------------------------------------------------------
+const pinned = doc.pins.slice(0, MAX_PINS_SHOWN);
+charts.push(new uPlot({
+  width: WIDTH, height: 110, legend: { show: false },
+  scales: { x: { time: false, range: [-0.6, Math.max(pinned.length - 0.4, 0.6)] }, y: FROM_ZERO },
+  axes: [
+    { ...AXIS, splits: () => pinned.map((_, i) => i), values: () => pinned.map((_, i) => String(i + 1)), size: 24 },
+    { ...AXIS, label: "전환 · conv. %", values: (_, vals) => vals.map((v) => (v * 100).toFixed(0)) },
+  ],
+  series: [{}, { label: "conversion", stroke: "#7a3db8", fill: "#9b59d0", paths: bars, points: { show: false } }],
+}, [pinned.map((_, i) => i), pinned.map((p) => p.conversion)], $("conversion-chart")));
+
 const rows = doc.pins.slice(0, MAX_PINS_SHOWN).map((p, i) => {
   const tr = el("tr");
   tr.append(el("td", `${i + 1}. ${hhmm(p.at)}`), el("td", p.name), el("td", won(p.price)),
