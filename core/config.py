@@ -84,6 +84,9 @@ class Settings:
     # "*" for any, e.g. WHEP players embedded on other sites
     cors_origins: tuple[str, ...] = ()
     public_url: str | None = None
+    # this node among the deployment's (core/nodes.py): its id and how other nodes reach it
+    node_id: str | None = None  # default: host name and process id
+    node_url: str | None = None  # default: base_url
     chat_max_chars: int = 200
     chat_rate_messages: int = 5  # per user, per chat_rate_window_s (the host is exempt)
     chat_rate_window_s: float = 10.0
@@ -220,6 +223,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "trusted_proxies": _split(env.get("JANGTEO_TRUSTED_PROXIES", "")),
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
+        "node_id": env.get("JANGTEO_NODE_ID") or None,
+        "node_url": env.get("JANGTEO_NODE_URL") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),

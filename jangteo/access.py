@@ -129,6 +129,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/api/payments/callback"): _r(ANYONE, note="signed by the payment provider"),
     # the operator and the pages
     ("GET", "/metrics"): _r(ADMIN),
+    ("GET", "/api/nodes"): _r(ADMIN),
     ("GET", "/openapi.json"): _r(ANYONE),
     ("GET", "/healthz"): _r(ANYONE),
     ("GET", "/watch/{bid}"): _r(ANYONE),

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.broadcasts import ORIENTATIONS, Status
+from core.nodes import nodes
 from core.problems import BadRequest, Forbidden, Problem
 from core.tokens import Guest, Role, parse_role
 from core.web import bearer, claims, is_admin, json_body
@@ -29,6 +30,13 @@ def _text(doc: dict[str, Any], key: str, default: str, limit: int = 120) -> str:
     if len(value) > limit or any(ord(ch) < 32 for ch in value):
         raise BadRequest(f"{key}: at most {limit} printable characters", code=f"bad_{key}")
     return value
+
+
+async def list_nodes(request: Request) -> JSONResponse:
+    """The deployment's nodes heard from lately (the operator's view)."""
+    require_admin(request)
+    return JSONResponse({"nodes": await nodes(ctx(request).redis)},
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
 async def create_broadcast(request: Request) -> JSONResponse:
@@ -135,6 +143,7 @@ async def end_broadcast(request: Request) -> JSONResponse:
 
 
 routes = [
+    Route("/api/nodes", list_nodes, methods=["GET"]),
     Route("/api/broadcasts", create_broadcast, methods=["POST"]),
     Route("/api/broadcasts/{bid}", get_broadcast, methods=["GET"]),
     Route("/api/broadcasts/{bid}/tokens", issue_token, methods=["POST"]),

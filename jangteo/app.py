@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ from commerce.webhooks import Webhooks
 from core import metrics
 from core.broadcasts import BroadcastStore
 from core.config import Settings, with_payment_secret
+from core.nodes import NodeRegistry
 from core.problems import NotFound
 from core.redislimit import RedisBuckets
 from core.redismux import RedisMux
@@ -216,6 +218,17 @@ async def _start(
     sweeper = Sweeper(redis, orders)
     parts.push_async_callback(sweeper.aclose)
     sweeper.start()
+    node = NodeRegistry(
+        redis,
+        settings.node_id or f"{socket.gethostname()}-{os.getpid()}",
+        settings.node_url or settings.base_url,
+        counts=lambda: {
+            "broadcasts": len(hub.broadcasts),
+            "viewers": sum(m.audience() for m in hub.broadcasts.values()),
+        },
+    )
+    parts.push_async_callback(node.aclose)
+    node.start()
     if settings.stats:
         sampler = StatsSampler(redis)
         parts.push_async_callback(sampler.aclose)

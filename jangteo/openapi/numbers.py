@@ -17,6 +17,20 @@ NUMBERS = (
 
 def numbers_paths() -> dict[str, Any]:
     return {
+        "/api/nodes": {
+            "get": {
+                "summary": "the deployment's nodes heard from in the last 15 s (admin)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": json(
+                        "{nodes: [{id, url, broadcasts, viewers, load (this process's cores "
+                        "busy), loadavg (per core), cores, started_at, at, age_ms}]}",
+                        {"type": "object"},
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
         "/api/merchants/{mid}/forecast": {
             "parameters": [
                 {"name": "mid", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -1,0 +1,46 @@
+"""Nodes on a real redis-server: each server says who it is and how busy it is; the operator
+lists the nodes heard from; one that leaves is gone at once, one that dies once its key expires."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.nodes import IDS, NodeRegistry, node_key, nodes
+from jangteo.testkit.server import RunningServer
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_the_operator_lists_the_nodes(server: RunningServer) -> None:
+    redis = server.ctx.redis
+    # the server's own heartbeat is written when it starts
+    r = await server.http.get("/api/nodes", headers=server.admin())
+    assert r.status_code == 200, r.text
+    mine = [n for n in r.json()["nodes"] if n["url"] == server.base_url]
+    assert len(mine) == 1 and mine[0]["broadcasts"] == 0 and mine[0]["viewers"] == 0
+    assert mine[0]["cores"] >= 1 and mine[0]["load"] >= 0 and mine[0]["age_ms"] < 15_000
+
+    # a second node joins, carrying a show; then leaves cleanly
+    other = NodeRegistry(redis, "edge-b", "http://10.0.0.2:8080",
+                         counts=lambda: {"broadcasts": 2, "viewers": 150})  # fmt: skip
+    await other.beat()
+    listed = {n["id"]: n for n in await nodes(redis)}
+    assert listed["edge-b"]["url"] == "http://10.0.0.2:8080"
+    assert (listed["edge-b"]["broadcasts"], listed["edge-b"]["viewers"]) == (2, 150)
+    assert await redis.ttl(node_key("edge-b")) > 0  # it expires unless renewed
+    await other.aclose()
+    assert "edge-b" not in {n["id"] for n in await nodes(redis)}
+
+    # a node that died: its key expired (gone here at once); the listing prunes its id
+    dead = NodeRegistry(redis, "edge-c", "http://10.0.0.3:8080", counts=dict)
+    await dead.beat()
+    await redis.delete(node_key("edge-c"))
+    assert "edge-c" not in {n["id"] for n in await nodes(redis)}
+    assert not await redis.sismember(IDS, "edge-c")
+
+
+async def test_only_the_operator_lists_nodes(server: RunningServer) -> None:
+    b = await server.create_broadcast()
+    assert (await server.http.get("/api/nodes")).status_code == 401
+    r = await server.http.get("/api/nodes", headers={"Authorization": f"Bearer {b['host_token']}"})
+    assert r.status_code == 401  # a broadcast's token is not the admin key
