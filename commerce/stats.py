@@ -136,9 +136,9 @@ async def live_numbers(
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(stats_key(bid))
         pipe.hgetall(presence_key(bid))
-        pipe.pfcount(seen_key(bid))
         pipe.get(key(bid, "hearts"))
-        raw_stats, presence, unique, hearts = await pipe.execute()
+        raw_stats, presence, hearts = await pipe.execute()
+    unique = await redis.pfcount(seen_key(bid))  # not in a pipeline: a cluster client refuses
     stats = {text(k): text(v) for k, v in raw_stats.items()}
     points = await timeline(redis, bid)
     viewers, _ = fresh_presence(presence, now_ms, FRESH_MS)

@@ -155,9 +155,11 @@ class BroadcastStore:
                     "merchant_id": merchant,
                 },
             )
-            pipe.zadd(INDEX_KEY, {bid: now})
             await pipe.execute()
-        await self.redis.zadd(merchant_shows_key(merchant), {bid: now})  # its own slot
+        # the indexes live in their own slots (a cluster's transaction keeps to one slot); a
+        # broadcast missing from them for a moment is only not yet swept or forecast
+        await self.redis.zadd(INDEX_KEY, {bid: now})
+        await self.redis.zadd(merchant_shows_key(merchant), {bid: now})
         return Broadcast(
             bid, title, Status.SCHEDULED, now, None, None, host_user, orientation, merchant
         )

@@ -84,6 +84,8 @@ class Settings:
     # "*" for any, e.g. WHEP players embedded on other sites
     cors_origins: tuple[str, ...] = ()
     public_url: str | None = None
+    # REDIS_URL names any node of a Redis Cluster (every script touches one slot: jt:{bid}:…)
+    redis_cluster: bool = False
     # this node among the deployment's (core/nodes.py): its id and how other nodes reach it
     node_id: str | None = None  # default: host name and process id
     node_url: str | None = None  # default: base_url
@@ -224,6 +226,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
         "node_id": env.get("JANGTEO_NODE_ID") or None,
+        "redis_cluster": env.get("JANGTEO_REDIS_CLUSTER", "0") in ("1", "true", "yes", "on"),
         "node_url": env.get("JANGTEO_NODE_URL") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),

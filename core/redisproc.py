@@ -33,10 +33,14 @@ class RedisServer:
     TCP port on 127.0.0.1.
     """
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, fsync: str = "always") -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, fsync: str = "always",
+        cluster: bool = False,
+    ) -> None:  # fmt: skip
         self.data_dir = Path(data_dir).resolve()
         self.port = free_port() if port == 0 else port
         self.fsync = fsync
+        self.cluster = cluster  # a Redis Cluster node (TCP only): jangteo/testkit/cluster.py
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,6 +80,9 @@ class RedisServer:
             ]
         else:
             args += ["--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "5000"]  # fmt: skip
         return args
 
     def start(self, timeout: float = 10.0) -> str:

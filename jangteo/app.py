@@ -10,8 +10,10 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -145,8 +147,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _redis(url: str, connections: int) -> Redis:
-    """A client whose pool waits for a free connection instead of failing under a burst."""
+def _redis(url: str, connections: int, cluster: bool = False) -> Redis:
+    """A client whose pool waits for a free connection instead of failing under a burst; with
+    ``cluster``, a Redis Cluster client (any node's address; commands go to their slot's node)."""
+    if cluster:
+        client = RedisCluster.from_url(url, max_connections=connections)
+        return cast(Redis, client)  # the same commands; every script stays in one slot
     pool = BlockingConnectionPool.from_url(
         url, max_connections=connections, timeout=10, health_check_interval=30
     )
@@ -171,12 +177,15 @@ async def _start(
 ) -> AppContext:
     """Build and start the app's parts; each is registered on ``parts`` as soon as it exists,
     so the lifespan closes exactly what was started (in reverse) whatever fails."""
-    redis = _redis(settings.redis_url or "", REDIS_CONNECTIONS)
+    cluster = settings.redis_cluster
+    redis = _redis(settings.redis_url or "", REDIS_CONNECTIONS, cluster)
     parts.push_async_callback(redis.aclose)
-    mux = RedisMux(settings.redis_url or "")
-    parts.push_async_callback(mux.aclose)
+    mux = None
+    if not cluster:  # one connection multiplexed to one server: not for a cluster's many
+        mux = RedisMux(settings.redis_url or "")
+        parts.push_async_callback(mux.aclose)
     # the chat readers block in XREAD: they get their own connection pool
-    chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS)
+    chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS, cluster)
     parts.push_async_callback(chat_redis.aclose)
     hub = MediaHub(settings)
     hub.restream = DestinationStore(redis, settings.secret)
