@@ -15,7 +15,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -51,6 +51,7 @@ class NodeRegistry:
         counts: Callable[[], dict[str, int]],
         every_s: float = EVERY_S,
         ttl_s: int = TTL_S,
+        on_beat: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.redis = redis
         self.node_id = node_id
@@ -58,6 +59,7 @@ class NodeRegistry:
         self.counts = counts
         self.every_s = every_s
         self.ttl_s = ttl_s
+        self.on_beat = on_beat  # more to renew with each heartbeat (the origin leases)
         self.started_at = int(time.time() * 1000)
         self._last = (time.monotonic(), _cpu_s())
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +82,8 @@ class NodeRegistry:
             pipe.set(node_key(self.node_id), raw, ex=self.ttl_s)
             pipe.sadd(IDS, self.node_id)
             await pipe.execute()
+        if self.on_beat is not None:
+            await self.on_beat()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-heartbeat")
@@ -103,6 +107,12 @@ class NodeRegistry:
                     raise asyncio.CancelledError from exc
                 log.warning("node heartbeat: %s", exc)
             await asyncio.sleep(self.every_s)
+
+
+async def node(redis: Redis, node_id: str) -> dict[str, Any] | None:
+    """One node's last heartbeat, if it is alive."""
+    raw: Any = await redis.get(node_key(node_id))
+    return json.loads(raw) if raw else None
 
 
 async def nodes(redis: Redis) -> list[dict[str, Any]]:

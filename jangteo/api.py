@@ -6,12 +6,14 @@ import re
 import secrets
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.broadcasts import ORIENTATIONS, Status
-from core.nodes import nodes
+from core.nodes import node, nodes
+from core.origin import origin_key, origin_of
 from core.problems import BadRequest, Forbidden, Problem
 from core.tokens import Guest, Role, parse_role
 from core.web import bearer, claims, is_admin, json_body
@@ -62,6 +64,15 @@ async def create_broadcast(request: Request) -> JSONResponse:
     )
 
 
+async def _origin(redis: Redis, bid: str) -> dict[str, str] | None:
+    """The node carrying the broadcast's media (its id and URL), while one does."""
+    node_id = await origin_of(redis, bid)
+    if node_id is None:
+        return None
+    record = await node(redis, node_id)
+    return {"node": node_id, "url": record["url"] if record else ""}
+
+
 async def get_broadcast(request: Request) -> JSONResponse:
     bid = request.path_params["bid"]
     app = ctx(request)
@@ -72,6 +83,7 @@ async def get_broadcast(request: Request) -> JSONResponse:
         "publishers": len(media.publishers) if media else 0,
         "pinned": await app.catalog.pin(bid),
         "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],
+        "origin": await _origin(app.redis, bid),
     }
     return JSONResponse(body)
 
@@ -139,6 +151,7 @@ async def end_broadcast(request: Request) -> JSONResponse:
     app = ctx(request)
     broadcast = await app.store.move(bid, Status.ENDED)
     await app.hub.end(bid)
+    await app.redis.delete(origin_key(bid))  # nothing carries it any more
     return JSONResponse(broadcast.public())
 
 

@@ -43,6 +43,7 @@ from core import metrics
 from core.broadcasts import BroadcastStore
 from core.config import Settings, with_payment_secret
 from core.nodes import NodeRegistry
+from core.origin import renew
 from core.problems import NotFound
 from core.redislimit import RedisBuckets
 from core.redismux import RedisMux
@@ -221,6 +222,7 @@ async def _start(
         revocations=revocations,
         verifier=Verifier(signer, revocations),
         fx=FxRates(settings.fx_rates_file),
+        node_id=settings.node_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     # a chat line like "구매 2" is an order: commerce's hook on the chat
     chat_hub.on_line = functools.partial(try_order, context)
@@ -229,12 +231,16 @@ async def _start(
     sweeper.start()
     node = NodeRegistry(
         redis,
-        settings.node_id or f"{socket.gethostname()}-{os.getpid()}",
+        context.node_id,
         settings.node_url or settings.base_url,
         counts=lambda: {
             "broadcasts": len(hub.broadcasts),
             "viewers": sum(m.audience() for m in hub.broadcasts.values()),
         },
+        # the broadcasts this node is the origin of: their leases live while it does
+        on_beat=lambda: renew(
+            redis, [bid for bid, m in hub.broadcasts.items() if m.publishers], context.node_id
+        ),
     )
     parts.push_async_callback(node.aclose)
     node.start()

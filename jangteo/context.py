@@ -39,6 +39,7 @@ class AppContext:
     revocations: Revocations
     verifier: Verifier
     fx: FxRates = dataclasses.field(default_factory=lambda: FxRates(None))
+    node_id: str = ""  # this node among the deployment's (core/nodes.py)
 
 
 def ctx_of(app: Any) -> AppContext:

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import make_settings
 from core import metrics
+from core.origin import origin_key
 from core.tokens import Role
 from jangteo.testkit.clients import SignallingError, WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, running_server
@@ -282,3 +283,19 @@ async def test_viewer_pli_reaches_the_shared_encoder_at_most_every_500ms(
     finally:
         await viewer.aclose()
         await pub.aclose()
+
+
+async def test_a_publisher_makes_its_node_the_origin(server: RunningServer) -> None:
+    """WHIP on this node: the broadcast's origin is this node (renewed by its heartbeat) until
+    the show ends."""
+    bid, host, pub = await _go_live(server)
+    try:
+        doc = (await server.http.get(f"/api/broadcasts/{bid}")).json()
+        assert doc["origin"] == {"node": server.ctx.node_id, "url": server.base_url}
+        assert await server.ctx.redis.ttl(origin_key(bid)) > 0  # a lease, not forever
+    finally:
+        await pub.aclose()
+    r = await server.http.post(f"/api/broadcasts/{bid}/end",
+                               headers={"Authorization": f"Bearer {host}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (await server.http.get(f"/api/broadcasts/{bid}")).json()["origin"] is None

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import BroadcastStore, Status
+from core.origin import claim
 from core.problems import Forbidden, MethodNotAllowed, Unavailable
 from core.tokens import Role
 from core.web import bind, claims, client_address, read_body
@@ -34,6 +35,7 @@ class MediaApp(Protocol):
     redis: Redis
     store: BroadcastStore
     hub: MediaHub
+    node_id: str
 
 
 _PREFLIGHT_HEADERS = {
@@ -72,12 +74,13 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
     check_offer(offer, need_send=True)
     async with app.hub.session_scope(bid, broadcast.portrait) as media:
         publisher, answer = await media.add_publisher(c, offer)
-    if c.role is Role.HOST:
-        try:
+    try:
+        await claim(app.redis, bid, app.node_id)  # this node carries the show's media now
+        if c.role is Role.HOST:
             await app.store.ensure_live(bid)
-        except BaseException:
-            await media.remove_publisher(publisher.id)
-            raise
+    except BaseException:
+        await media.remove_publisher(publisher.id)
+        raise
     return _created("whip", bid, publisher.id, answer)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.nodes import IDS, NodeRegistry, node_key, nodes
+from core.origin import claim, origin_of, release, renew
 from jangteo.testkit.server import RunningServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,3 +45,24 @@ async def test_only_the_operator_lists_nodes(server: RunningServer) -> None:
     assert (await server.http.get("/api/nodes")).status_code == 401
     r = await server.http.get("/api/nodes", headers={"Authorization": f"Bearer {b['host_token']}"})
     assert r.status_code == 401  # a broadcast's token is not the admin key
+
+
+async def test_the_origin_lease_follows_the_publisher(server: RunningServer) -> None:
+    """A node holds a broadcast's origin lease; another node's renew or release leaves it alone;
+    a publisher through another node moves it; the end of the show drops it."""
+    redis = server.ctx.redis
+    b = await server.create_broadcast()
+    bid = b["id"]
+    assert (await server.http.get(f"/api/broadcasts/{bid}")).json()["origin"] is None
+    await claim(redis, bid, server.ctx.node_id)
+    doc = (await server.http.get(f"/api/broadcasts/{bid}")).json()
+    assert doc["origin"] == {"node": server.ctx.node_id, "url": server.base_url}
+    assert await renew(redis, [bid], "edge-b") == 0 and not await release(redis, bid, "edge-b")
+    assert await origin_of(redis, bid) == server.ctx.node_id
+    assert await renew(redis, [bid], server.ctx.node_id) == 1
+    await claim(redis, bid, "edge-b")  # the host reconnected through node B
+    assert await origin_of(redis, bid) == "edge-b"
+    assert not await release(redis, bid, server.ctx.node_id)  # A no longer holds it
+    r = await server.http.post(f"/api/broadcasts/{bid}/end", headers=server.admin())
+    assert r.status_code == 200, r.text
+    assert await origin_of(redis, bid) is None

@@ -49,6 +49,11 @@ def document() -> dict[str, Any]:
                 "description": "the shape of the picture (in GET /api/broadcasts/{bid})",
             },
             "merchant_id": {"type": "string", "description": "whose show"},
+            "origin": {
+                "type": ["object", "null"],
+                "description": "the node carrying the media while a publisher is on (in GET "
+                "/api/broadcasts/{bid}): {node, url}; a WHIP publisher makes its node the origin",
+            },
             "renditions": {
                 "type": "array",
                 "description": "the rungs the picture is encoded at, highest first (in GET "

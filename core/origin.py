@@ -1,0 +1,52 @@
+"""Which node carries a broadcast's media: its origin, a lease in Redis (``jt:{bid}:origin`` = the
+node's id). A WHIP publisher makes its node the origin (a reconnect through another node moves it
+there); the node renews the lease with its heartbeat while it has publishers of that broadcast; a
+node that dies lets it expire within ``LEASE_S``; the end of the show releases it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .keys import key, text
+
+LEASE_S = 15
+
+# KEYS: origin; ARGV: node id, lease s. Renews only a lease this node holds.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: origin; ARGV: node id. Releases only a lease this node holds.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def origin_key(bid: str) -> str:
+    return key(bid, "origin")
+
+
+async def claim(redis: Redis, bid: str, node_id: str, lease_s: int = LEASE_S) -> None:
+    await redis.set(origin_key(bid), node_id, ex=lease_s)
+
+
+async def renew(redis: Redis, bids: Iterable[str], node_id: str, lease_s: int = LEASE_S) -> int:
+    """Renew this node's leases of ``bids`` (each in its own slot: one call each); how many."""
+    n = 0
+    for bid in bids:
+        n += int(await redis.eval(_RENEW, 1, origin_key(bid), node_id, lease_s))
+    return n
+
+
+async def release(redis: Redis, bid: str, node_id: str) -> bool:
+    done: Any = await redis.eval(_RELEASE, 1, origin_key(bid), node_id)
+    return bool(done)
+
+
+async def origin_of(redis: Redis, bid: str) -> str | None:
+    raw: Any = await redis.get(origin_key(bid))
+    return text(raw) if raw else None
