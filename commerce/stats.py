@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from core.broadcasts import meta_key, recent_ids
 from core.keys import key, text
 from core.numbers import fresh_presence, presence_key, seen_key, stats_key, timeline_key
 from core.pins import pins
-from core.tasks import cancel_and_wait, cancelling
+from core.storage import keep_doing
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +90,10 @@ class StatsSampler:
         return n
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample_once()
-            except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.warning("stats sampler: %s", exc)
-            step = self.step_ms / 1000
-            await asyncio.sleep(step - (time.time() % step) + 0.05)  # just into the next slot
+        step = self.step_ms / 1000
+        # between rounds: to just into the next slot
+        await keep_doing(self.sample_once, lambda: step - (time.time() % step) + 0.05,
+                         "stats sampler", log)  # fmt: skip
 
 
 def _int(raw: dict[str, str], field: str) -> int:

@@ -11,10 +11,10 @@ import logging
 import time
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from core.broadcasts import recent_ids
-from core.tasks import cancel_and_wait, cancelling
+from core.storage import keep_doing
+from core.tasks import cancel_and_wait
 
 from .orders import Orders
 
@@ -58,11 +58,4 @@ class Sweeper:
         return n
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.warning("order sweeper: %s", exc)
-            await asyncio.sleep(self.interval)
+        await keep_doing(self.sweep_once, lambda: self.interval, "order sweeper", log)

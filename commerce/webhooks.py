@@ -29,11 +29,12 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from core.broadcasts import recent_ids
 from core.keys import key, text
-from core.tasks import cancel_and_wait, cancelling
+from core.storage import keep_doing
+from core.tasks import cancel_and_wait
 
 from .orders import Orders, public_order
 
@@ -93,14 +94,7 @@ class Webhooks:
         return float(min(3600.0, self.retry_base_s * 2 ** max(0, deliveries - 1)))
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.pump()
-            except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.warning("webhooks: %s", exc)
-            await asyncio.sleep(self.poll_s)
+        await keep_doing(self.pump, lambda: self.poll_s, "webhooks", log)
 
     async def _outboxes(self) -> list[tuple[str, str]]:
         out = []

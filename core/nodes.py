@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .keys import text
-from .tasks import cancel_and_wait, cancelling
+from .storage import keep_doing
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,7 @@ class NodeRegistry:
             log.warning("node %s: could not leave the registry: %s", self.node_id, exc)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.beat()
-            except (RedisError, OSError) as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.warning("node heartbeat: %s", exc)
-            await asyncio.sleep(self.every_s)
+        await keep_doing(self.beat, lambda: self.every_s, "node heartbeat", log)
 
 
 async def node(redis: Redis, node_id: str) -> dict[str, Any] | None:

@@ -8,11 +8,14 @@ answers 503 ``unavailable`` (the client retries; nothing was acknowledged). Back
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
 from .problems import Unavailable
+from .tasks import cancelling
 
 log = logging.getLogger("jangteo.storage")
 DETAIL = "storage is unavailable; try again"
@@ -21,3 +24,22 @@ DETAIL = "storage is unavailable; try again"
 def unavailable(exc: RedisError | OSError, where: str) -> Unavailable:
     log.warning("redis error on %s: %s", where, exc)
     return Unavailable(DETAIL)
+
+
+async def keep_doing(
+    step: Callable[[], Awaitable[object]],
+    pause_s: Callable[[], float],
+    what: str,
+    logger: logging.Logger = log,
+) -> None:
+    """A background loop over Redis: ``step``, then sleep ``pause_s()``, forever. A Redis or
+    network failure is logged and the loop goes on; a cancellation (also one that races a
+    timeout inside ``step``) ends it."""
+    while True:
+        try:
+            await step()
+        except (RedisError, OSError) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from exc
+            logger.warning("%s: %s", what, exc)
+        await asyncio.sleep(pause_s())
