@@ -1,7 +1,11 @@
-"""One chat socket as the hub sees it: a bounded send queue and its own sender task.
+"""One chat socket as the hub sees it.
 
-A client whose queue fills, or whose oldest frame has been on the wire longer than SLOW_AFTER_S,
-is marked too slow (the hub closes it with 4008) instead of delaying anyone else.
+Where the server's WebSocket protocol allows it (chat/wire.py), frames are written straight to the
+socket's transport, their bytes built once for every socket; a client whose transport holds more
+than MAX_BUFFERED bytes, or has held some for longer than SLOW_AFTER_S, is too slow. Elsewhere: a
+bounded send queue and its own sender task (``send_text``); a client whose queue fills, or whose
+oldest frame has been on the wire longer than SLOW_AFTER_S, is too slow. Either way the hub closes
+a slow client with 4008 instead of delaying anyone else.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from typing import Any
 from core.tasks import cancel_and_wait
 from core.tokens import Claims
 
+from .wire import SocketGone, Writer, text_frame
+
 SEND_QUEUE = 1024  # frames queued for one client, at most
 SLOW_AFTER_S = 3.0  # a client whose oldest unsent frame is older than this is too slow
+MAX_BUFFERED = 1 << 20  # bytes a written client may leave unsent in its transport
 
 Sender = Callable[[str], Awaitable[None]]
 Closer = Callable[[int, str], Awaitable[None]]
@@ -31,11 +38,15 @@ class ClientState(enum.Enum):
 
 
 class Client:
-    def __init__(self, claims: Claims, send: Sender, close: Closer) -> None:
+    def __init__(
+        self, claims: Claims, send: Sender, close: Closer, write: Writer | None = None
+    ) -> None:
         self.claims = claims
         self.id = secrets.token_hex(6)
         self._send = send
         self._close = close
+        self.write = write  # straight onto the transport (chat/wire.py), when safe
+        self._backlog_since: float | None = None
         self.state = ClientState.JOINING
         self.last_id: tuple[int, int] = (0, 0)
         self.held: list[dict[str, Any]] = []
@@ -45,7 +56,10 @@ class Client:
         self.too_slow = False
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"chat-send-{self.id}")
+        if self.write is None:  # written clients need no sender of their own
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"chat-send-{self.id}"
+            )
 
     async def _run(self) -> None:
         try:
@@ -57,16 +71,39 @@ class Client:
         except Exception:  # the socket went away; the receive loop notices and detaches
             self.state = ClientState.CLOSED
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: str, wire: bytes | None = None, now: float | None = None) -> bool:
+        """Send ``frame`` (``wire``: its WebSocket bytes, when already built; ``now``: the
+        monotonic time, when the caller has it); False if this client is closed or too slow."""
         if self.state is ClientState.CLOSED:
             return False
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
+        if self.write is not None:
+            return self._write(wire if wire is not None else text_frame(frame.encode()), now)
         stuck = self._sending_since is not None and now - self._sending_since > SLOW_AFTER_S
         if stuck or self.queue.full():
             self.too_slow = True
             self.state = ClientState.CLOSED
             return False
         self.queue.put_nowait((now, frame))
+        return True
+
+    def _write(self, data: bytes, now: float) -> bool:
+        try:
+            buffered = self.write(data)  # type: ignore[misc]
+        except SocketGone:
+            self.state = ClientState.CLOSED  # the receive loop notices and detaches
+            return False
+        if buffered == 0:
+            self._backlog_since = None
+        elif self._backlog_since is None:
+            self._backlog_since = now
+        if buffered > MAX_BUFFERED or (
+            self._backlog_since is not None and now - self._backlog_since > SLOW_AFTER_S
+        ):
+            self.too_slow = True
+            self.state = ClientState.CLOSED
+            return False
         return True
 
     def visible(self, event: dict[str, Any]) -> bool:

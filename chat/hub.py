@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from .client import Client, ClientState
 from .connections import Connections
 from .entries import decode_entry, frame_of, id_key
 from .store import ChatStore
+from .wire import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,8 @@ class BroadcastChat:
         self._tell_listeners(events)
         public = all("to" not in e for e in events)
         shared = frame_of(events) if public else None
+        wire = text_frame(shared.encode()) if shared is not None else None  # built once
+        now = time.monotonic()
         first, last = id_key(events[0]["sid"]), id_key(events[-1]["sid"])
         slow: list[Client] = []
         for client in tuple(self.clients):
@@ -156,7 +160,7 @@ class BroadcastChat:
             if client.state is not ClientState.LIVE:
                 continue
             if shared is not None and client.last_id < first:
-                ok = client.offer(shared)
+                ok = client.offer(shared, wire, now)
                 n = len(events)
             else:
                 mine = [

@@ -34,6 +34,7 @@ from .http import ChatApp
 from .hub import BroadcastChat, ChatHub
 from .normalize import TextRejected, banned_hit, check_text
 from .roles import Action, may
+from .wire import writer_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ async def _serve(
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             await websocket.close(code, reason)
 
-    client = Client(claims, send, close)
+    # the protocol behind the socket (uvicorn passes its own bound receive; send may be wrapped)
+    wire = writer_of(getattr(websocket, "_receive", None)) if app.settings.chat_wire else None
+    client = Client(claims, send, close, wire)
     k = 1 if claims.role is Role.VIEWER else STAFF_FRAME_FACTOR
     frames = TokenBucket(FRAME_RATE * k, FRAME_BURST * k)
     hearts = TokenBucket(HEART_RATE, HEART_BURST)

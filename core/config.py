@@ -95,6 +95,8 @@ class Settings:
     # events of one tick go out as one frame per socket; 0 sends every event as its own frame
     # (the naive anchor of `jangteo bench chat`)
     chat_batch_ms: int = 50
+    # chat frames written straight to the sockets' transports, built once (chat/wire.py)
+    chat_wire: bool = True
     guest_identities_per_min: int = 20  # new guest identities per client address per broadcast
     chat_sockets_per_user: int = 5  # chat sockets at once, on one process
     chat_sockets_per_address: int = 200
@@ -232,6 +234,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),
         "chat_batch_ms": _int(env, "JANGTEO_CHAT_BATCH_MS", 50),
+        "chat_wire": env.get("JANGTEO_CHAT_WIRE", "1") not in ("0", "false", "no", "off"),
         "guest_identities_per_min": _int(env, "JANGTEO_GUEST_IDENTITIES_PER_MIN", 20),
         "chat_sockets_per_user": _int(env, "JANGTEO_CHAT_SOCKETS_PER_USER", 5),
         "chat_sockets_per_address": _int(env, "JANGTEO_CHAT_SOCKETS_PER_ADDRESS", 200),

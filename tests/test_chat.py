@@ -450,3 +450,19 @@ async def test_an_event_while_a_client_joins_a_quiet_stream_is_not_lost(
     await v.wait_for("chat", lambda e: e["text"] == "after")
     assert len([e for e in v.of("system") if e["text"] == "while joining"]) == 1
     await asyncio.gather(h.aclose(), v.aclose())
+
+
+async def test_frames_go_straight_onto_the_sockets(server: RunningServer) -> None:
+    """Behind uvicorn's WebSocket protocol the hub writes each frame's bytes, built once, to
+    every socket's transport (chat/wire.py): no sender task per socket."""
+    bid, host = await _broadcast(server)
+    a = await ChatClient.open(server.base_url, bid, host)
+    b = await ChatClient.open(server.base_url, bid, host)
+    await b.wait(lambda c: bool(c.of("viewers")))
+    clients = server.ctx.chat.broadcasts[bid].clients
+    assert len(clients) == 2 and all(c.write is not None and c.task is None for c in clients)
+    await a.send(type="chat", text="한 번 만든 프레임")
+    for c in (a, b):
+        await c.wait_for("chat", lambda e: e["text"] == "한 번 만든 프레임")
+    await a.aclose()
+    await b.aclose()

@@ -3,7 +3,9 @@
 Each run starts a fresh ``jangteo serve`` process on a private Redis; load clients in other
 processes hold the sockets and time every stamped message; a host client sends ``--rate``
 messages a second; ``--slow`` extra sockets never read (they must be cut, not slow anyone down).
-The anchor, ``naive``, is the same server sending each event as its own frame to each socket (one
+Modes: ``wire`` (the default server: each batch's frame built once and written to every socket's
+transport, chat/wire.py), ``batched`` (the same batches, one ``send_text`` per socket through the
+ASGI stack, as before chat/wire.py) and the anchor ``naive`` (each event its own frame, one
 ``send_text`` per message per socket). Prints one JSON line.
 """
 
@@ -36,8 +38,9 @@ SECRET = "bench-chat-secret"
 ADMIN = "bench-chat-admin"
 
 
-async def _server(redis_url: str, batch_ms: int) -> tuple[subprocess.Popen[bytes], str]:
+async def _server(redis_url: str, batch_ms: int, wire: bool) -> tuple[subprocess.Popen[bytes], str]:
     env = {
+        "JANGTEO_CHAT_WIRE": "1" if wire else "0",
         "REDIS_URL": redis_url,
         "JANGTEO_SECRET": SECRET,
         "JANGTEO_ADMIN_KEY": ADMIN,
@@ -64,7 +67,7 @@ async def _metric(http: httpx.AsyncClient, name: str) -> float:
 
 
 async def run_one(mode: str, args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
-    proc, base = await _server(redis_url, 50 if mode == "batched" else 0)
+    proc, base = await _server(redis_url, 0 if mode == "naive" else 50, wire=mode == "wire")
     http = httpx.AsyncClient(base_url=base, timeout=30)
     loads: list[subprocess.Popen[str]] = []
     slow: list[asyncio.StreamWriter] = []
@@ -183,26 +186,30 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         redis = RedisServer(Path(tmp), port=0, fsync="everysec")
         redis.start()
         try:
-            modes = ["batched", "naive"] if args.mode == "both" else [args.mode]
+            modes = ["wire", "batched", "naive"] if args.mode == "all" else [args.mode]
             runs = [await run_one(m, args, redis.url) for m in modes]
         finally:
             redis.stop()
     out: dict[str, Any] = {"bench": "chat", "seconds": args.seconds, "cores": os.cpu_count(),
                            "runs": runs}  # fmt: skip
-    if len(runs) == 2:
-        out["batched_over_naive_per_core"] = round(
-            runs[0]["deliveries_per_core_s"] / max(1, runs[1]["deliveries_per_core_s"]), 1
-        )
+    per = {r["mode"]: r["deliveries_per_core_s"] for r in runs if "mode" in r}
+    if "naive" in per:
+        for m in ("wire", "batched"):
+            if m in per:
+                out[f"{m}_over_naive_per_core"] = round(per[m] / max(1, per["naive"]), 2)
+    if "wire" in per and "batched" in per:
+        out["wire_over_batched_per_core"] = round(per["wire"] / max(1, per["batched"]), 2)
     return out
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("chat", help="chat deliveries per server core: batched vs one frame each")
+    p = sub.add_parser("chat", help="chat deliveries per server core: written once, batched, "
+                       "and one frame each")  # fmt: skip
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--rate", type=float, default=100.0, help="messages per second")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--slow", type=int, default=5, help="sockets that never read")
-    p.add_argument("--mode", choices=["batched", "naive", "both"], default="both")
+    p.add_argument("--mode", choices=["wire", "batched", "naive", "all"], default="all")
     p.add_argument("--load-procs", type=int, default=2)
     p.add_argument("--senders", type=int, default=20, help="sockets the messages are sent from")
 
