@@ -148,6 +148,11 @@ class Catalog:
         products = [json.loads(v) for v in raw_products.values()]
         return sorted((public(p, stock) for p in products), key=lambda p: p["id"])
 
+    async def names(self, bid: str) -> dict[str, str]:
+        """Product id → name (the products only, not their stock)."""
+        raw: Any = await self.redis.hgetall(key(bid, "products"))
+        return {text(k): json.loads(v)["name"] for k, v in raw.items()}
+
     async def get(self, bid: str, pid: str) -> dict[str, Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(key(bid, "products"), pid)

@@ -4,16 +4,16 @@ forecast route, and a way to put a history in (the demo's and the benchmark's pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
 
-from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import Status, meta_key
+from core.keys import text
 from core.numbers import stats_key, timeline_key
 from core.problems import Forbidden, NotFound
 from core.tokens import Role
@@ -22,33 +22,40 @@ from core.web import bind, caller, is_admin
 from .catalog import validate_product
 from .forecast import Show, forecast, kst_hour
 from .shop import ShopApp
-from .stats import STEP_MS, timeline
+from .stats import STEP_MS, parse_timeline
 
 SHOW_MINUTES = 60  # a stored history's shows last an hour
 
 
 async def past_shows(app: ShopApp, merchant_id: str) -> list[Show]:
-    shows = []
-    for bid in await app.store.of_merchant(merchant_id):
-        try:
-            b = await app.store.get(bid)
-        except NotFound:
-            continue  # deleted since
-        if b.status is not Status.ENDED or not b.started_at:
-            continue
-        raw: Any = await app.redis.hgetall(stats_key(bid))
-        stats = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
-        units = {f[2:]: n for f, n in stats.items() if f.startswith("u:")}
-        points = await timeline(app.redis, bid)
-        hourly: dict[int, int] = {}
-        before = 0
-        for p in points:
-            hourly[kst_hour(p["t"])] = hourly.get(kst_hour(p["t"]), 0) + p["gmv"] - before
-            before = p["gmv"]
-        names = {p["id"]: p["name"] for p in await app.catalog.all(bid)}
-        minutes = sum(p["viewers"] for p in points) * STEP_MS / 60_000
-        shows.append(Show(bid, b.started_at, minutes, units, names, hourly))
-    return shows
+    bids = await app.store.of_merchant(merchant_id)
+    shows = await asyncio.gather(*(_past_show(app, bid) for bid in bids))
+    return [s for s in shows if s is not None]
+
+
+async def _past_show(app: ShopApp, bid: str) -> Show | None:
+    """One ended show as the forecast reads it (None: not ended, or gone)."""
+    try:
+        b = await app.store.get(bid)
+    except NotFound:
+        return None  # deleted since
+    if b.status is not Status.ENDED or not b.started_at:
+        return None
+    async with app.redis.pipeline(transaction=False) as pipe:  # one slot: one round trip
+        pipe.hgetall(stats_key(bid))
+        pipe.hgetall(timeline_key(bid))
+        raw_stats, raw_points = await pipe.execute()
+    stats = {text(k): text(v) for k, v in raw_stats.items()}
+    units = {f[2:]: int(n) for f, n in stats.items() if f.startswith("u:")}
+    points = parse_timeline(bid, raw_points)
+    hourly: dict[int, int] = {}
+    before = 0
+    for p in points:
+        hour = kst_hour(p["t"])
+        hourly[hour] = hourly.get(hour, 0) + p["gmv"] - before
+        before = p["gmv"]
+    minutes = sum(p["viewers"] for p in points) * STEP_MS / 60_000
+    return Show(bid, b.started_at, minutes, units, await app.catalog.names(bid), hourly)
 
 
 async def get_forecast(request: Request, app: ShopApp) -> JSONResponse:
@@ -68,10 +75,11 @@ def routes(app: Callable[[], ShopApp]) -> list[BaseRoute]:
 
 
 async def store_show(
-    app: ShopApp, redis: Redis, merchant_id: str, show: Show, prices: dict[str, int], title: str
+    app: ShopApp, merchant_id: str, show: Show, prices: dict[str, int], title: str
 ) -> str:
     """Write ``show`` as an ended broadcast of ``merchant_id`` (products, counted units and GMV,
     a timeline over SHOW_MINUTES with the GMV spread evenly); its id."""
+    redis = app.redis
     b = await app.store.create(title, host_user="u_history", merchant_id=merchant_id)
     end = show.started_at + SHOW_MINUTES * 60_000
     ended = {"status": Status.ENDED.value, "started_at": show.started_at, "ended_at": end}

@@ -26,15 +26,11 @@ FORMATS = ("json", "csv", "html")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-async def _names(app: ShopApp, bid: str) -> dict[str, str]:
-    return {p["id"]: p["name"] for p in await app.catalog.all(bid)}
-
-
 async def get_stats(request: Request, app: ShopApp) -> JSONResponse:
     admin_or(request)
     bid = request.path_params["bid"]
     await app.store.get(bid)
-    doc = await live_numbers(app.redis, bid, await _names(app, bid))
+    doc = await live_numbers(app.redis, bid, await app.catalog.names(bid))
     return JSONResponse(doc, headers=NO_STORE)
 
 
@@ -45,7 +41,8 @@ async def get_report(request: Request, app: ShopApp) -> Response:
     if fmt not in FORMATS:
         raise BadRequest(f"format: one of {', '.join(FORMATS)}", code="bad_format")
     broadcast = (await app.store.get(bid)).public()
-    doc = await report.build(app.redis, broadcast, await _names(app, bid), int(time.time() * 1000))
+    names = await app.catalog.names(bid)
+    doc = await report.build(app.redis, broadcast, names, int(time.time() * 1000))
     if fmt == "csv":
         saved = {"Content-Disposition": f'attachment; filename="report-{bid}.csv"'}
         return Response(report.to_csv(doc), media_type="text/csv; charset=utf-8",

@@ -15,10 +15,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from core.keys import key, text
-from core.pins import pins
 
 from .export import _safe
-from .stats import live_numbers
+from .stats import numbers_and_pins
 
 SALE = ("reserved", "paid")  # what counts as sold; cancelled and expired do not
 FIELDS = ("status", "product_id", "qty", "unit_price", "created_at")
@@ -46,7 +45,7 @@ async def build(
 ) -> dict[str, Any]:
     """The report of ``broadcast`` (its public record) as of ``now_ms``."""
     bid = broadcast["id"]
-    doc = await live_numbers(redis, bid, names, now_ms)
+    doc, pinned = await numbers_and_pins(redis, bid, names, now_ms)
     sold = await sales(redis, bid)
     start = broadcast.get("started_at") or (min(s[3] for s in sold) if sold else now_ms)
     end = broadcast.get("ended_at") or now_ms
@@ -54,7 +53,7 @@ async def build(
                                                       "ended_at", "orientation")}  # fmt: skip
     doc["duration_s"] = max(0, (end - start) // 1000)
     doc["orders_per_minute"] = per_minute(sold, start, end)
-    doc["pins"] = pin_results(await pins(redis, bid), sold, doc["timeline"], end)
+    doc["pins"] = pin_results(pinned, sold, doc["timeline"], end)
     return doc
 
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from core.broadcasts import meta_key, recent_ids
 from core.keys import key, text
 from core.numbers import fresh_presence, presence_key, seen_key, stats_key, timeline_key
-from core.pins import pins
+from core.pins import Pin, parse_pins, pins_key
 from core.storage import keep_doing
 from core.tasks import cancel_and_wait
 
@@ -49,8 +49,6 @@ class StatsSampler:
     def __init__(self, redis: Redis, step_ms: int = STEP_MS) -> None:
         self.redis = redis
         self.step_ms = step_ms
-        self.rounds = 0
-        self.sampled = asyncio.Event()  # set after each round (tests wait on it)
         self._peak = redis.register_script(_PEAK)
         self._task: asyncio.Task[None] | None = None
 
@@ -84,9 +82,6 @@ class StatsSampler:
             await self.redis.hsetnx(timeline_key(bid), str(slot), json.dumps(point))
             await self._peak(keys=[stats_key(bid)], args=[viewers])
             n += 1
-        self.rounds += 1
-        self.sampled.set()
-        self.sampled.clear()
         return n
 
     async def _run(self) -> None:
@@ -113,6 +108,11 @@ def totals(stats: dict[str, str]) -> dict[str, int]:
 
 async def timeline(redis: Redis, bid: str) -> list[dict[str, int]]:
     raw: Any = await redis.hgetall(timeline_key(bid))
+    return parse_timeline(bid, raw)
+
+
+def parse_timeline(bid: str, raw: Any) -> list[dict[str, int]]:
+    """The fields of ``HGETALL jt:{bid}:timeline`` as points, in time order."""
     points = []
     for slot, value in raw.items():
         try:
@@ -127,15 +127,26 @@ async def live_numbers(
     redis: Redis, bid: str, names: dict[str, str], now_ms: int | None = None
 ) -> dict[str, Any]:
     """``GET …/stats``: the show's numbers now (``names``: product id → name)."""
+    doc, _ = await numbers_and_pins(redis, bid, names, now_ms)
+    return doc
+
+
+async def numbers_and_pins(
+    redis: Redis, bid: str, names: dict[str, str], now_ms: int | None = None
+) -> tuple[dict[str, Any], list[Pin]]:
+    """The live numbers, and the show's pins as read for them (the report reuses both)."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:  # one slot: one round trip
         pipe.hgetall(stats_key(bid))
         pipe.hgetall(presence_key(bid))
         pipe.get(key(bid, "hearts"))
-        raw_stats, presence, hearts = await pipe.execute()
+        pipe.hgetall(timeline_key(bid))
+        pipe.lrange(pins_key(bid), 0, -1)
+        raw_stats, presence, hearts, raw_points, raw_pins = await pipe.execute()
     unique = await redis.pfcount(seen_key(bid))  # not in a pipeline: a cluster client refuses
     stats = {text(k): text(v) for k, v in raw_stats.items()}
-    points = await timeline(redis, bid)
+    points = parse_timeline(bid, raw_points)
+    pinned = parse_pins(raw_pins)
     viewers, _ = fresh_presence(presence, now_ms, FRESH_MS)
     peak = max([viewers, _int(stats, "viewers_peak"), *(p["viewers"] for p in points)])
     out: dict[str, Any] = {"viewers": viewers, "viewers_peak": peak,
@@ -145,9 +156,9 @@ async def live_numbers(
     out["per_product"] = per_product(stats, names)
     out["timeline"] = points
     out["pins"] = [{"at": p.at_ms, "product_id": p.product_id, "name": p.name}
-                   for p in await pins(redis, bid)]  # fmt: skip
+                   for p in pinned]  # fmt: skip
     out["at"] = now_ms
-    return out
+    return out, pinned
 
 
 def per_product(stats: dict[str, str], names: dict[str, str]) -> list[dict[str, Any]]:

@@ -36,15 +36,21 @@ async def claim(redis: Redis, bid: str, node_id: str, lease_s: int = LEASE_S) ->
 
 async def renew(redis: Redis, bids: Iterable[str], node_id: str, lease_s: int = LEASE_S) -> int:
     """Renew this node's leases of ``bids`` (each in its own slot: one call each); how many."""
+    script = redis.register_script(_RENEW)  # EVALSHA; the script's text only the first time
     n = 0
     for bid in bids:
-        n += int(await redis.eval(_RENEW, 1, origin_key(bid), node_id, lease_s))
+        n += int(await script(keys=[origin_key(bid)], args=[node_id, lease_s]))
     return n
 
 
 async def release(redis: Redis, bid: str, node_id: str) -> bool:
-    done: Any = await redis.eval(_RELEASE, 1, origin_key(bid), node_id)
+    done: Any = await redis.register_script(_RELEASE)(keys=[origin_key(bid)], args=[node_id])
     return bool(done)
+
+
+async def clear(redis: Redis, bid: str) -> None:
+    """Nothing carries the broadcast any more (it ended)."""
+    await redis.delete(origin_key(bid))
 
 
 async def origin_of(redis: Redis, bid: str) -> str | None:

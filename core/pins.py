@@ -41,6 +41,11 @@ async def record_pin(redis: Redis, bid: str, pin: Pin) -> None:
 
 async def pins(redis: Redis, bid: str) -> list[Pin]:
     raw: Any = await redis.lrange(pins_key(bid), 0, -1)
+    return parse_pins(raw)
+
+
+def parse_pins(raw: Any) -> list[Pin]:
+    """The records of ``LRANGE jt:{bid}:pins`` as pins (for callers reading it in a pipeline)."""
     out = []
     for item in raw:
         try:

@@ -53,12 +53,16 @@ def bind_socket(
     return endpoint
 
 
-def bearer(conn: HTTPConnection) -> str | None:
+def bearer(conn: HTTPConnection, query: bool = False) -> str | None:
+    """The request's token: ``Authorization: Bearer``, else ``?token=`` on a WebSocket or where
+    ``query`` allows it (a page opened from a link)."""
     header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return conn.query_params.get("token") if conn.scope["type"] == "websocket" else None
+    if conn.scope["type"] == "websocket" or query:
+        return conn.query_params.get("token") or None
+    return None
 
 
 def mark_caller(conn: HTTPConnection, claims: Claims | None, *, admin: bool = False) -> None:

@@ -172,9 +172,7 @@ async def check(conn: HTTPConnection, rule: Rule) -> Claims | None:
     if ADMIN in rule.who and admin_key_matches(conn, app.settings.admin_key):
         mark_caller(conn, None, admin=True)
         return None
-    token = bearer(conn)
-    if token is None and rule.query_token:
-        token = conn.query_params.get("token") or None
+    token = bearer(conn, query=rule.query_token)
     if token is None:
         needs = "the admin key" if rule.who == {ADMIN} else "a token"
         raise Unauthorized(f"send {needs}: Authorization: Bearer …")

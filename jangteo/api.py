@@ -13,7 +13,8 @@ from starlette.routing import Route
 
 from core.broadcasts import ORIENTATIONS, Status
 from core.nodes import node, nodes
-from core.origin import origin_key, origin_of
+from core.origin import clear as clear_origin
+from core.origin import origin_of
 from core.problems import BadRequest, Forbidden, Problem
 from core.tokens import Guest, Role, parse_role
 from core.web import bearer, claims, is_admin, json_body
@@ -151,7 +152,7 @@ async def end_broadcast(request: Request) -> JSONResponse:
     app = ctx(request)
     broadcast = await app.store.move(bid, Status.ENDED)
     await app.hub.end(bid)
-    await app.redis.delete(origin_key(bid))  # nothing carries it any more
+    await clear_origin(app.redis, bid)
     return JSONResponse(broadcast.public())
 
 

@@ -65,4 +65,4 @@ async def sample_history(ctx: AppContext, merchant_id: str = DEMO_MERCHANT, show
     history, _, _ = synthetic_history(shows, start_ms=evening - shows * WEEK_MS)
     prices = {pid: price for pid, (_, price, _) in SAMPLE_PRODUCTS.items()}
     for i, show in enumerate(history):
-        await store_show(ctx, ctx.redis, merchant_id, show, prices, f"지난 방송 {i + 1}")
+        await store_show(ctx, merchant_id, show, prices, f"지난 방송 {i + 1}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import pytest
 
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 from stream.deliver.whep import Viewer
 
 from . import test_browser as tb
@@ -136,10 +136,6 @@ async def contexts(browser: Browser) -> AsyncIterator[Contexts]:
         for ctx in made:
             await ctx.close()
     assert not errors, f"uncaught errors in the pages: {errors}"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def put_product(server: RunningServer, bid: str, host: str, pid: str, **body: Any) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from conftest import make_settings
-from jangteo.testkit.server import RunningServer, running_server
+from jangteo.testkit.server import RunningServer, bearer, running_server
 
 from . import test_browser as tb
 from .test_pages import (
@@ -28,7 +28,6 @@ from .test_pages import (
     SMALL_PHONE,
     WAIT_MS,
     Contexts,
-    bearer,
     browser,
     chat_line,
     contexts,

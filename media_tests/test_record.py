@@ -29,7 +29,8 @@ async def recording(redis_url: str, tmp_path: Path) -> AsyncIterator[RunningServ
         yield s
 
 
-async def _publish(server: RunningServer, bid: str, host: str, offset: int = 0) -> WhipClient:
+async def publish(server: RunningServer, bid: str, host: str, offset: int = 0) -> WhipClient:
+    """The host publishes the stamped pattern (counting from ``offset``) and a tone."""
     pub = WhipClient(server.base_url, bid, host)
     track = PatternTrack(640, 360, 30)
     track.offset = offset
@@ -50,7 +51,9 @@ async def _pin(server: RunningServer, bid: str, host: str, pid: str, price: int)
     return at
 
 
-async def _ready(http: httpx.AsyncClient, bid: str, timeout: float = 10) -> dict[str, Any]:
+async def replay_ready(http: httpx.AsyncClient, bid: str, timeout: float = 10) -> dict[str, Any]:
+    """The replay's document once it is ready (it is finished in the background: there is no
+    event to await, so its status is polled)."""
     deadline = time.monotonic() + timeout
     while True:
         doc: dict[str, Any] = (await http.get(f"/api/broadcasts/{bid}/replay")).json()
@@ -80,7 +83,7 @@ async def test_a_show_becomes_a_replay_with_chapters(recording: RunningServer) -
     server = recording
     b = await server.create_broadcast("다시 보기")
     bid, host = b["id"], b["host_token"]
-    pub = await _publish(server, bid, host)
+    pub = await publish(server, bid, host)
     live = (await server.http.get(f"/api/broadcasts/{bid}/replay")).json()
     assert live["status"] == "recording" and live["hls"] is None
     started = time.time()
@@ -94,7 +97,7 @@ async def test_a_show_becomes_a_replay_with_chapters(recording: RunningServer) -
     r = await server.http.post(f"/api/broadcasts/{bid}/end", headers=auth)
     assert r.status_code == 200, r.text
     await pub.aclose()
-    doc = await _ready(server.http, bid)
+    doc = await replay_ready(server.http, bid)
     assert time.monotonic() - ended_at <= 10
     assert doc["hls"] == f"/vod/{bid}/index.m3u8" and doc["mp4"] == f"/vod/{bid}/replay.mp4"
     assert 7 <= doc["duration_s"] <= time.time() - started + 1, doc
@@ -152,17 +155,17 @@ async def test_a_restart_mid_show_keeps_what_was_recorded(redis_url: str, tmp_pa
     async with running_server(settings) as first:
         b = await first.create_broadcast("재시작")
         bid, host = b["id"], b["host_token"]
-        pub = await _publish(first, bid, host)
+        pub = await publish(first, bid, host)
         await asyncio.sleep(4)  # the first half of the show
         await pub.aclose()
     # the server went away mid-show; a new one carries on with the same data directory
     async with running_server(settings) as second:
-        pub = await _publish(second, bid, host, offset=10_000)
+        pub = await publish(second, bid, host, offset=10_000)
         await asyncio.sleep(4)
         auth = {"Authorization": f"Bearer {host}"}
         assert (await second.http.post(f"/api/broadcasts/{bid}/end", headers=auth)).is_success
         await pub.aclose()
-        doc = await _ready(second.http, bid)
+        doc = await replay_ready(second.http, bid)
         text = (await second.http.get(doc["hls"])).text
         assert text.count("#EXT-X-DISCONTINUITY") == 1 and text.count("#EXT-X-MAP:") == 2
         assert 6.5 <= doc["duration_s"] <= 9.5, doc
@@ -182,7 +185,7 @@ async def test_a_full_disk_stops_the_recording_not_the_show(redis_url: str, tmp_
     async with running_server(settings) as server:
         b = await server.create_broadcast("꽉 찬 디스크")
         bid = b["id"]
-        pub = await _publish(server, bid, b["host_token"])
+        pub = await publish(server, bid, b["host_token"])
         viewer = WhepClient(server.base_url, bid, await server.token(bid, "viewer", "v"))
         try:
             await viewer.play(audio=False)
@@ -197,7 +200,7 @@ async def test_a_full_disk_stops_the_recording_not_the_show(redis_url: str, tmp_
 
 async def test_a_show_not_recorded_has_no_replay(server: RunningServer) -> None:
     b = await server.create_broadcast()
-    pub = await _publish(server, b["id"], b["host_token"])
+    pub = await publish(server, b["id"], b["host_token"])
     await pub.aclose()
     doc = (await server.http.get(f"/api/broadcasts/{b['id']}/replay")).json()
     assert doc == {"status": "none", "duration_s": 0, "hls": None, "mp4": None, "chapters": []}

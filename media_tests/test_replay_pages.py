@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import make_settings
-from jangteo.testkit.clients import WhipClient
-from jangteo.testkit.server import RunningServer, running_server
-from stream.ingest.synthetic import PatternTrack, ToneTrack
+from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
 from . import test_pages as tp
+from .test_record import publish, recording, replay_ready
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -37,10 +32,10 @@ pytestmark = [
 
 browser = tb.browser  # the same Chromium fixture
 contexts = tp.contexts  # contexts that fail the test on uncaught page errors
+__all__ = ["recording"]  # a fixture (media_tests/test_record.py), used by name
 WAIT_MS = tb.WAIT_MS
 PHONE = tp.PHONE
 SCREEN = {"width": 1280, "height": 720}
-bearer = tp.bearer
 
 # The pages' own state, read in the page: time, whether it plays, what hls.js is doing.
 VIDEO_AT = "(v) => ({t: v.currentTime, paused: v.paused, ready: v.readyState})"
@@ -56,19 +51,6 @@ NO_SIDEWAYS_SCROLL = "() => [innerWidth, document.documentElement.scrollWidth]"
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-@pytest.fixture
-async def recording(redis_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with running_server(make_settings(redis_url, record=True, data_dir=tmp_path)) as s:
-        yield s
-
-
-async def publish(server: RunningServer, bid: str, host: str) -> WhipClient:
-    pub = WhipClient(server.base_url, bid, host)
-    await pub.publish(PatternTrack(640, 360, 30), ToneTrack(440))
-    await pub.connected()
-    return pub
-
-
 async def pin(server: RunningServer, bid: str, host: str, pid: str) -> None:
     r = await server.http.post(f"/api/broadcasts/{bid}/pin", headers=bearer(host),
                                json={"product_id": pid})  # fmt: skip
@@ -78,18 +60,6 @@ async def pin(server: RunningServer, bid: str, host: str, pid: str) -> None:
 async def end(server: RunningServer, bid: str, host: str) -> None:
     r = await server.http.post(f"/api/broadcasts/{bid}/end", headers=bearer(host))
     assert r.status_code == 200, r.text
-
-
-async def replay_ready(server: RunningServer, bid: str, timeout: float = 10) -> dict[str, Any]:
-    """The replay's document once the server says it is ready (it is finished in the background:
-    there is no event to await, so its status is polled)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        doc: dict[str, Any] = (await server.http.get(f"/api/broadcasts/{bid}/replay")).json()
-        if doc["status"] == "ready":
-            return doc
-        assert time.monotonic() < deadline, f"the replay is not ready after {timeout}s: {doc}"
-        await asyncio.sleep(0.2)
 
 
 async def live_picture(server: RunningServer, bid: str) -> None:
@@ -187,7 +157,7 @@ async def test_replay_chapters_seek_and_buy(
         await end(server, bid, host)
     finally:
         await pub.aclose()
-    doc = await replay_ready(server, bid)
+    doc = await replay_ready(server.http, bid)
     chapters = doc["chapters"]
     assert [c["product_id"] for c in chapters] == ["p1", "p2"], chapters
     # the first product sold out since the show

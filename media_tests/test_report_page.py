@@ -15,10 +15,10 @@ from commerce.forecast import SAMPLE_PRODUCTS, synthetic_history
 from commerce.merchant import store_show
 from commerce.stats import StatsSampler
 from core.pins import Pin, pins_key, record_pin
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
-from .test_pages import DESKTOP, WAIT_MS, Contexts, bearer, browser, contexts, put_product
+from .test_pages import DESKTOP, WAIT_MS, Contexts, browser, contexts, put_product
 
 __all__ = ["browser", "contexts"]  # fixtures, used by name
 
@@ -107,7 +107,7 @@ async def test_the_studio_shows_the_numbers_live(server: RunningServer, contexts
     bid, host = await _show_with_sales(server)
     prices = {pid: price for pid, (_, price, _) in SAMPLE_PRODUCTS.items()}
     for past in synthetic_history(4, seed=5)[0]:  # the merchant's earlier shows
-        await store_show(server.ctx, server.ctx.redis, f"m_{bid}", past, prices, "지난 방송")
+        await store_show(server.ctx, f"m_{bid}", past, prices, "지난 방송")
     studio = await (await contexts(viewport=DESKTOP)).new_page()
     await studio.goto(f"{server.base_url}/studio/{bid}?token={host}")
     await studio.wait_for_function("window.jt && window.jt.numbers.reads > 0", timeout=WAIT_MS)

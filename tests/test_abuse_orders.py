@@ -18,10 +18,10 @@ from commerce.sweeper import Sweeper
 from conftest import make_settings
 from core.config import ConfigError
 from jangteo.cli import check_serve
-from jangteo.testkit.server import RunningServer, running_server
+from jangteo.testkit.server import RunningServer, bearer, running_server
 
 from .chat_client import ChatClient
-from .test_api import assert_problem, bearer
+from .test_api import assert_problem
 
 pytestmark = pytest.mark.timeout(90)
 

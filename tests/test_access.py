@@ -14,10 +14,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from core.tokens import Role
 from jangteo.access import ACCESS, ADMIN, ANYONE, OWNER, ROLES, rule_for
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 from .chat_client import ChatClient, ws_url
-from .test_api import WHEP_OFFER, WHIP_OFFER, bearer
+from .test_api import WHEP_OFFER, WHIP_OFFER
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.problems import PROBLEM_JSON
 from core.tokens import Role
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 SDP = "application/sdp"
 FINGERPRINT = (
@@ -46,10 +46,6 @@ def offer(direction: str) -> str:
 
 WHIP_OFFER = offer("sendonly")
 WHEP_OFFER = offer("recvonly")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_problem(r: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import websockets
 from chat.ws import CLOSE_RATE_LIMITED, FRAME_BURST, HEART_BURST
 from conftest import make_settings
 from core.config import Settings
-from jangteo.testkit.server import RunningServer, running_server
+from jangteo.testkit.server import RunningServer, bearer, running_server
 
 from .chat_client import ChatClient, ws_url
-from .test_api import assert_problem, bearer
+from .test_api import assert_problem
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,16 +16,12 @@ import redis
 
 from conftest import make_settings
 from jangteo.testkit.cluster import RedisCluster3
-from jangteo.testkit.server import RunningServer, running_server
+from jangteo.testkit.server import RunningServer, bearer, running_server
 
 from .chat_client import ChatClient
 
 pytestmark = pytest.mark.timeout(120)
 _keys = itertools.count()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from typing import Any
 from core.broadcasts import cohost_key
 from core.events import stream_key
 from core.keys import text
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 from stream.cohosting import layout_key
 
-from .test_api import WHIP_OFFER, assert_problem, bearer
+from .test_api import WHIP_OFFER, assert_problem
 
 
 async def _broadcast(server: RunningServer) -> tuple[str, str]:

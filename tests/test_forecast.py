@@ -8,14 +8,10 @@ import pytest
 
 from commerce.forecast import SAMPLE_PRODUCTS, backtest, forecast, holt, synthetic_history
 from commerce.merchant import store_show
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 pytestmark = pytest.mark.timeout(60)
 PRICES = {pid: price for pid, (_, price, _) in SAMPLE_PRODUCTS.items()}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_holt_follows_a_trend() -> None:
@@ -53,10 +49,10 @@ def test_no_history_forecasts_nothing() -> None:
 async def test_a_merchants_shows_add_up_over_http(server: RunningServer) -> None:
     shows, _, _ = synthetic_history(8, seed=3)
     for s in shows:
-        await store_show(server.ctx, server.ctx.redis, "jeju-market", s, PRICES, "지난 방송")
+        await store_show(server.ctx, "jeju-market", s, PRICES, "지난 방송")
     # another merchant's show does not count
     other, _, _ = synthetic_history(1, seed=4)
-    await store_show(server.ctx, server.ctx.redis, "other-shop", other[0], PRICES, "남의 방송")
+    await store_show(server.ctx, "other-shop", other[0], PRICES, "남의 방송")
 
     body = {"title": "다음 방송", "merchant_id": "jeju-market"}
     r = await server.http.post("/api/broadcasts", headers=server.admin(), json=body)

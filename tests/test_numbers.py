@@ -15,16 +15,12 @@ import httpx
 import pytest
 
 from commerce.stats import StatsSampler
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 from .chat_client import ChatClient
 
 pytestmark = pytest.mark.timeout(60)
 _keys = itertools.count()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def _show(server: RunningServer) -> tuple[str, str]:

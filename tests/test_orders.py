@@ -13,14 +13,10 @@ import httpx
 import pytest
 
 from commerce.sweeper import Sweeper
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
 pytestmark = pytest.mark.timeout(90)
 _keys = itertools.count()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def _shop(server: RunningServer, **product: Any) -> tuple[str, str]:

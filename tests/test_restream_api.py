@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, bearer
 
-from .test_api import assert_problem, bearer
+from .test_api import assert_problem
 
 PUBLIC = "rtmp://1.1.1.1/live2"  # an address literal: nothing to resolve, nothing dialled
 

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import make_settings
 from core.web import forwarded_address
-from jangteo.testkit.server import RunningServer, eventually, running_server
+from jangteo.testkit.server import RunningServer, bearer, eventually, running_server
 
-from .test_api import FINGERPRINT, WHEP_OFFER, assert_problem, bearer, offer
+from .test_api import FINGERPRINT, WHEP_OFFER, assert_problem, offer
 
 SDP = {"content-type": "application/sdp"}
 

@@ -32,6 +32,7 @@ from websockets.asyncio.client import connect
 from core.redisproc import RedisServer
 from jangteo.testkit.server import start_serve_process, stop_process
 
+from .output import prints_json
 from .procstat import cpu_seconds, rss_mb
 
 SECRET = "bench-chat-secret"
@@ -213,8 +214,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--load-procs", type=int, default=2)
     p.add_argument("--senders", type=int, default=20, help="sockets the messages are sent from")
 
-    def run(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(bench(args))), flush=True)
-        return 0
-
-    p.set_defaults(run=run)
+    prints_json(p, bench)

@@ -37,6 +37,7 @@ from core.config import parse_workers
 from core.redisproc import RedisServer
 from stream.deliver.rtc import configure_host_addresses
 
+from .output import prints_json
 from .procstat import cpu_seconds, rss_mb, thread_cpu_seconds
 
 PROBES = 2
@@ -302,8 +303,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--load-procs", type=int, default=2)
 
-    def run(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(bench(args))), flush=True)
-        return 0
-
-    p.set_defaults(run=run)
+    prints_json(p, bench)

@@ -32,6 +32,7 @@ from core.redisproc import RedisServer
 
 from . import fanout
 from .hls_client import PartReader
+from .output import prints_json
 from .procstat import cpu_seconds
 
 WEBRTC_FIGURES = ("viewers", "server_cores", "fps_per_viewer", "latency_p50_ms", "latency_p99_ms")
@@ -125,16 +126,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "video": "1280x720@30, ladder 720p/360p/180p, H.264 + AAC",
         "hls": hls,
-        "webrtc": {
-            k: webrtc.get(k)
-            for k in (
-                "viewers",
-                "server_cores",
-                "fps_per_viewer",
-                "latency_p50_ms",
-                "latency_p99_ms",
-            )
-        },
+        "webrtc": {k: webrtc.get(k) for k in WEBRTC_FIGURES},
         "webrtc_cores_per_100_viewers": round(webrtc["server_cores"] * 100 / args.clients, 3),
     }
 
@@ -144,8 +136,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--clients", type=int, default=100)
 
-    def run(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(bench(args))), flush=True)
-        return 0
-
-    p.set_defaults(run=run)
+    prints_json(p, bench)

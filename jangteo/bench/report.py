@@ -34,6 +34,7 @@ from core.numbers import timeline_key
 from core.pins import Pin, record_pin
 from core.redisproc import RedisServer
 
+from .output import prints_json
 from .procstat import cpu_seconds
 
 SHOW_MS = 2 * 3600 * 1000
@@ -222,8 +223,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--seeds", type=int, default=20, help="synthetic histories backtested")
     p.add_argument("--fsync", choices=["always", "everysec", "no"], default="always")
 
-    def run(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(bench(args)), ensure_ascii=False), flush=True)
-        return 0
-
-    p.set_defaults(run=run)
+    prints_json(p, bench)

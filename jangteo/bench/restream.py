@@ -37,7 +37,9 @@ import numpy as np
 
 from core.redisproc import RedisServer
 from jangteo.testkit import rtmp
+from stream.ingest import pattern
 
+from .output import prints_json
 from .procstat import cpu_seconds
 
 
@@ -51,8 +53,6 @@ class Latency:
         self.lock = threading.Lock()
 
     def see(self, y: np.ndarray, now: float) -> None:
-        from stream.ingest import pattern
-
         if not self.window[0] <= now <= self.window[1]:
             return
         n = pattern.read_counter(y)
@@ -215,8 +215,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--destinations", type=int, default=3)
 
-    def go(args: argparse.Namespace) -> int:
-        print(json.dumps(asyncio.run(bench(args))), flush=True)
-        return 0
-
-    p.set_defaults(run=go)
+    prints_json(p, bench)

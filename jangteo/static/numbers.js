@@ -3,10 +3,9 @@
 // Reads GET /api/broadcasts/{bid}/stats every few seconds while the studio is open; links the
 // show report. Plain ES module.
 
-import { api, h } from "/static/live.js";
+import { api, h, won } from "/static/live.js";
 
 const EVERY_MS = 3000;
-const won = (n) => `${Math.round(n).toLocaleString("ko-KR")}원`;
 
 export class NumbersPanel {
   /** base: "/api/broadcasts/<bid>"; token: the host's; root: the panel's element. */
@@ -24,7 +23,8 @@ export class NumbersPanel {
 
   start() {
     this.refresh();
-    this.timer = setInterval(() => this.refresh(), EVERY_MS);
+    // nobody looks at a hidden tab's numbers: read again when it shows
+    this.timer = setInterval(() => document.hidden || this.refresh(), EVERY_MS);
   }
 
   stop() {
@@ -49,7 +49,6 @@ export class NumbersPanel {
     box.querySelector("ul").replaceChildren(...f.per_product.slice(0, 5).map((p) =>
       h("li", { dataset: { productId: p.product_id } }, h("span", { class: "grow" }, p.name),
         h("strong", {}, `${Math.round(p.expected_units)}개`), h("span", { class: "meta" }, ` (${p.low}–${p.high})`))));
-    this.forecast = f;
   }
 
   async refresh() {

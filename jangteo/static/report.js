@@ -122,7 +122,7 @@ charts.push(new uPlot({
   series: [{}, { label: "conversion", stroke: "#7a3db8", fill: "#9b59d0", paths: bars, points: { show: false } }],
 }, [pinned.map((_, i) => i), pinned.map((p) => p.conversion)], $("conversion-chart")));
 
-const rows = doc.pins.slice(0, MAX_PINS_SHOWN).map((p, i) => {
+const rows = pinned.map((p, i) => {
   const tr = el("tr");
   tr.append(el("td", `${i + 1}. ${hhmm(p.at)}`), el("td", p.name), el("td", won(p.price)),
     el("td", `${p.orders} (${p.units})`), el("td", p.viewers.toFixed(0)), el("td", pct(p.conversion)));

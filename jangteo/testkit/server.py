@@ -58,6 +58,11 @@ class RunningServer:
         return token
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
     """Poll a server-side condition that has no event to await (a session reaped, a count)."""
     deadline = time.monotonic() + timeout

@@ -179,7 +179,7 @@ def _cropped(picture: VideoFrame, cut: Box) -> I420:
         picture = picture.reformat(width=pw // 2 * 2, height=ph // 2 * 2, format="yuv420p")
         pw, ph = picture.width, picture.height
     src = np.ascontiguousarray(picture.to_ndarray(), np.uint8)
-    out = blank(cut.w, cut.h)
+    out = np.empty((cut.h * 3 // 2, cut.w), np.uint8)  # every pixel is written just below
     _blit(out, (cut.w, cut.h), src, (pw, ph), (0, 0), cut)
     return out
 

@@ -194,10 +194,10 @@ class FastFanout:
         abr = viewer.abr
         assert abr is not None
         abr.observe(viewer.packets, viewer.octets, viewer.lost, now)
-        rate, loss = abr.rate(now), abr.loss(now)
         want = self.rungs[abr.decide(now)]
         if want == viewer.target:
             return False
+        rate, loss = abr.rate(now), abr.loss(now)  # for the log line only
         down = self.rungs.index(want) > self.rungs.index(viewer.rung)
         if down:
             self.switches_down += 1

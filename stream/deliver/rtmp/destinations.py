@@ -34,7 +34,6 @@ from core.problems import Conflict, Unprocessable
 
 MAX_DESTINATIONS = 5
 SCHEMES = {"rtmp": 1935, "rtmps": 443}
-STATUSES = ("idle", "connecting", "live", "retrying", "failed")
 
 
 class BadDestination(Unprocessable):
