@@ -89,6 +89,10 @@ class Settings:
     # this node among the deployment's (core/nodes.py): its id and how other nodes reach it
     node_id: str | None = None  # default: host name and process id
     node_url: str | None = None  # default: base_url
+    # the relay listener other nodes pull broadcasts from (0: none, a one-node deployment);
+    # announced as the node URL's host (or relay_host) and this port
+    relay_port: int = 0
+    relay_host: str | None = None  # the address other nodes reach the relay at
     chat_max_chars: int = 200
     chat_rate_messages: int = 5  # per user, per chat_rate_window_s (the host is exempt)
     chat_rate_window_s: float = 10.0
@@ -230,6 +234,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "node_id": env.get("JANGTEO_NODE_ID") or None,
         "redis_cluster": env.get("JANGTEO_REDIS_CLUSTER", "0") in ("1", "true", "yes", "on"),
         "node_url": env.get("JANGTEO_NODE_URL") or None,
+        "relay_port": _int(env, "JANGTEO_RELAY_PORT", 0),
+        "relay_host": env.get("JANGTEO_RELAY_HOST") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),

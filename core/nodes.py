@@ -53,6 +53,7 @@ class NodeRegistry:
         every_s: float = EVERY_S,
         ttl_s: int = TTL_S,
         on_beat: Callable[[], Awaitable[object]] | None = None,
+        relay: Callable[[], str] = str,
     ) -> None:
         self.redis = redis
         self.node_id = node_id
@@ -61,6 +62,7 @@ class NodeRegistry:
         self.every_s = every_s
         self.ttl_s = ttl_s
         self.on_beat = on_beat  # more to renew with each heartbeat (the origin leases)
+        self.relay = relay  # host:port of this node's relay listener ("" for none)
         self.started_at = int(time.time() * 1000)
         self._last = (time.monotonic(), _cpu_s())
         self._task: asyncio.Task[None] | None = None
@@ -72,7 +74,7 @@ class NodeRegistry:
         t0, c0 = self._last
         self._last = (now, cpu)
         cores = os.cpu_count() or 1
-        return {"id": self.node_id, "url": self.url, **self.counts(),
+        return {"id": self.node_id, "url": self.url, "relay": self.relay(), **self.counts(),
                 "load": round((cpu - c0) / max(now - t0, 1e-3), 3),
                 "loadavg": round(os.getloadavg()[0] / cores, 3), "cores": cores,
                 "started_at": self.started_at, "at": int(time.time() * 1000)}  # fmt: skip

@@ -74,6 +74,14 @@ class TaskSet:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def adopt(self, task: asyncio.Task[Any]) -> bool:
+        """Own a task started elsewhere (a server's connection handler); False once closed."""
+        if self._closed:
+            return False
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
     async def aclose(self) -> None:
         self._closed = True
         await cancel_all(self._tasks)

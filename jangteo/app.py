@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -54,9 +55,11 @@ from stream import cohosting
 from stream.deliver.hls import http as hls_http
 from stream.deliver.pool import WorkerPool
 from stream.deliver.record import http as replay_http
+from stream.deliver.relay import RelayServer
 from stream.deliver.rtc import configure_host_addresses
 from stream.deliver.rtmp import http as restream_http
 from stream.deliver.rtmp.destinations import DestinationStore
+from stream.edge import find_origin
 from stream.hub import MediaHub
 
 from . import api, errors, guests, openapi
@@ -199,7 +202,7 @@ async def _start(
     sockets = Connections(settings.chat_sockets_per_user, settings.chat_sockets_per_address)
     chat_hub = ChatHub(chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000, sockets)
     parts.push_async_callback(chat_hub.aclose)
-    chat_hub.media_viewers = lambda bid: m.audience() if (m := hub.get(bid)) else 0
+    chat_hub.media_viewers = hub.audience
     orders = Orders(redis, order_rules(settings), mux)
     catalog = Catalog(redis)
     feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
@@ -224,6 +227,8 @@ async def _start(
         fx=FxRates(settings.fx_rates_file),
         node_id=settings.node_id or f"{socket.gethostname()}-{os.getpid()}",
     )
+    hub.node_id = context.node_id
+    relay_address = await _start_relay(settings, parts, context)
     # a chat line like "구매 2" is an order: commerce's hook on the chat
     chat_hub.on_line = functools.partial(try_order, context)
     sweeper = Sweeper(redis, orders)
@@ -235,13 +240,15 @@ async def _start(
         settings.node_url or settings.base_url,
         counts=lambda: {
             "broadcasts": len(hub.broadcasts),
-            "viewers": sum(m.audience() for m in hub.broadcasts.values()),
+            "edges": len(hub.edges),
+            "viewers": sum(m.audience() for m in hub.audiences()),
         },
         # the broadcasts this node is the origin of: their leases live while it does
         on_beat=lambda: renew(
             redis, [bid for bid, m in hub.broadcasts.items() if m.publishers], context.node_id
         ),
     )
+    node.relay = lambda: relay_address
     parts.push_async_callback(node.aclose)
     node.start()
     if settings.stats:
@@ -254,6 +261,26 @@ async def _start(
         parts.push_async_callback(webhooks.aclose)
         webhooks.start()
     return context
+
+
+async def _start_relay(
+    settings: Settings, parts: contextlib.AsyncExitStack, context: AppContext
+) -> str:
+    """With ``JANGTEO_RELAY_PORT``, this node is one of several: it relays the broadcasts it is
+    the origin of to other nodes, and serves its viewers of the others' as an edge. Returns the
+    relay's address as other nodes reach it ("" without one)."""
+    if not settings.relay_port:
+        return ""
+    hub = context.hub
+    relay = RelayServer(hub.broadcasts.get, settings.secret, context.node_id)
+    await relay.start(settings.host, settings.relay_port)
+    parts.push_async_callback(relay.aclose)
+    hub.relay = relay
+    hub.find_origin = functools.partial(
+        find_origin, context.redis, context.store, hub.broadcasts.get, context.node_id
+    )
+    host = settings.relay_host or urlsplit(settings.node_url or settings.base_url).hostname
+    return f"{host or settings.host}:{relay.port}"
 
 
 def create_app(settings: Settings) -> Starlette:

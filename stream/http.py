@@ -22,6 +22,7 @@ from core.tokens import Role
 from core.web import bind, claims, client_address, read_body
 from stream.deliver.rtc import MAX_SDP_BYTES, check_offer
 
+from .audience import Audience
 from .errors import BroadcastEnded, NotLive
 from .hub import MediaHub
 from .media import BroadcastMedia
@@ -97,10 +98,10 @@ async def whep_post(request: Request, app: MediaApp) -> Response:
     check_offer(offer, need_send=False)
     if broadcast.status is not Status.LIVE:  # nothing is started for a show not on air yet
         raise NotLive("the broadcast has not started yet", headers={"Retry-After": "5"})
-    async with app.hub.session_scope(bid, broadcast.portrait) as media:
+    async with app.hub.viewer_scope(bid, broadcast.portrait) as media:
         viewer, answer = await media.add_viewer(c, offer, client_address(request), rendition)
     ended = (await app.store.get(bid)).status is Status.ENDED
-    if ended or app.hub.get(bid) is not media:  # while we negotiated: close this viewer too
+    if ended or media not in (app.hub.get(bid), app.hub.edges.get(bid)):  # while we negotiated
         await viewer.aclose()
         if ended:
             await app.hub.end(bid)
@@ -110,10 +111,11 @@ async def whep_post(request: Request, app: MediaApp) -> Response:
     return _created("whep", bid, viewer.id, answer)
 
 
-def _media_of(request: Request, app: MediaApp) -> BroadcastMedia:
+def _media_of(request: Request, app: MediaApp, kind: str) -> Audience:
     from .errors import SessionNotFound
 
-    media = app.hub.get(request.path_params["bid"])
+    bid, sid = request.path_params["bid"], request.path_params["sid"]
+    media = app.hub.get(bid) if kind == "whip" else app.hub.audience_of(bid, sid)
     if media is None:
         raise SessionNotFound("no media session on this broadcast")
     return media
@@ -123,11 +125,11 @@ async def session_delete(request: Request, app: MediaApp) -> Response:
     kind = request.url.path.split("/")[1]
     bid, sid = request.path_params["bid"], request.path_params["sid"]
     c = claims(request, bid)
-    media = _media_of(request, app)
+    media = _media_of(request, app, kind)
     session = media.session(kind, sid)
     if session.claims.user_id != c.user_id and c.role is not Role.HOST:
         raise Forbidden("this session belongs to someone else", code="not_your_session")
-    if kind == "whip":
+    if isinstance(media, BroadcastMedia) and kind == "whip":
         await media.remove_publisher(sid)
     else:
         await media.remove_viewer(sid)

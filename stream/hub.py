@@ -23,8 +23,11 @@ from .errors import (
 
 if TYPE_CHECKING:
     from stream.deliver.pool import WorkerPool
+    from stream.deliver.relay import RelayServer
 
+from .audience import Audience
 from .deliver.rtmp.destinations import DestinationStore
+from .edge import EdgeMedia, Route
 from .media import BroadcastMedia
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,11 @@ class MediaHub:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broadcasts: dict[str, BroadcastMedia] = {}
+        self.broadcasts: dict[str, BroadcastMedia] = {}  # the ones this node is the origin of
+        self.edges: dict[str, EdgeMedia] = {}  # viewers here of broadcasts composed elsewhere
         metrics.BROADCASTS.register(self, lambda: len(self.broadcasts))
         metrics.PUBLISHERS.register(self, lambda: sum(len(b.publishers) for b in self.medias()))
-        metrics.VIEWERS.register(self, lambda: sum(len(b.viewers) for b in self.medias()))
+        metrics.VIEWERS.register(self, lambda: sum(len(b.viewers) for b in self.audiences()))
         metrics.PACKETS_OUT.register(self, lambda: self.traffic()[0])
         metrics.BYTES_OUT.register(self, lambda: self.traffic()[1])
         metrics.VIEWER_SKIPS.register(self, self.skips)
@@ -48,6 +52,13 @@ class MediaHub:
         self.finishing: dict[str, Path] = {}
 
         self.workers: WorkerPool | None = None  # fan-out worker processes (--workers)
+        # the relay other nodes pull from (set: this node is one of several, and viewers of a
+        # broadcast composed elsewhere are served by an edge here)
+        self.relay: RelayServer | None = None
+        self.node_id = ""
+        # where a broadcast comes from now (stream/edge.py find_origin, bound by the app)
+        self.find_origin: Callable[[str], Awaitable[Route | None]] | None = None
+        self._edge_closing = TaskSet()
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -115,9 +126,73 @@ class MediaHub:
                 await self.end(bid)
             raise
 
+    def edge(self, bid: str, portrait: bool = False) -> EdgeMedia:
+        """The edge serving this node's viewers of ``bid`` (started if there was none)."""
+        edge = self.edges.get(bid)
+        if edge is None:
+            find = self.find_origin
+            if find is None:
+                raise RuntimeError("edges need find_origin")
+            edge = EdgeMedia(bid, self.settings, self.ladder_of(portrait),
+                             lambda: find(bid), self.node_id, self._edge_idle)  # fmt: skip
+            edge.workers = self.workers
+            self.edges[bid] = edge
+            edge.start()
+        return edge
+
+    def _edge_idle(self, edge: EdgeMedia) -> None:
+        """An edge with no viewers left (or of a broadcast that ended) closes, pull and all."""
+        if self.edges.get(edge.bid) is edge:
+            del self.edges[edge.bid]
+            self._ended = _plus(self._ended, (*edge.traffic(), 0))
+        self._edge_closing.spawn(edge.aclose(), name=f"edge-close-{edge.bid}")
+
+    async def viewer_media(self, bid: str, portrait: bool = False) -> Audience:
+        """Where a WHEP viewer of ``bid`` arriving here is served: the broadcast's own media
+        when this node is its origin (or the only node), else this node's edge of it."""
+        media = self.broadcasts.get(bid)
+        if self.relay is None:
+            return await self.open(bid, portrait)
+        find = self.find_origin
+        route = await find(bid) if find is not None else None
+        if media is not None and route is not None and route.local is media:
+            return media
+        return self.edge(bid, portrait)
+
+    @contextlib.asynccontextmanager
+    async def viewer_scope(self, bid: str, portrait: bool = False) -> AsyncIterator[Audience]:
+        """:meth:`session_scope` for a viewer: its audience, closed again if the add fails and
+        this request started it."""
+        created = bid not in self.broadcasts and bid not in self.edges
+        media = await self.viewer_media(bid, portrait)
+        try:
+            yield media
+        except BaseException:
+            if created and not media.viewers:
+                if isinstance(media, EdgeMedia):
+                    self._edge_idle(media)
+                elif isinstance(media, BroadcastMedia) and not media.publishers:
+                    await self.end(bid)
+            raise
+
+    def audience_of(self, bid: str, sid: str) -> Audience | None:
+        """The media holding viewer session ``sid`` of ``bid`` on this node."""
+        for media in (self.broadcasts.get(bid), self.edges.get(bid)):
+            if media is not None and sid in media.viewers:
+                return media
+        return self.broadcasts.get(bid) or self.edges.get(bid)
+
+    def audience(self, bid: str) -> int:
+        """Viewers of ``bid`` on this node (origin media and edge)."""
+        return sum(m.audience() for m in (self.broadcasts.get(bid), self.edges.get(bid)) if m)
+
     async def end(self, bid: str) -> None:
         """The broadcast ended: its media closes, its recording is finished (in the background:
         the replay is ready seconds later)."""
+        edge = self.edges.pop(bid, None)
+        if edge is not None:
+            self._ended = _plus(self._ended, (*edge.traffic(), 0))
+            await edge.aclose()
         media = self.broadcasts.pop(bid, None)
         if media is not None:
             if self.on_ended is not None:
@@ -140,10 +215,13 @@ class MediaHub:
     def medias(self) -> list[BroadcastMedia]:
         return list(self.broadcasts.values())
 
+    def audiences(self) -> list[Audience]:
+        return [*self.broadcasts.values(), *self.edges.values()]
+
     def traffic(self) -> tuple[int, int]:
         """RTP packets and payload bytes sent to this process's viewers since it started."""
         packets, octets, _ = self._ended
-        for media in self.medias():
+        for media in self.audiences():
             p, o = media.traffic()
             packets, octets = packets + p, octets + o
         return packets, octets
@@ -156,9 +234,11 @@ class MediaHub:
         for gauge in _GAUGES:
             gauge.unregister(self)
         await self.tasks.drain(timeout=60)  # recordings being finished
-        medias = list(self.broadcasts.values())
+        medias = self.audiences()
         self.broadcasts.clear()
+        self.edges.clear()
         await asyncio.gather(*(m.aclose() for m in medias), return_exceptions=True)
+        await self._edge_closing.drain(timeout=10)
 
 
 _GAUGES = (metrics.BROADCASTS, metrics.PUBLISHERS, metrics.VIEWERS, metrics.PACKETS_OUT,

@@ -12,6 +12,7 @@ import pytest
 from stream.deliver import channel
 from stream.deliver.messages import (
     Answer,
+    Auth,
     BadMessage,
     Delete,
     End,
@@ -98,6 +99,10 @@ FIXTURES: list[tuple[Message, bytes]] = [
         b"\x00\x00\x00\x01\x65",
     ),
     (End("b1"), b'\x00\x00\x00\x16\x00\x00\x00\x00{"t":"end","bid":"b1"}'),
+    (
+        Auth("node-a", "00ff"),
+        b'\x00\x00\x00\x36\x00\x00\x00\x00{"t":"auth","node":"node-a","nonce":"00ff","proof":""}',
+    ),
 ]
 IDS = [f"{m.kind}-{i}" for i, (m, _) in enumerate(FIXTURES)]
 

@@ -20,6 +20,10 @@ Worker → origin:
 - :class:`Want` ``want`` — start (or, ``want: false``, stop) sending a rung of ``bid``.
 - :class:`Gone` ``gone`` — the viewer's peer failed, closed or never connected.
 
+Between nodes (stream/deliver/relay.py) the same channel carries :class:`Want`, :class:`Keyframe`
+(edge → origin), :class:`Frame`, :class:`End` (origin → edge), after :class:`Auth` both ways:
+``auth`` — a node's id, a fresh nonce and its proof of the shared secret over both nonces.
+
 Wire format (:mod:`stream.deliver.channel`): ``!II`` (header length, payload length), the header,
 the payload. The header is compact ASCII JSON (``separators=(",", ":")``), keys in this order::
 
@@ -34,6 +38,7 @@ the payload. The header is compact ASCII JSON (``separators=(",", ":")``), keys 
     {"t":"frame","bid":str,"codec":codec,"rung":str,"pts":int,"tb":[num,den],"key":bool,
      "at":float} + data
     {"t":"end","bid":str}
+    {"t":"auth","node":str,"nonce":str,"proof":str}
 
 ``codec`` is a :class:`~stream.encode.encoders.Codec` value (``vp8``, ``h264``, ``opus``). Only a
 frame has a payload. Reading is strict (integers are not booleans, ``tb`` is two positive
@@ -69,6 +74,7 @@ from .fields import (
 
 __all__ = [
     "Answer",
+    "Auth",
     "BadMessage",
     "Delete",
     "End",
@@ -327,12 +333,32 @@ class End:
         return cls(str_(h, cls.kind, "bid"))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Auth:
+    """Node ⇄ node, first on a relay: who it is, its nonce, its proof ("" before it has the
+    other side's nonce)."""
+
+    kind: ClassVar[str] = "auth"
+    node: str
+    nonce: str
+    proof: str = ""
+
+    def header(self) -> Header:
+        return {"t": self.kind, "node": self.node, "nonce": self.nonce, "proof": self.proof}
+
+    @classmethod
+    def parse(cls, h: Header, payload: bytes) -> Self:
+        k = cls.kind
+        return cls(str_(h, k, "node"), str_(h, k, "nonce"), str_(h, k, "proof"))
+
+
 ToWorker: TypeAlias = Offer | Delete | Frame | End
 ToOrigin: TypeAlias = Hello | Answer | Refused | Keyframe | Want | Gone
-Message: TypeAlias = ToWorker | ToOrigin
+Message: TypeAlias = ToWorker | ToOrigin | Auth
 
 _TYPES: dict[str, type[Message]] = {
-    m.kind: m for m in (Hello, Offer, Answer, Refused, Keyframe, Want, Gone, Delete, Frame, End)
+    m.kind: m
+    for m in (Hello, Offer, Answer, Refused, Keyframe, Want, Gone, Delete, Frame, End, Auth)
 }
 
 

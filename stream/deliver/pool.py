@@ -35,7 +35,7 @@ from core.config import Settings
 from core.problems import Unavailable
 from core.tasks import TaskSet
 from core.tokens import Claims
-from stream.compose.compositor import Compositor
+from stream.encode.bus import Streams
 from stream.encode.encoders import Codec, EncodedFrame
 from stream.errors import BadSdp
 
@@ -71,7 +71,7 @@ class BroadcastMedia(Protocol):
     """The broadcast media a worker serves viewers of (stream/hub.py ``BroadcastMedia``)."""
 
     bid: str
-    compositor: Compositor
+    source: Streams
 
     async def remove_viewer(self, vid: str) -> None: ...
 
@@ -102,16 +102,27 @@ class RemoteViewer:
         return []
 
 
-class WorkerFeed:
-    """Subscribes a worker to one of a broadcast's buses (a codec at a rung, as the worker asked
-    with :class:`Want`): each frame once over the channel."""
+class FeedLink(Protocol):
+    """Where a :class:`WorkerFeed` sends: a worker's channel, or an edge node's relay."""
 
-    def __init__(self, link: WorkerLink, media: BroadcastMedia, codec: Codec, rung: str) -> None:
+    alive: bool
+    feed_cpu_s: float
+
+    def buffered(self) -> int: ...
+
+    def send(self, msg: Frame | End) -> None: ...
+
+
+class WorkerFeed:
+    """Subscribes a worker (or an edge node) to one of a broadcast's buses (a codec at a rung,
+    as it asked with :class:`Want`): each frame once over the channel."""
+
+    def __init__(self, link: FeedLink, bid: str, source: Streams, codec: Codec, rung: str) -> None:
         self.link = link
-        self.bid = media.bid
+        self.bid = bid
         self.codec = codec
         self.rung = rung
-        self.bus = media.compositor.bus(codec, rung or None)
+        self.bus = source.bus(codec, rung or None)
         self.request_keyframe = self.bus.request_keyframe
         self.bus.add(self)
         self.waiting_keyframe = False
@@ -203,8 +214,8 @@ class WorkerLink:
                     found[0].set_result(msg)
             case Keyframe():
                 media = self.media_of(msg.bid)
-                if media is not None and msg.rung in ("", *media.compositor.rungs):
-                    media.compositor.bus(msg.codec, msg.rung or None).request_keyframe()
+                if media is not None and msg.rung in ("", *media.source.rungs):
+                    media.source.bus(msg.codec, msg.rung or None).request_keyframe()
             case Want():
                 self.want(msg)
             case Gone():
@@ -236,10 +247,10 @@ class WorkerLink:
             if key in self.feeds:
                 self.feeds.pop(key).detach()
             return
-        if msg.rung and msg.rung not in media.compositor.rungs:
+        if msg.rung and msg.rung not in media.source.rungs:
             return  # not a rung of this broadcast: nothing to send
         if key not in self.feeds:
-            self.feeds[key] = WorkerFeed(self, media, msg.codec, msg.rung)
+            self.feeds[key] = WorkerFeed(self, msg.bid, media.source, msg.codec, msg.rung)
 
 
 class WorkerPool:
@@ -324,7 +335,7 @@ class WorkerPool:
         fut: asyncio.Future[Answer | Refused] = asyncio.get_running_loop().create_future()
         link.pending[rid] = (fut, media)
         abr = self.settings.abr and not rendition
-        link.send(Offer(rid, media.bid, offer, media.compositor.ladder, rendition, abr))
+        link.send(Offer(rid, media.bid, offer, media.source.ladder, rendition, abr))
         try:
             reply = await asyncio.wait_for(fut, ANSWER_TIMEOUT_S)
         except TimeoutError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from aiortc.mediastreams import MediaStreamError
@@ -96,6 +96,14 @@ class BusSource(Protocol):
     def bus(self, codec: Codec, rung: str | None = None) -> FrameBus:
         """The bus of ``codec`` at ``rung`` (the top one when None; ignored for audio)."""
         ...
+
+
+class Streams(BusSource, Protocol):
+    """A broadcast's encoded streams as its viewers take them (a compositor's on the origin,
+    the relayed copies on an edge), with its rungs by name."""
+
+    @property
+    def rungs(self) -> Mapping[str, Rung]: ...
 
 
 class FrameBus:

@@ -124,6 +124,11 @@ class Publisher:
     state: str = PublisherState.CONNECTING
     tasks: TaskSet = dataclasses.field(default_factory=TaskSet)
 
+    def connected(self) -> None:
+        """Its peer connected (a closed session stays closed)."""
+        if self.state == PublisherState.CONNECTING:
+            self.state = PublisherState.CONNECTED
+
     def attach(self, track: MediaStreamTrack) -> None:
         self.tasks.spawn(self._read(track), name=f"ingest-{self.id}-{track.kind}")
 

@@ -1,0 +1,171 @@
+"""Two nodes on one Redis: a broadcast composed on its origin, watched through an edge.
+
+Both nodes run in this process (their own apps, media hubs and relay listeners); the publisher
+and the viewers are real aiortc peers. The deployment across three network namespaces, with a
+Redis Cluster and ``kill -9``, is media_tests/test_deployment.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from conftest import make_settings
+from core.redisproc import free_port
+from jangteo.testkit.clients import WhepClient, WhipClient
+from jangteo.testkit.server import RunningServer, eventually, running_server
+from stream.deliver.messages import Want, encode
+from stream.deliver.relay import RELAY_REFUSED, RelayRefused, greet_origin
+from stream.edge import EdgeMedia
+from stream.encode.encoders import Codec
+from stream.ingest import pattern
+from stream.ingest.synthetic import PatternTrack, ToneTrack
+
+from .helpers import is_pattern, is_slate, wait_for_frame
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@contextlib.asynccontextmanager
+async def node(redis_url: str, name: str) -> AsyncIterator[RunningServer]:
+    settings = make_settings(redis_url, node_id=name, relay_port=free_port(),
+                             video_width=320, video_height=180)  # fmt: skip
+    async with running_server(settings) as s:
+        yield s
+
+
+@pytest.fixture
+async def two(redis_url: str) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+    async with node(redis_url, "node-a") as a, node(redis_url, "node-b") as b:
+        yield a, b
+
+
+async def viewer(server: RunningServer, bid: str, name: str, keep: int = 60) -> WhepClient:
+    token = await server.token(bid, "viewer", name)
+    v = WhepClient(server.base_url, bid, token, keep_images=keep, sample_every=3)
+    await v.play()
+    return v
+
+
+async def test_viewers_on_an_edge_decode_the_origins_picture_pulled_once(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = two
+    doc = await a.create_broadcast()
+    bid = doc["id"]
+    pub = WhipClient(a.base_url, bid, doc["host_token"])
+    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+    await pub.connected()
+    assert a.ctx.hub.relay is not None
+    viewers = [await viewer(b, bid, f"v{i}") for i in range(3)]
+    try:
+        for v in viewers:
+            await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 15)
+        assert bid not in b.ctx.hub.broadcasts  # nothing composed on the edge
+        edge = b.ctx.hub.edges[bid]
+        assert edge.audience() == 3 and edge.pulls == 1
+        # one link from B, one feed per stream the viewers take: audio and the top rung
+        (link,) = a.ctx.hub.relay.links
+        assert link.node == "node-b"
+        assert sorted((c.value, r) for _, c, r in link.feeds) == [("h264", "180p"), ("opus", "")]
+        # the bytes A sends B are one copy of those streams, whatever the viewer count
+        encoded = a.ctx.hub.broadcasts[bid].compositor
+        top, audio = encoded.bus(Codec.H264, "180p"), encoded.audio_bus
+        f0, s0 = top.frames + audio.frames, link.bytes_out
+        await asyncio.gather(*(v.wait_frames(len(v.frames) + 60, 10) for v in viewers))
+        frames, sent = top.frames + audio.frames - f0, link.bytes_out - s0
+        assert frames > 100
+        per_frame = sent / frames
+        assert per_frame < 2_000, f"{per_frame:.0f} bytes a frame: more than one copy"
+        # the edge serves the same pictures: counters run on for every viewer
+        for v in viewers:
+            kept = [f.image for f in v.frames[-30:] if f.image is not None]
+            assert len({pattern.read_counter(i) for i in kept} - {None}) >= 5
+    finally:
+        for v in viewers:
+            await v.aclose()
+        await pub.aclose()
+    # the last viewer gone: the edge drops its pull (after its idle time)
+    await eventually(lambda: bid not in b.ctx.hub.edges, "the idle edge closing", 20)
+    await eventually(lambda: not a.ctx.hub.relay.links if a.ctx.hub.relay else False, "unlink")
+
+
+async def test_the_edge_follows_the_publisher_to_its_own_node(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    """The publisher drops from A and reconnects through B: B becomes the origin, its viewers
+    (same peer connections) see B's slate, then the picture again, fed locally."""
+    a, b = two
+    doc = await a.create_broadcast()
+    bid = doc["id"]
+    pub = WhipClient(a.base_url, bid, doc["host_token"])
+    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+    await pub.connected()
+    v = await viewer(b, bid, "v", keep=400)
+    again: WhipClient | None = None
+    try:
+        await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 15)
+        await pub.aclose()
+        mark = len(v.frames)
+        again = WhipClient(b.base_url, bid, doc["host_token"])
+        await again.publish(PatternTrack(320, 180, 30, hue=60), ToneTrack(440))
+        edge = b.ctx.hub.edges[bid]
+        await eventually(lambda: edge.route is not None and edge.route.local is not None,
+                         "the edge fed by B's own media", 20)  # fmt: skip
+        back = await wait_for_frame(
+            v, lambda f: f.image is not None and is_pattern(f.image, hue=60), 20, start=mark
+        )
+        seen = v.frames[mark : v.frames.index(back)]
+        assert any(f.image is not None and is_slate(f.image) for f in seen), "no slate between"
+        assert v.pc.connectionState == "connected"
+    finally:
+        await v.aclose()
+        if again is not None:
+            await again.aclose()
+
+
+async def test_a_relay_without_the_secret_gets_nothing(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    a, _ = two
+    assert a.ctx.hub.relay is not None
+    port = a.ctx.hub.relay.port
+    # a client that does not know the secret: the origin's proof does not check out either
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        with pytest.raises(RelayRefused):
+            await greet_origin(reader, writer, "another-secret", "intruder")
+    finally:
+        writer.close()
+    # one that skips the greeting and asks at once: cut, nothing sent
+    before = RELAY_REFUSED.value()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(encode(Want("any", Codec.OPUS, "")))
+    assert await reader.read() == b""
+    writer.close()
+    assert RELAY_REFUSED.value() >= before + 1
+    assert not a.ctx.hub.relay.links
+
+
+async def test_an_edge_serves_its_viewers_once_the_show_goes_on_air(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    """A viewer on B while nothing publishes yet: the edge waits for an origin and pulls it as
+    soon as the host goes live on A."""
+    a, b = two
+    doc = await a.live_broadcast()
+    bid = doc["id"]
+    v = await viewer(b, bid, "early")
+    pub = WhipClient(a.base_url, bid, doc["host_token"])
+    try:
+        edge = b.ctx.hub.edges[bid]
+        assert isinstance(edge, EdgeMedia) and edge.route is None
+        await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+        await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 20)
+        assert edge.route is not None and edge.route.node == "node-a"
+    finally:
+        await v.aclose()
+        await pub.aclose()
