@@ -83,6 +83,14 @@ CHAT_DELIVERIES = Gauge(
 CHAT_DROPPED_SLOW = Gauge(
     "jangteo_chat_dropped_slow_total", "Chat sockets closed as too slow", "counter"
 )
+RELAY_EDGES = Gauge("jangteo_relay_edges", "Edge nodes pulling from this origin")
+RELAY_BYTES = Gauge(
+    "jangteo_relay_bytes_out_total", "Bytes relayed to edge nodes (frames and framing)", "counter"
+)
+RELAY_REFUSED = Counter(
+    "jangteo_relay_refused_total", "Relay connections refused (no proof of the shared secret)"
+)
+EDGES = Gauge("jangteo_edges", "Broadcasts this node serves as an edge of another's")
 
 ALL: list[Counter | Gauge] = [
     BROADCASTS,
@@ -98,6 +106,10 @@ ALL: list[Counter | Gauge] = [
     CHAT_SOCKETS,
     CHAT_DELIVERIES,
     CHAT_DROPPED_SLOW,
+    RELAY_EDGES,
+    RELAY_BYTES,
+    RELAY_REFUSED,
+    EDGES,
 ]
 
 

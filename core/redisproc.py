@@ -35,12 +35,13 @@ class RedisServer:
 
     def __init__(
         self, data_dir: Path, *, port: int | None = None, fsync: str = "always",
-        cluster: bool = False,
+        cluster: bool = False, host: str = "127.0.0.1",
     ) -> None:  # fmt: skip
         self.data_dir = Path(data_dir).resolve()
         self.port = free_port() if port == 0 else port
         self.fsync = fsync
         self.cluster = cluster  # a Redis Cluster node (TCP only): jangteo/testkit/cluster.py
+        self.host = host  # the address it listens on (TCP)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +52,7 @@ class RedisServer:
     def url(self) -> str:
         if self.port is None:
             return f"unix://{self.socket_path}"
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def command(self) -> list[str]:
         binary = shutil.which("redis-server")
@@ -79,7 +80,9 @@ class RedisServer:
                 "700",
             ]
         else:
-            args += ["--port", str(self.port), "--bind", "127.0.0.1"]
+            args += ["--port", str(self.port), "--bind", self.host]
+            if self.host != "127.0.0.1":  # a test network's address (jangteo/testkit/deployment)
+                args += ["--protected-mode", "no"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                      "--cluster-node-timeout", "5000"]  # fmt: skip

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conftest import make_settings
+from core.metrics import RELAY_REFUSED
 from core.redisproc import free_port
 from jangteo.testkit.clients import WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, eventually, running_server
 from stream.deliver.messages import Want, encode
-from stream.deliver.relay import RELAY_REFUSED, RelayRefused, greet_origin
+from stream.deliver.relay import RelayRefused, greet_origin
 from stream.edge import EdgeMedia
 from stream.encode.encoders import Codec
 from stream.ingest import pattern

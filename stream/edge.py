@@ -16,6 +16,7 @@ fed from the local compositor instead. With no viewer left for ``IDLE_S``, it cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -177,6 +178,7 @@ class EdgeMedia(Audience):
         self._tasks = TaskSet()
         self._idle_since: float | None = None
         self._abort: Callable[[], None] | None = None  # stops the current pull
+        self._wake = asyncio.Event()  # look for the origin now
 
     def start(self) -> None:
         self._tasks.spawn(self._follow(), name=f"edge-{self.bid}")
@@ -194,7 +196,7 @@ class EdgeMedia(Audience):
                 log.warning("edge %s: cannot find the origin: %s", self.bid, exc)
                 route = None
             if route is None:
-                await asyncio.sleep(POLL_S)
+                await self._pause()
                 continue
             self.route = route
             try:
@@ -207,7 +209,20 @@ class EdgeMedia(Audience):
             finally:
                 self.streams.attach(None)
                 self.route = self._abort = None
-            await asyncio.sleep(POLL_S)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_S):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def relocate(self) -> None:
+        """The origin has just moved (a publisher came to this node): follow it now, not at the
+        next check, so the viewers here see the new origin's first pictures (its slate)."""
+        if self.route is not None and self.route.local is None and self._abort is not None:
+            self._abort()
+        self._wake.set()
 
     async def _pull_remote(self, route: Route) -> None:
         host, _, port = route.relay.rpartition(":")

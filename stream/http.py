@@ -77,6 +77,8 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
         publisher, answer = await media.add_publisher(c, offer)
     try:
         await claim(app.redis, bid, app.node_id)  # this node carries the show's media now
+        if (edge := app.hub.edges.get(bid)) is not None:  # its viewers here: fed from it now
+            edge.relocate()
         if c.role is Role.HOST:
             await app.store.ensure_live(bid)
     except BaseException:

@@ -46,6 +46,7 @@ class MediaHub:
         metrics.PACKETS_OUT.register(self, lambda: self.traffic()[0])
         metrics.BYTES_OUT.register(self, lambda: self.traffic()[1])
         metrics.VIEWER_SKIPS.register(self, self.skips)
+        metrics.EDGES.register(self, lambda: len(self.edges))
         self._ended = (0, 0, 0)  # what ended broadcasts had sent and skipped
         self.tasks = TaskSet()  # recordings being finished
         self.restream: DestinationStore | None = None  # set by the app (it has Redis)
@@ -242,7 +243,7 @@ class MediaHub:
 
 
 _GAUGES = (metrics.BROADCASTS, metrics.PUBLISHERS, metrics.VIEWERS, metrics.PACKETS_OUT,
-           metrics.BYTES_OUT, metrics.VIEWER_SKIPS)  # fmt: skip
+           metrics.BYTES_OUT, metrics.VIEWER_SKIPS, metrics.EDGES)  # fmt: skip
 
 
 def _skips(media: BroadcastMedia) -> int:

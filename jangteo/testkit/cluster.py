@@ -16,7 +16,7 @@ import redis
 from core.redisproc import EmbeddedRedisError, RedisServer
 
 
-def cluster_port() -> int:
+def cluster_port(host: str = "127.0.0.1") -> int:
     """A free port whose cluster bus port (+10,000) is free too (so at most 55,535)."""
     rng = random.SystemRandom()
     for _ in range(200):
@@ -24,7 +24,7 @@ def cluster_port() -> int:
         try:
             for p in (port, port + 10_000):
                 with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
+                    s.bind((host, p))
         except OSError:
             continue
         return port
@@ -32,9 +32,13 @@ def cluster_port() -> int:
 
 
 class RedisCluster3:
-    def __init__(self, data_dir: Path, fsync: str = "everysec") -> None:
-        self.nodes = [RedisServer(Path(data_dir) / f"n{i}", port=cluster_port(), fsync=fsync,
-                                  cluster=True) for i in range(3)]  # fmt: skip
+    """``host``: the address the masters listen on and announce (loopback, or an address other
+    network namespaces reach: jangteo/testkit/deployment.py)."""
+
+    def __init__(self, data_dir: Path, fsync: str = "everysec", host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.nodes = [RedisServer(Path(data_dir) / f"n{i}", port=cluster_port(host), fsync=fsync,
+                                  cluster=True, host=host) for i in range(3)]  # fmt: skip
 
     @property
     def ports(self) -> list[int]:
@@ -51,7 +55,7 @@ class RedisCluster3:
             raise EmbeddedRedisError("redis-cli not found (Debian: apt-get install redis-tools)")
         for node in self.nodes:
             node.start()
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        addresses = [f"{self.host}:{n.port}" for n in self.nodes]
         create = [
             cli,
             "--cluster",
@@ -64,7 +68,7 @@ class RedisCluster3:
         subprocess.run(create, check=True, capture_output=True, timeout=timeout)
         deadline = time.monotonic() + timeout
         for port in self.ports:  # every node agrees the cluster is whole
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            client = redis.Redis(host=self.host, port=port, socket_timeout=2)
             try:
                 while client.cluster("INFO").get("cluster_state") != "ok":
                     if time.monotonic() > deadline:

@@ -36,14 +36,6 @@ log = logging.getLogger(__name__)
 GREETING_TIMEOUT_S = 10.0
 NONCE_BYTES = 16
 
-RELAY_EDGES = metrics.Gauge("jangteo_relay_edges", "Edge nodes pulling from this origin")
-RELAY_BYTES = metrics.Gauge(
-    "jangteo_relay_bytes_out_total", "Bytes relayed to edge nodes (frames and framing)", "counter"
-)
-RELAY_REFUSED = metrics.Counter(
-    "jangteo_relay_refused_total", "Relay connections refused (no proof of the shared secret)"
-)
-
 
 class RelayRefused(ConnectionError):
     """The other side did not prove it holds the shared secret."""
@@ -170,8 +162,8 @@ class RelayServer:
         self._server: asyncio.AbstractServer | None = None
         self._handlers = TaskSet()
         self._sent_closed = 0  # bytes sent to edges that have gone
-        RELAY_EDGES.register(self, lambda: len(self.links))
-        RELAY_BYTES.register(self, self.bytes_out)
+        metrics.RELAY_EDGES.register(self, lambda: len(self.links))
+        metrics.RELAY_BYTES.register(self, self.bytes_out)
 
     def bytes_out(self) -> int:
         return self._sent_closed + sum(link.bytes_out for link in self.links)
@@ -193,7 +185,7 @@ class RelayServer:
             async with asyncio.timeout(GREETING_TIMEOUT_S):
                 node = await greet_edge(reader, writer, self.secret, self.node_id)
         except (TimeoutError, asyncio.IncompleteReadError, BadMessage, ConnectionError) as exc:
-            RELAY_REFUSED.inc()
+            metrics.RELAY_REFUSED.inc()
             log.warning("relay connection refused: %s", exc or type(exc).__name__)
             writer.close()
             return
@@ -211,8 +203,8 @@ class RelayServer:
             log.info("edge %s left the relay", node)
 
     async def aclose(self) -> None:
-        RELAY_EDGES.unregister(self)
-        RELAY_BYTES.unregister(self)
+        metrics.RELAY_EDGES.unregister(self)
+        metrics.RELAY_BYTES.unregister(self)
         if self._server is not None:
             self._server.close()
         for link in list(self.links):
