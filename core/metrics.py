@@ -90,6 +90,9 @@ RELAY_BYTES = Gauge(
 RELAY_REFUSED = Counter(
     "jangteo_relay_refused_total", "Relay connections refused (no proof of the shared secret)"
 )
+RELAY_FEED_CPU = Gauge(
+    "jangteo_relay_feed_cpu_seconds_total", "CPU seconds spent feeding edge nodes", "counter"
+)
 EDGES = Gauge("jangteo_edges", "Broadcasts this node serves as an edge of another's")
 
 ALL: list[Counter | Gauge] = [
@@ -109,6 +112,7 @@ ALL: list[Counter | Gauge] = [
     RELAY_EDGES,
     RELAY_BYTES,
     RELAY_REFUSED,
+    RELAY_FEED_CPU,
     EDGES,
 ]
 

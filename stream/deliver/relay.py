@@ -162,14 +162,16 @@ class RelayServer:
         self._server: asyncio.AbstractServer | None = None
         self._handlers = TaskSet()
         self._sent_closed = 0  # bytes sent to edges that have gone
+        self._cpu_closed = 0.0  # CPU spent feeding them
         metrics.RELAY_EDGES.register(self, lambda: len(self.links))
         metrics.RELAY_BYTES.register(self, self.bytes_out)
+        metrics.RELAY_FEED_CPU.register(self, self.feed_cpu_s)
 
     def bytes_out(self) -> int:
         return self._sent_closed + sum(link.bytes_out for link in self.links)
 
     def feed_cpu_s(self) -> float:
-        return sum(link.feed_cpu_s for link in self.links)
+        return self._cpu_closed + sum(link.feed_cpu_s for link in self.links)
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._accept, host, port)
@@ -199,12 +201,14 @@ class RelayServer:
         finally:
             self.links.discard(link)
             self._sent_closed += link.bytes_out
+            self._cpu_closed += link.feed_cpu_s
             link.close()
             log.info("edge %s left the relay", node)
 
     async def aclose(self) -> None:
         metrics.RELAY_EDGES.unregister(self)
         metrics.RELAY_BYTES.unregister(self)
+        metrics.RELAY_FEED_CPU.unregister(self)
         if self._server is not None:
             self._server.close()
         for link in list(self.links):
