@@ -125,6 +125,14 @@ class TooManyRequests(Problem):
     default_code = "rate_limited"
 
 
+class Elsewhere(Problem):
+    """What was asked for is served by another node of the deployment (``Location``)."""
+
+    status = 307
+    title = "Served by another node"
+    default_code = "elsewhere"
+
+
 class Unavailable(Problem):
     status = 503
     title = "Service unavailable"

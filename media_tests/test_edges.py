@@ -31,8 +31,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextlib.asynccontextmanager
-async def node(redis_url: str, name: str) -> AsyncIterator[RunningServer]:
-    settings = make_settings(redis_url, node_id=name, relay_port=free_port(),
+async def node(redis_url: str, name: str, workers: int = 0) -> AsyncIterator[RunningServer]:
+    settings = make_settings(redis_url, node_id=name, relay_port=free_port(), workers=workers,
                              video_width=320, video_height=180)  # fmt: skip
     async with running_server(settings) as s:
         yield s
@@ -170,3 +170,39 @@ async def test_an_edge_serves_its_viewers_once_the_show_goes_on_air(
     finally:
         await v.aclose()
         await pub.aclose()
+
+
+async def test_hls_asked_of_an_edge_is_sent_to_the_origin(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = two
+    doc = await a.create_broadcast()
+    bid = doc["id"]
+    pub = WhipClient(a.base_url, bid, doc["host_token"])
+    try:
+        await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+        await pub.connected()
+        r = await b.http.get(f"/hls/{bid}/index.m3u8?x=1")
+        assert r.status_code == 307, r.text
+        assert r.headers["location"] == f"{a.base_url}/hls/{bid}/index.m3u8?x=1"
+        assert bid not in b.ctx.hub.broadcasts  # nothing composed on B for it
+    finally:
+        await pub.aclose()
+
+
+async def test_an_edge_serves_through_its_own_workers(redis_url: str) -> None:
+    async with node(redis_url, "node-a") as a, node(redis_url, "node-w", workers=1) as b:
+        doc = await a.create_broadcast()
+        bid = doc["id"]
+        pub = WhipClient(a.base_url, bid, doc["host_token"])
+        await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+        await pub.connected()
+        v = await viewer(b, bid, "w")
+        try:
+            await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 20)
+            edge = b.ctx.hub.edges[bid]
+            (remote,) = edge.viewers.values()
+            assert type(remote).__name__ == "RemoteViewer"  # served by B's worker process
+        finally:
+            await v.aclose()
+            await pub.aclose()

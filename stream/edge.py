@@ -54,6 +54,7 @@ class Route:
     node: str
     relay: str = ""  # host:port
     local: Origin | None = None
+    url: str = ""  # the node's base URL (HTTP)
 
 
 class Ended(Exception):
@@ -341,4 +342,4 @@ async def find_origin(
         return Route(node, local=media) if media is not None else None
     record = await nodes.node(redis, node)
     relay = str(record.get("relay") or "") if record else ""
-    return Route(node, relay) if relay else None
+    return Route(node, relay, url=str(record.get("url") or "")) if record and relay else None

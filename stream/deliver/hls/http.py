@@ -12,8 +12,8 @@ playlists carry it into the URIs they list.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from redis.asyncio import Redis
@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from core.broadcasts import BroadcastStore, Status
 from core.config import Settings
 from core.pins import pins
-from core.problems import BadRequest, NotFound, Unavailable
+from core.problems import BadRequest, Elsewhere, NotFound, Unavailable
 from core.revocation import Verifier
 from core.web import bind
 from stream.errors import NotLive, RenditionNotFound
@@ -52,6 +52,10 @@ class HlsHub(Protocol):
 
     def get(self, bid: str) -> HlsMedia | None: ...
 
+    @property
+    def find_origin(self) -> Callable[[str], Awaitable[Any]] | None:
+        """Where a broadcast comes from when this node is one of several (stream/edge.py)."""
+
 
 class HlsApp(Protocol):
     redis: Redis
@@ -69,6 +73,13 @@ async def _packager(app: HlsApp, bid: str, request: Request) -> HlsPackager:
     if broadcast.status is not Status.LIVE:
         raise NotLive("the broadcast is not live", headers={"Retry-After": "5"})
     found = app.hub.get(bid)
+    if found is None and app.hub.find_origin is not None:  # one of several nodes
+        route = await app.hub.find_origin(bid)
+        if route is not None and route.url and route.local is None:  # HLS from its origin
+            where = route.url.rstrip("/") + str(request.url.path)
+            if request.url.query:
+                where += "?" + request.url.query
+            raise Elsewhere(f"served by node {route.node}", headers={"Location": where})
     if found is None:
         raise Unavailable("this broadcast's media is not on this server yet",
                           headers={"Retry-After": "2"})  # fmt: skip
