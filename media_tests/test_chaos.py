@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import make_settings
 from core.redisproc import RedisServer
-from jangteo.testkit.clients import WhepClient, WhipClient
+from jangteo.testkit.clients import Received, WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, bearer, eventually, running_server
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 from tests.chat_client import ChatClient
@@ -118,6 +118,10 @@ async def test_redis_away_for_ten_seconds(server: RunningServer, own_redis: Redi
         await pub.aclose()
 
 
+def showing(hue: int) -> Callable[[Received], bool]:
+    return lambda f: f.image is not None and is_pattern(f.image, hue=hue)
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -134,14 +138,10 @@ async def test_the_publisher_flapping_twenty_times_in_a_minute(server: RunningSe
     baseline: tuple[int, int] | None = None
     try:
         for round_ in range(20):
-            pub = WhipClient(server.base_url, bid, host)
-            await pub.publish(PatternTrack(320, 180, 30, hue=(round_ * 40) % 360), ToneTrack(440))
-            mark = len(v.frames)
             hue = (round_ * 40) % 360
-            await wait_for_frame(
-                v, lambda f, h=hue: f.image is not None and is_pattern(f.image, hue=h), 10,
-                start=mark,
-            )  # fmt: skip
+            pub = WhipClient(server.base_url, bid, host)
+            await pub.publish(PatternTrack(320, 180, 30, hue=hue), ToneTrack(440))
+            await wait_for_frame(v, showing(hue), 10, start=len(v.frames))
             if baseline is None:
                 baseline = (len(asyncio.all_tasks()), _open_fds())
             # the phone's link goes: every other time with a DELETE, else the peer just vanishes
