@@ -95,6 +95,8 @@ RELAY_FEED_CPU = Gauge(
 )
 EDGES = Gauge("jangteo_edges", "Broadcasts this node serves as an edge of another's")
 
+TASKS = Gauge("jangteo_tasks", "asyncio tasks on this process's event loop")
+
 ALL: list[Counter | Gauge] = [
     BROADCASTS,
     PUBLISHERS,
@@ -114,6 +116,7 @@ ALL: list[Counter | Gauge] = [
     RELAY_REFUSED,
     RELAY_FEED_CPU,
     EDGES,
+    TASKS,
 ]
 
 

@@ -7,7 +7,7 @@ import argparse
 
 def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True)
-    from . import abr, chat, cluster, fanout, hls, orders, overlay, report, restream
+    from . import abr, chat, churn, cluster, fanout, hls, orders, overlay, report, restream
 
     fanout.add_command(sub)
     abr.add_command(sub)
@@ -18,3 +18,4 @@ def add_bench_commands(parser: argparse.ArgumentParser) -> None:
     restream.add_command(sub)
     report.add_command(sub)
     cluster.add_command(sub)
+    churn.add_command(sub)

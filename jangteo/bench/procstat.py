@@ -29,3 +29,8 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
