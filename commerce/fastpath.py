@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from core import metrics
 from core.problems import (
     PROBLEM_JSON,
     BadRequest,
@@ -79,6 +80,7 @@ class OrderFastPath:
         except (Problem, RedisError) as exc:
             problem = exc if isinstance(exc, Problem) else unavailable(exc, scope["path"])
             status, extra, ctype = problem.status, problem.headers, PROBLEM_JSON.encode()
+            metrics.PROBLEMS.inc(status=str(status), code=problem.code)
             content = json.dumps(problem.body(scope["path"]), ensure_ascii=False).encode()
         out = [(b"content-type", ctype), (b"content-length", str(len(content)).encode())]
         out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]

@@ -95,6 +95,10 @@ RELAY_FEED_CPU = Gauge(
 )
 EDGES = Gauge("jangteo_edges", "Broadcasts this node serves as an edge of another's")
 
+PROBLEMS = Counter(
+    "jangteo_problems_total",
+    "Requests refused or failed, by status and problem code (limits: 413, 422, 429, …)",
+)
 TASKS = Gauge("jangteo_tasks", "asyncio tasks on this process's event loop")
 
 ALL: list[Counter | Gauge] = [
@@ -117,6 +121,7 @@ ALL: list[Counter | Gauge] = [
     RELAY_FEED_CPU,
     EDGES,
     TASKS,
+    PROBLEMS,
 ]
 
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core import metrics
 from core.problems import PROBLEM_JSON, MethodNotAllowed, NotFound, Problem
 from core.storage import unavailable
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    metrics.PROBLEMS.inc(status=str(problem.status), code=problem.code)
     return Response(
         json.dumps(problem.body(instance), ensure_ascii=False),
         status_code=problem.status,

@@ -6,7 +6,11 @@ import types
 
 from core import metrics
 from core.config import Settings
+from jangteo.testkit.server import RunningServer, bearer
+from stream.deliver.rtc import MAX_SDP_BYTES
 from stream.hub import MediaHub
+
+SDP = "application/sdp"
 
 
 def _sample(text: str, name: str) -> float:
@@ -68,3 +72,27 @@ async def test_two_media_hubs_count_together_until_one_closes() -> None:
         second.broadcasts.clear()
         await second.aclose()
     assert _sample(metrics.render(), "jangteo_broadcasts") == 0
+
+
+async def test_every_refusal_is_counted_by_status_and_code(server: RunningServer) -> None:
+    """A limit that bites shows in /metrics: jangteo_problems_total{code, status}."""
+
+    def refused(text: str, status: int, code: str) -> float:
+        name = f'jangteo_problems_total{{code="{code}",status="{status}"}}'
+        return next((float(x.split()[1]) for x in text.splitlines() if x.startswith(name)), 0.0)
+
+    b = await server.live_broadcast()
+    before = (await server.http.get("/metrics", headers=server.admin())).text
+    big = {"Content-Type": SDP} | bearer(b["host_token"])
+    for _ in range(3):
+        r = await server.http.post(f"/whep/{b['id']}", content=b"v" * (MAX_SDP_BYTES + 1),
+                                   headers=big)  # fmt: skip
+        assert r.status_code == 413
+    buyer = await server.token(b["id"], "viewer", "구매자")
+    r = await server.http.post(f"/api/broadcasts/{b['id']}/orders", json={"qty": 1},
+                               headers=bearer(buyer) | {"Idempotency-Key": "m1"})  # fmt: skip
+    assert r.status_code == 422 or r.status_code == 400, r.text
+    after = (await server.http.get("/metrics", headers=server.admin())).text
+    assert refused(after, 413, "too_large") - refused(before, 413, "too_large") == 3
+    code = r.json()["code"]
+    assert refused(after, r.status_code, code) - refused(before, r.status_code, code) == 1
