@@ -56,7 +56,8 @@ HEART_RATE, HEART_BURST = 20.0, 100.0
 
 def _origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str) -> bool:
     """Non-browser clients send no Origin; browsers may connect from our own pages (the same
-    host) and from the configured origins (``JANGTEO_CORS_ORIGINS``, default none)."""
+    host), from the configured origins (``JANGTEO_CORS_ORIGINS``, default none) and from the
+    deployment's nodes (jangteo/api.py NodeOrigins)."""
     if origin is None or "*" in allowed or origin in allowed:
         return True
     return bool(host) and origin in (f"https://{host}", f"http://{host}")
@@ -65,7 +66,10 @@ def _origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str) -> 
 async def chat_socket(websocket: WebSocket, app: SocketApp) -> None:
     bid = websocket.path_params["bid"]
     origin, host = websocket.headers.get("origin"), websocket.headers.get("host", "")
-    if not _origin_allowed(origin, app.settings.cors_origins, host):
+    # the deployment's other nodes' pages too (their viewers move here when their node dies)
+    nodes = getattr(websocket.app.state, "node_origins", None)
+    allowed = app.settings.cors_origins + (tuple(nodes.allowed) if nodes is not None else ())
+    if not _origin_allowed(origin, allowed, host):
         await websocket.close(CLOSE_POLICY, "origin not allowed")
         return
     token = websocket.query_params.get("token")

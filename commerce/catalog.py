@@ -19,6 +19,7 @@ from core.problems import BadRequest, NotFound, Unprocessable
 
 MAX_STOCK = 10_000_000
 MAX_PRICE = 100_000_000
+MAX_PRODUCTS = 200  # per broadcast (a show sells a handful; a market day a few dozen)
 _ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 KEYWORD = r"[A-Za-z0-9가-힣_-]{1,20}"  # a product's chat keyword, after NFKC
 _KEYWORD = re.compile(KEYWORD)
@@ -126,7 +127,13 @@ class Catalog:
     async def put(self, bid: str, product: dict[str, Any], stock: dict[str, int]) -> bool:
         """Store the product (replacing its stock entries); True if it existed before."""
         pid = product["id"]
-        old: Any = await self.redis.hget(key(bid, "products"), pid)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(key(bid, "products"), pid)
+            pipe.hlen(key(bid, "products"))
+            old, count = await pipe.execute()
+        if not old and count >= MAX_PRODUCTS:
+            raise Unprocessable(f"a broadcast sells at most {MAX_PRODUCTS} products",
+                                code="too_many_products")  # fmt: skip
         stale = []
         if old:
             prev = json.loads(old)

@@ -13,17 +13,24 @@ the app.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from .problems import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from .problems import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from .tokens import Claims, Role
 
 MAX_JSON = 16 * 1024
+MAX_JSON_DEPTH = 16  # our request bodies nest 3 levels at most (options in a product)
 _CLAIMS, _ADMIN = "jangteo.claims", "jangteo.admin"
 
 A = TypeVar("A")
@@ -149,6 +156,31 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         doc = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON", code="bad_json") from None
+    except RecursionError:  # nested past the parser's stack: deeper than anything we take
+        raise _too_deep() from None
     if not isinstance(doc, dict):
         raise BadRequest("the body must be a JSON object", code="bad_json")
+    if json_depth(doc) > MAX_JSON_DEPTH:
+        raise _too_deep()
     return doc
+
+
+def json_depth(doc: object) -> int:
+    """How deeply arrays and objects nest in ``doc`` (a scalar is 0), without recursion."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        node, depth = todo.pop()
+        children: Iterable[object]
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        todo.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _too_deep() -> Unprocessable:
+    return Unprocessable(f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="too_deep")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from starlette.requests import Request
@@ -12,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.broadcasts import ORIENTATIONS, Status
-from core.nodes import node, nodes
+from core.nodes import nodes
 from core.origin import clear as clear_origin
 from core.origin import origin_of
 from core.problems import BadRequest, Forbidden, Problem
@@ -65,13 +67,50 @@ async def create_broadcast(request: Request) -> JSONResponse:
     )
 
 
-async def _origin(redis: Redis, bid: str) -> dict[str, str] | None:
+async def _origin(redis: Redis, bid: str, live: list[dict[str, Any]]) -> dict[str, str] | None:
     """The node carrying the broadcast's media (its id and URL), while one does."""
     node_id = await origin_of(redis, bid)
     if node_id is None:
         return None
-    record = await node(redis, node_id)
-    return {"node": node_id, "url": record["url"] if record else ""}
+    url = next((str(r.get("url") or "") for r in live if r.get("id") == node_id), "")
+    return {"node": node_id, "url": url}
+
+
+def web_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, as browsers send it in ``Origin`` ("" for none)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+class NodeOrigins:
+    """The browser origins a node accepts (CORS) besides the configured ones: its own pages' (the
+    public and node URLs) and every node URL heard from in the registry since it started. Never
+    forgets one: the page of a node that has since died moves its viewers to the others."""
+
+    def __init__(self, own_urls: Iterable[str | None]) -> None:
+        self.allowed = {o for o in (web_origin(u or "") for u in own_urls) if o}
+        self.on_learn: list[Callable[[str], None]] = []  # told of each origin learnt
+
+    def learn(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            found = web_origin(str(record.get("url") or ""))
+            if found and found not in self.allowed:
+                self.allowed.add(found)
+                for tell in self.on_learn:
+                    tell(found)
+
+
+def node_origins(request: Request) -> NodeOrigins | None:
+    found: NodeOrigins | None = getattr(request.app.state, "node_origins", None)
+    return found
+
+
+def node_urls(records: list[dict[str, Any]], own_id: str, own_url: str) -> list[str]:
+    """The live nodes' URLs, this node's first; [] for a deployment of one (a viewer page moves
+    its WHEP session along this list when its node stops answering)."""
+    mine = [own_url] + [str(r.get("url") or "") for r in records if r.get("id") != own_id]
+    urls = list(dict.fromkeys(u for u in mine if u))
+    return urls if len(urls) > 1 else []
 
 
 async def get_broadcast(request: Request) -> JSONResponse:
@@ -79,12 +118,18 @@ async def get_broadcast(request: Request) -> JSONResponse:
     app = ctx(request)
     broadcast = await app.store.get(bid)
     media = app.hub.get(bid)
+    live_nodes = await nodes(app.redis)  # one SMEMBERS and one MGET
+    origins = node_origins(request)
+    if origins is not None:
+        origins.learn(live_nodes)
+    settings = app.settings
     body = broadcast.public() | {
         "viewers": media.audience() if media else 0,
         "publishers": len(media.publishers) if media else 0,
         "pinned": await app.catalog.pin(bid),
         "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],
-        "origin": await _origin(app.redis, bid),
+        "origin": await _origin(app.redis, bid, live_nodes),
+        "nodes": node_urls(live_nodes, app.node_id, settings.node_url or settings.base_url),
     }
     return JSONResponse(body)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import os
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 import chat.http
 import commerce.http
@@ -43,7 +45,7 @@ from commerce.webhooks import Webhooks
 from core import metrics
 from core.broadcasts import BroadcastStore
 from core.config import Settings, with_payment_secret
-from core.nodes import NodeRegistry
+from core.nodes import NodeRegistry, nodes
 from core.origin import renew
 from core.problems import NotFound
 from core.redislimit import RedisBuckets
@@ -64,6 +66,7 @@ from stream.hub import MediaHub
 
 from . import api, errors, guests, openapi
 from .access import guard
+from .api import NodeOrigins
 from .context import AppContext, ctx_of, require_admin
 from .overlays import OverlayFeed
 from .pages import NO_CACHE, page
@@ -133,6 +136,23 @@ async def web_manifest(request: Request) -> Response:
     )
 
 
+class NodeCORS(CORSMiddleware):
+    """CORS for the configured origins and the deployment's own pages (api.NodeOrigins): a viewer
+    page served by one node plays from another when its own stops answering."""
+
+    def __init__(
+        self, app: ASGIApp, node_origins: NodeOrigins, allow_origins: Collection[str] = (),
+        allow_methods: Collection[str] = (), allow_headers: Collection[str] = (),
+        expose_headers: Collection[str] = (), max_age: int = 600,
+    ) -> None:  # fmt: skip
+        super().__init__(app, allow_origins, allow_methods, allow_headers,
+                         expose_headers=expose_headers, max_age=max_age)  # fmt: skip
+        self.node_origins = node_origins
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        return super().is_allowed_origin(origin) or origin in self.node_origins.allowed
+
+
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, with a modest send buffer that accepted connections inherit.
 
@@ -191,6 +211,9 @@ async def _start(
     # the chat readers block in XREAD: they get their own connection pool
     chat_redis = _redis(settings.redis_url or "", CHAT_REDIS_CONNECTIONS, cluster)
     parts.push_async_callback(chat_redis.aclose)
+    loop = asyncio.get_running_loop()
+    metrics.TASKS.register(loop, lambda: len(asyncio.all_tasks(loop)))
+    parts.callback(metrics.TASKS.unregister, loop)
     hub = MediaHub(settings)
     hub.restream = DestinationStore(redis, settings.secret)
     if settings.workers:
@@ -243,10 +266,9 @@ async def _start(
             "edges": len(hub.edges),
             "viewers": sum(m.audience() for m in hub.audiences()),
         },
-        # the broadcasts this node is the origin of: their leases live while it does
-        on_beat=lambda: renew(
-            redis, [bid for bid, m in hub.broadcasts.items() if m.publishers], context.node_id
-        ),
+        # the broadcasts this node is the origin of: their leases live while it does; and the
+        # other nodes' URLs, whose pages may send their viewers here (CORS)
+        on_beat=lambda: _beat(context, app.state.node_origins),
     )
     node.relay = lambda: relay_address
     parts.push_async_callback(node.aclose)
@@ -261,6 +283,13 @@ async def _start(
         parts.push_async_callback(webhooks.aclose)
         webhooks.start()
     return context
+
+
+async def _beat(context: AppContext, origins: NodeOrigins) -> None:
+    hub = context.hub
+    await renew(context.redis, [b for b, m in hub.broadcasts.items() if m.publishers],
+                context.node_id)  # fmt: skip
+    origins.learn(await nodes(context.redis))
 
 
 async def _start_relay(
@@ -326,8 +355,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/manifest.webmanifest", web_manifest),
     ]
     routes = [guard(r) for r in routes]  # the access table, before every handler
+    origins = NodeOrigins((settings.base_url, settings.node_url))
     cors = Middleware(
-        CORSMiddleware,
+        NodeCORS,
+        node_origins=origins,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
@@ -341,5 +372,9 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=dict(errors.HANDLERS),
     )
     app.state.trusted_proxies = settings.trusted_proxies
+    app.state.node_origins = origins
     # the order route skips the middleware stack: see commerce/fastpath.py
-    return OrderFastPath(app, settings.cors_origins, settings.trusted_proxies)  # type: ignore[return-value]
+    fast = OrderFastPath(app, settings.cors_origins, settings.trusted_proxies)
+    fast.origins |= {o.encode() for o in origins.allowed}  # and the nodes' pages, as learnt
+    origins.on_learn.append(lambda o: fast.origins.add(o.encode()))
+    return fast  # type: ignore[return-value]

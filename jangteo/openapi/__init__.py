@@ -54,6 +54,12 @@ def document() -> dict[str, Any]:
                 "description": "the node carrying the media while a publisher is on (in GET "
                 "/api/broadcasts/{bid}): {node, url}; a WHIP publisher makes its node the origin",
             },
+            "nodes": {
+                "type": "array",
+                "items": {"type": "string", "format": "uri"},
+                "description": "the live nodes' URLs, the answering node's first (in GET /api/"
+                "broadcasts/{bid}; [] for one node): a player whose node fails tries the next",
+            },
             "renditions": {
                 "type": "array",
                 "description": "the rungs the picture is encoded at, highest first (in GET "

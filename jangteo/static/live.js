@@ -2,7 +2,7 @@
 // resumes by itself, the live shop state (products, stock, pin), formatting. Plain ES module.
 
 import { tr } from "/static/i18n.js";
-import { HttpProblem, problemOf, t } from "/static/whip-whep.js";
+import { HttpProblem, apiUrl, homeOrigin, problemOf, t } from "/static/whip-whep.js";
 
 export { HttpProblem, t };
 
@@ -40,7 +40,7 @@ export async function api(path, { method = "GET", token = null, body, headers = 
   let resp;
   for (let attempt = 0; ; attempt++) {
     try {
-      resp = await fetch(path, init);
+      resp = await fetch(apiUrl(path), init); // the page's home node (whip-whep.js moveHome)
       break;
     } catch (_) {
       if (attempt >= retries) {
@@ -212,7 +212,7 @@ export class ChatSocket {
       return;
     }
     if (this.state === "stopped") return;
-    const url = new URL(`/ws/${encodeURIComponent(this.o.bid)}`, location.href);
+    const url = new URL(`/ws/${encodeURIComponent(this.o.bid)}`, homeOrigin());
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("token", token);
     if (this.lastId) url.searchParams.set("last_id", this.lastId);

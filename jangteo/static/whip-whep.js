@@ -3,13 +3,36 @@
 // A MediaSession is one WHIP publish or WHEP playback that keeps itself up: it POSTs an SDP
 // offer (all candidates gathered first: the server does not do trickle ICE), sets the answer,
 // remembers the Location to DELETE, and reconnects with backoff when the connection fails,
-// disconnects for too long, or (for playback) stops receiving media.
+// disconnects for too long, or (for playback) stops receiving media. Given the deployment's other
+// nodes (`nodes`), a playback that fails moves to the next of them at once (round robin).
 
 export const GATHER_TIMEOUT_MS = 3000; // gather what we can, then send it anyway
 export const DISCONNECT_GRACE_MS = 4000; // 'disconnected' often heals by itself
 export const STALL_MS = 8000; // playback: no bytes for this long while connected -> reconnect
 export const CONNECT_TIMEOUT_MS = 15000; // answer received but ICE/DTLS never connects -> retry
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+// with other nodes to move to: 'disconnected' this long, or bytes that stop this long while
+// connected (a live node sends the picture or its slate all the time), is a node gone; the next
+// one is tried at once
+export const FAILOVER_GRACE_MS = 1500;
+export const FAILOVER_STALL_MS = 2500;
+const FAILOVER_BACKOFF_MS = [0, 250, 500, 1000, 2000, 4000];
+const INFO_TIMEOUT_MS = 5000; // a node that does not answer in time counts as gone
+
+// Where API calls and the chat go: the page's own origin, unless the page moved them to another
+// node of the deployment because its own stopped answering (moveHome).
+let home = null;
+
+/** The page's home: the origin its API calls and chat socket go to. */
+export const homeOrigin = () => home || location.origin;
+
+/** An API path (or URL) on the page's home. */
+export const apiUrl = (path) => (home ? new URL(path, home).href : path);
+
+/** From now on, send API calls and the chat to `origin` (another node of the deployment). */
+export function moveHome(origin) {
+  home = new URL(origin).origin === location.origin ? null : new URL(origin).origin;
+}
 
 /** An HTTP error answer, read from application/problem+json when there is one. */
 export class HttpProblem extends Error {
@@ -126,7 +149,9 @@ const connectedPcs = new WeakSet(); // peer connections that reached 'connected'
  *
  * options: kind ("whip" | "whep"), url, getToken(refresh: boolean) -> Promise<string>,
  *   tracks (whip: MediaStreamTracks to send), videoCodec (whip: e.g. "video/VP8"),
- *   onStream(MediaStream) (whep), onState(state, detail).
+ *   onStream(MediaStream) (whep), onState(state, detail),
+ *   nodes() -> the deployment's node URLs (GET /api/broadcasts/{bid} `nodes`; [] for one node):
+ *   with more than one, a failed session moves to the next node (same path, same token).
  * States: idle, connecting, connected, reconnecting, waiting (the show has not started, or the
  * server is at a limit: it asks again after Retry-After), stopped, failed (fatal: see `error`).
  */
@@ -144,6 +169,50 @@ export class MediaSession {
     this._watch = null;
     this._generation = 0;
     this.lastReason = null; // why we last reconnected
+    this.node = null; // the origin the session goes to (null: the one of `url`)
+    this._own = null; // the origin of `url` (read once per connect: it may be a getter)
+    this.moves = 0; // times the session moved to another node
+  }
+
+  /** The origins to play from: url's own, then the other nodes' (options.nodes), once each. */
+  _nodes() {
+    const list = [this._own || new URL(this.o.url, location.href).origin];
+    for (const url of this.o.nodes?.() || []) {
+      try {
+        const origin = new URL(url).origin;
+        if (!list.includes(origin)) list.push(origin);
+      } catch (_) {
+        /* not a URL */
+      }
+    }
+    return list;
+  }
+
+  /** Playback with other nodes to move to. */
+  _canMove() {
+    return this.o.kind === "whep" && this._nodes().length > 1;
+  }
+
+  /** After a failure: aim at the node after the one that failed; false with no other node. */
+  _moveOn() {
+    const list = this._nodes();
+    if (list.length < 2) return false;
+    const i = list.indexOf(this.node || list[0]);
+    this.node = list[(i + 1) % list.length];
+    this.moves++;
+    return true;
+  }
+
+  /** The origin the session goes to now (the node it plays from while connected). */
+  get origin() {
+    return this.node || this._own || new URL(this.o.url, location.href).origin;
+  }
+
+  /** The URL to POST to: `url` itself, or its path and query on the node we moved to. */
+  _target() {
+    const own = new URL(this.o.url, location.href);
+    this._own = own.origin;
+    return this.node && this.node !== own.origin ? new URL(own.pathname + own.search, this.node).href : own.href;
   }
 
   _set(state, detail) {
@@ -199,6 +268,7 @@ export class MediaSession {
   }
 
   _wait(err, delay) {
+    if (err.status !== 409) this._moveOn(); // at a limit: ask another node next time
     this._generation++;
     clearTimeout(this._timer);
     this._closePc();
@@ -214,7 +284,9 @@ export class MediaSession {
     deleteSession(this.sessionUrl, this.token); // best effort: free the server side now
     this.sessionUrl = null;
     this._closePc();
-    const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    const moved = this._canMove() && this._moveOn();
+    const steps = moved ? FAILOVER_BACKOFF_MS : BACKOFF_MS;
+    const base = steps[Math.min(this.attempt, steps.length - 1)];
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
     this.attempt++;
     this.lastReason = reason;
@@ -244,7 +316,7 @@ export class MediaSession {
       }
       pc.onconnectionstatechange = () => gen === this._generation && this._onPcState(pc);
       this.token = await this.o.getToken(refreshToken);
-      const url = await negotiate(pc, this.o.url, this.token);
+      const url = await negotiate(pc, this._target(), this.token);
       if (gen !== this._generation) {
         deleteSession(url, this.token); // stopped while we were negotiating
         return;
@@ -264,6 +336,11 @@ export class MediaSession {
         return this._connect(true); // expired or bad token: ask for a new one once
       }
       const wait = waitFor(err);
+      const others = this._canMove() ? this._nodes().length - 1 : 0;
+      if (wait !== null && err.status !== 409 && this.attempt < others) {
+        this._retry(err.code || String(err.status)); // this node is at a limit: the next one now
+        return;
+      }
       if (wait !== null) {
         this._wait(err, wait);
         return;
@@ -293,9 +370,10 @@ export class MediaSession {
     } else if (s === "disconnected") {
       this._set("reconnecting", { reason: "disconnected" });
       clearTimeout(this._timer);
+      const grace = this._canMove() ? FAILOVER_GRACE_MS : DISCONNECT_GRACE_MS;
       this._timer = setTimeout(() => {
         if (this.pc === pc && pc.connectionState !== "connected") this._retry("disconnected");
-      }, DISCONNECT_GRACE_MS);
+      }, grace);
     }
   }
 
@@ -303,6 +381,16 @@ export class MediaSession {
   _startWatchdog(pc, gen) {
     clearInterval(this._watch);
     if (this.o.kind !== "whep") return;
+    // a node that stops closes its DTLS (Chromium keeps saying 'connected'): move on at once
+    const dtls = pc.getReceivers()[0]?.transport;
+    if (dtls) {
+      dtls.onstatechange = () => {
+        const over = dtls.state === "closed" || dtls.state === "failed";
+        if (over && gen === this._generation && this.pc === pc && this._canMove()) {
+          this._retry(`transport ${dtls.state}`);
+        }
+      };
+    }
     let last = -1;
     let lastChange = performance.now();
     this._watch = setInterval(async () => {
@@ -312,10 +400,11 @@ export class MediaSession {
       if (bytes !== last) {
         last = bytes;
         lastChange = now;
-      } else if (pc.connectionState === "connected" && now - lastChange > STALL_MS) {
+      } else if (pc.connectionState === "connected" &&
+        now - lastChange > (this._canMove() && last > 0 ? FAILOVER_STALL_MS : STALL_MS)) {
         this._retry("no media");
       }
-    }, 1000);
+    }, 500);
   }
 
   /** A few numbers for the status line and for tests. */
@@ -392,7 +481,7 @@ export async function guestToken(bid, name = "guest") {
   } catch (_) {
     /* storage disabled */
   }
-  const resp = await fetch(`/api/broadcasts/${encodeURIComponent(bid)}/tokens`, {
+  const resp = await fetch(apiUrl(`/api/broadcasts/${encodeURIComponent(bid)}/tokens`), {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ role: "viewer", name, ...(guest ? { guest } : {}) }),
@@ -407,11 +496,16 @@ export async function guestToken(bid, name = "guest") {
   return doc.token;
 }
 
-/** GET /api/broadcasts/{bid}; null on network errors. Throws HttpProblem (e.g. 404). */
-export async function broadcastInfo(bid) {
+/** GET /api/broadcasts/{bid} (from the page's home, or `origin`); null on network errors and
+ * when no answer comes in time. Throws HttpProblem (e.g. 404). */
+export async function broadcastInfo(bid, origin = null) {
+  const path = `/api/broadcasts/${encodeURIComponent(bid)}`;
   let resp;
   try {
-    resp = await fetch(`/api/broadcasts/${encodeURIComponent(bid)}`, { cache: "no-store" });
+    resp = await fetch(origin ? new URL(path, origin).href : apiUrl(path), {
+      cache: "no-store",
+      signal: AbortSignal.timeout?.(INFO_TIMEOUT_MS),
+    });
   } catch (_) {
     return null;
   }
