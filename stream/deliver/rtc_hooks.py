@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 
 import aioice.ice
@@ -85,3 +86,36 @@ async def _query_consent(self: aioice.ice.Connection) -> None:
 
 aioice.ice.Connection.check_incoming = _check_incoming  # type: ignore[method-assign]
 aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
+
+
+# Garbage at a session's port, from anyone: aioice hands every datagram that is not STUN to aiortc,
+# whatever its source address, and aiortc 1.16's DTLS receive loop ends the session (and the
+# peer connection) on any exception but pylibsrtp.Error. Two inputs raise one: an empty datagram
+# (it reads ``data[0]``) and an SRTP/SRTCP-looking one (first byte 128-191) longer than
+# pylibsrtp's buffer (ValueError "packet is too long"). Both are dropped here, as aiortc would
+# drop them if it caught the error. media_tests/test_garbage_datagrams.py
+SRTP_MAX_BYTES = 1500  # pylibsrtp 1.0's unprotect buffer
+_original_data_received = aioice.ice.Connection.data_received
+
+
+def _data_received(self: aioice.ice.Connection, data: bytes, component: int) -> None:
+    if not data or (127 < data[0] < 192 and len(data) > SRTP_MAX_BYTES):
+        return
+    _original_data_received(self, data, component)
+
+
+# aioice 0.13's STUN parser raises struct.error, not the ValueError it documents, for an
+# attribute of the wrong length (PRIORITY, FINGERPRINT, ICE-CONTROLLING…): it escaped the
+# datagram callback, one ERROR with a traceback in the log per datagram. Not STUN, then: data.
+original_parse_message = stun.parse_message
+
+
+def _parse_message(data: bytes) -> stun.Message:
+    try:
+        return original_parse_message(data)
+    except struct.error as exc:
+        raise ValueError(f"STUN attribute of the wrong length: {exc}") from exc
+
+
+aioice.ice.Connection.data_received = _data_received  # type: ignore[method-assign]
+stun.parse_message = _parse_message
