@@ -229,3 +229,28 @@ async def test_receiver_state_a_viewer_drops_is_where_aiortc_keeps_it() -> None:
     source = inspect.getsource(RTCRtpReceiver)
     assert "if self.__remote_bitrate_estimator is not None" in source
     assert "if self.__nack_generator is not None" in source
+
+
+async def test_media_sockets_get_a_large_receive_buffer() -> None:
+    """stream/deliver/rtc_hooks.py enlarges every ICE socket's receive buffer (the kernel
+    reports double what was asked, up to net.core.rmem_max)."""
+    import socket
+    from pathlib import Path
+
+    from stream.deliver.rtc_hooks import RECEIVE_BUFFER_BYTES
+
+    cap = int(Path("/proc/sys/net/core/rmem_max").read_text())  # noqa: ASYNC240 - procfs
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        (t,) = pc.getTransceivers()
+        ice = t.receiver.transport.transport
+        socks = [p.transport.get_extra_info("socket") for p in ice._connection._protocols]
+        assert socks
+        for sock in socks:
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert got >= min(RECEIVE_BUFFER_BYTES, cap), got
+            assert got > 2 * 262_144 or cap <= 262_144  # more than aioice's own 256 KB
+    finally:
+        await pc.close()

@@ -14,6 +14,7 @@ import struct
 import time
 
 import aioice.ice
+import aioice.turn
 from aioice import stun
 from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile
 from OpenSSL import SSL
@@ -119,3 +120,11 @@ def _parse_message(data: bytes) -> stun.Message:
 
 aioice.ice.Connection.data_received = _data_received  # type: ignore[method-assign]
 stun.parse_message = _parse_message
+
+
+# Every media socket gets a receive buffer large enough for a burst (a publisher's keyframe, or a
+# flood of garbage while the event loop is busy): aioice 0.13 sets its host sockets' (and TURN's)
+# to this module constant, 256 KB; a full buffer drops the publisher's own packets with the rest.
+# (The kernel caps it at net.core.rmem_max.)
+RECEIVE_BUFFER_BYTES = 1 << 20
+aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER_BYTES
