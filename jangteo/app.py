@@ -45,6 +45,7 @@ from commerce.webhooks import Webhooks
 from core import metrics
 from core.broadcasts import BroadcastStore
 from core.config import Settings, with_payment_secret
+from core.malloc import trim_heap
 from core.nodes import NodeRegistry, nodes
 from core.origin import renew
 from core.problems import NotFound
@@ -290,6 +291,7 @@ async def _beat(context: AppContext, origins: NodeOrigins) -> None:
     await renew(context.redis, [b for b, m in hub.broadcasts.items() if m.publishers],
                 context.node_id)  # fmt: skip
     origins.learn(await nodes(context.redis))
+    trim_heap()  # what departed viewers used goes back to the system (core/malloc.py)
 
 
 async def _start_relay(
