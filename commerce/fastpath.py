@@ -82,7 +82,8 @@ class OrderFastPath:
             status, extra, ctype = problem.status, problem.headers, PROBLEM_JSON.encode()
             metrics.PROBLEMS.inc(status=str(status), code=problem.code)
             content = json.dumps(problem.body(scope["path"]), ensure_ascii=False).encode()
-        out = [(b"content-type", ctype), (b"content-length", str(len(content)).encode())]
+        out = [(b"content-type", ctype), (b"content-length", str(len(content)).encode()),
+               (b"x-content-type-options", b"nosniff")]  # fmt: skip
         out += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         origin = headers.get(b"origin")
         if origin is not None and (self.any_origin or origin in self.origins):

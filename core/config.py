@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,6 +84,9 @@ class Settings:
     # browser origins allowed besides our own pages (HTTP CORS and the chat socket's Origin);
     # "*" for any, e.g. WHEP players embedded on other sites
     cors_origins: tuple[str, ...] = ()
+    # origins whose pages may frame the viewers' pages (watch, replay, screen): CSP
+    # frame-ancestors; none by default (this origin only). The studio and report never are
+    embed_origins: tuple[str, ...] = ()
     public_url: str | None = None
     # REDIS_URL names any node of a Redis Cluster (every script touches one slot: jt:{bid}:…)
     redis_cluster: bool = False
@@ -161,6 +165,23 @@ def parse_ice_servers(value: str) -> tuple[IceServer, ...]:
     return tuple(IceServer(urls=u) for u in _split(value))
 
 
+_EMBED_ORIGIN = re.compile(r"https?://(?:\*\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::[0-9]{1,5})?")
+
+
+def parse_embed_origins(value: str) -> tuple[str, ...]:
+    """``https://shop.example, https://*.example.org:8443``: space- or comma-separated origins
+    (scheme, host, optional port; a leading ``*.`` for subdomains), lower-cased."""
+    found = []
+    for part in value.replace(",", " ").split():
+        origin = part.lower().rstrip("/")
+        if not _EMBED_ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"JANGTEO_EMBED_ORIGINS: {part!r} is not an origin like https://shop.example"
+            )
+        found.append(origin)
+    return tuple(dict.fromkeys(found))
+
+
 def parse_workers(value: str) -> int:
     if value.strip() == "auto":
         return os.cpu_count() or 1
@@ -230,6 +251,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "max_viewers": _int(env, "JANGTEO_MAX_VIEWERS", 2000),
         "trusted_proxies": _split(env.get("JANGTEO_TRUSTED_PROXIES", "")),
         "cors_origins": _split(env.get("JANGTEO_CORS_ORIGINS", "")),
+        "embed_origins": parse_embed_origins(env.get("JANGTEO_EMBED_ORIGINS", "")),
         "public_url": env.get("JANGTEO_PUBLIC_URL") or None,
         "node_id": env.get("JANGTEO_NODE_ID") or None,
         "redis_cluster": env.get("JANGTEO_REDIS_CLUSTER", "0") in ("1", "true", "yes", "on"),

@@ -70,7 +70,7 @@ from .access import guard
 from .api import NodeOrigins
 from .context import AppContext, ctx_of, require_admin
 from .overlays import OverlayFeed
-from .pages import NO_CACHE, page
+from .pages import NO_CACHE, SecurityHeaders, page
 
 STATIC = Path(__file__).parent / "static"
 ICONS = STATIC / "icons"  # drawn by scripts/make-icons
@@ -330,6 +330,7 @@ def create_app(settings: Settings) -> Starlette:
     def context() -> AppContext:
         return ctx_of(app)
 
+    embed = settings.embed_origins  # who may frame the viewers' pages (jangteo/pages.py)
     routes = [
         *api.routes,
         *guests.routes,
@@ -347,10 +348,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint),
         Route("/healthz", healthz),
-        Route("/watch/{bid}", page(STATIC / "watch.html")),
-        Route("/studio/{bid}", page(STATIC / "studio.html")),
-        Route("/replay/{bid}", page(STATIC / "replay.html")),
-        Route("/screen/{bid}", page(STATIC / "screen.html")),
+        Route("/watch/{bid}", page(STATIC / "watch.html", embed=embed)),
+        Route("/studio/{bid}", page(STATIC / "studio.html")),  # framed by nobody
+        Route("/replay/{bid}", page(STATIC / "replay.html", embed=embed, hls=True)),
+        Route("/screen/{bid}", page(STATIC / "screen.html", embed=embed, hls=True)),
         Route("/static/{name}", static_file),
         Route("/static/icons/{name}", icon_file),
         Route("/favicon.ico", favicon),
@@ -369,7 +370,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app = Starlette(
         routes=routes,
-        middleware=[cors],
+        middleware=[Middleware(SecurityHeaders), cors],  # nosniff on CORS's answers too
         lifespan=lifespan,
         exception_handlers=dict(errors.HANDLERS),
     )

@@ -27,7 +27,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
         json.dumps(problem.body(instance), ensure_ascii=False),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
-        headers=problem.headers,
+        # also for a 500, which Starlette answers outside the middleware that adds it elsewhere
+        headers=problem.headers | {"X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -62,7 +62,8 @@ async def axe_violations(
     "failureSummary"}]}``, ``target`` being the element's selectors (one per frame or shadow
     root); ``exclude`` is CSS selectors of regions to leave out. The script is injected once per
     document (again after a navigation); a page with a Content-Security-Policy that forbids inline
-    scripts needs a context made with ``bypass_csp=True``.
+    scripts or eval (axe compiles its messages with ``new Function``), such as ours, needs a
+    context made with ``bypass_csp=True``.
     """
     if not await page.evaluate("() => typeof window.axe === 'object'"):
         await page.add_script_tag(path=AXE_JS)

@@ -15,6 +15,11 @@ stay in the kernel's loopback path (checked by ``assert_media_stays_here``). The
 plain loopback, on a loopback-only host, and under ``scripts/netns-run``.
 
 Screenshots of both pages are written to artifacts/ (git-ignored).
+
+The pages' Content-Security-Policy refuses eval (jangteo/pages.py), and Playwright's
+``wait_for_function`` evals its predicate: give it a function (``"() => window.jt.ok"``), which it
+evals once, where Chromium's DevTools may; a bare expression is evaled again at every poll, and
+refused.
 """
 
 from __future__ import annotations
@@ -203,7 +208,7 @@ async def test_studio_publishes_watch_plays(
     assert await codec.input_value() == "video/VP8"  # the default
     await codec.select_option(mime)
     await studio.get_by_role("button", name="방송 시작 · Go live").click()
-    await studio.wait_for_function("window.jt.state === 'connected'", timeout=WAIT_MS)
+    await studio.wait_for_function("() => window.jt.state === 'connected'", timeout=WAIT_MS)
     stats = await studio.evaluate("window.jt.stats()")
     assert stats["publish"]["codec"].lower() == mime.lower(), stats
 
@@ -230,7 +235,7 @@ async def test_studio_publishes_watch_plays(
 
     # Tap to unmute: sound on, and the video keeps playing.
     await watch.get_by_role("button", name="탭하여 소리 켜기").click()
-    await watch.wait_for_function("!document.querySelector('#player').muted")
+    await watch.wait_for_function("() => !document.querySelector('#player').muted")
     await wait_playing(watch, "#player")
 
     await assert_media_stays_here(studio, "publisher")
@@ -246,7 +251,7 @@ async def test_studio_publishes_watch_plays(
 
     # 종료 End: the studio DELETEs its WHIP session; viewers keep theirs and see the slate.
     await studio.get_by_role("button", name="종료 · End").click()
-    await studio.wait_for_function("window.jt.state === 'idle'", timeout=WAIT_MS)
+    await studio.wait_for_function("() => window.jt.state === 'idle'", timeout=WAIT_MS)
     await eventually(lambda: not media.publishers, "the publisher to leave")
     await eventually(lambda: media.compositor.on_slate, "the slate after the host left")
     assert len(media.viewers) == 2
@@ -265,14 +270,14 @@ async def test_watch_reconnects_when_the_server_drops_it(
     watch = await context.new_page()
     await watch.goto(f"{server.base_url}/watch/{bid}")
     await wait_playing(watch, "#player")
-    await watch.wait_for_function("window.jt.player.connects === 1", timeout=WAIT_MS)
+    await watch.wait_for_function("() => window.jt.player.connects === 1", timeout=WAIT_MS)
     media = server.ctx.hub.get(bid)
     assert media is not None and len(media.viewers) == 1
     (first,) = media.viewers
 
     await media.remove_viewer(first)  # as if this process had lost the session
 
-    await watch.wait_for_function("window.jt.player.connects >= 2", timeout=30_000)
+    await watch.wait_for_function("() => window.jt.player.connects >= 2", timeout=30_000)
     await eventually(
         lambda: len(media.viewers) == 1 and first not in media.viewers,
         "exactly one new viewer session",
@@ -298,7 +303,7 @@ async def test_watch_stops_when_the_broadcast_ends(
     )
     assert r.status_code == 200, r.text
 
-    await watch.wait_for_function("window.jt.state === 'stopped'", timeout=30_000)
+    await watch.wait_for_function("() => window.jt.state === 'stopped'", timeout=30_000)
     await watch.wait_for_selector("#badge[data-status='ended']", timeout=WAIT_MS)
     assert "종료" in await watch.inner_text("#status")
     assert server.ctx.hub.get(bid) is None
@@ -314,7 +319,7 @@ async def test_watch_waits_for_the_show_to_start(
     bid = b["id"]
     watch = await context.new_page()
     await watch.goto(f"{server.base_url}/watch/{bid}")
-    await watch.wait_for_function("window.jt.player.state === 'waiting'", timeout=WAIT_MS)
+    await watch.wait_for_function("() => window.jt.player.state === 'waiting'", timeout=WAIT_MS)
     assert "곧 방송이 시작됩니다" in await watch.inner_text("#status")
     assert server.ctx.hub.get(bid) is None, "no compositor or encoder for a show not on air"
 

@@ -74,15 +74,19 @@ async def test_the_watch_page_plays_from_another_node_when_its_node_dies(
                 await tb.wait_playing(watch, "#player")
                 assert bid in b.ctx.hub.edges, "B plays the broadcast through its edge"
                 # the page knows where else to go: B (its own) first, then A
-                await watch.wait_for_function("window.jt.nodes.length === 2", timeout=tb.WAIT_MS)
+                await watch.wait_for_function(
+                    "() => window.jt.nodes.length === 2", timeout=tb.WAIT_MS
+                )
                 assert await watch.evaluate("window.jt.nodes") == [b.base_url, a.base_url]
                 assert await watch.evaluate("window.jt.player.origin") == b.base_url
-                await watch.wait_for_function("window.jt.chat.state === 'open'", timeout=tb.WAIT_MS)
+                await watch.wait_for_function(
+                    "() => window.jt.chat.state === 'open'", timeout=tb.WAIT_MS
+                )
 
                 await b_alive.aclose()  # node B stops (its sessions close, its port is shut)
                 gone = time.monotonic()
                 on_a = f"window.jt.player.origin === {a.base_url!r}"
-                await watch.wait_for_function(f"{on_a} && window.jt.state === 'connected'",
+                await watch.wait_for_function(f"() => {on_a} && window.jt.state === 'connected'",
                                               timeout=BACK_WITHIN_S * 1000)  # fmt: skip
                 await tb.wait_playing(watch, "#player")
                 back = time.monotonic() - gone
@@ -93,11 +97,11 @@ async def test_the_watch_page_plays_from_another_node_when_its_node_dies(
                 media = a.ctx.hub.get(bid)
                 assert media is not None and media.audience() == 1  # the page's one session
                 # the page's API calls follow (B does not answer them any more)
-                await watch.wait_for_function(f"window.jt.home === {a.base_url!r}",
+                await watch.wait_for_function(f"() => window.jt.home === {a.base_url!r}",
                                               timeout=tb.WAIT_MS)  # fmt: skip
                 # and the chat: it resumes on A (which knows B's page from the registry)
                 await watch.wait_for_function(
-                    "window.jt.chat.state === 'open' && window.jt.chat.connects >= 2",
+                    "() => window.jt.chat.state === 'open' && window.jt.chat.connects >= 2",
                     timeout=tb.WAIT_MS,
                 )
                 await watch.fill("#chat-input", "A에서 안녕")

@@ -161,20 +161,24 @@ async def open_studio(
 ) -> Page:
     page = await ctx.new_page()
     await page.goto(f"{base}/studio/{bid}?token={token}{query}")
-    await page.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await page.wait_for_function(
+        "() => window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS
+    )
     return page
 
 
 async def go_live(studio: Page) -> None:
     await studio.wait_for_selector("#golive:not([disabled])", timeout=WAIT_MS)
     await studio.get_by_role("button", name="방송 시작 · Go live").click()
-    await studio.wait_for_function("window.jt.state === 'connected'", timeout=WAIT_MS)
+    await studio.wait_for_function("() => window.jt.state === 'connected'", timeout=WAIT_MS)
 
 
 async def open_watch(ctx: BrowserContext, base: str, bid: str) -> Page:
     page = await ctx.new_page()
     await page.goto(f"{base}/watch/{bid}")
-    await page.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await page.wait_for_function(
+        "() => window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS
+    )
     return page
 
 
@@ -254,7 +258,8 @@ async def test_live_commerce_in_the_browser(server: RunningServer, contexts: Con
     await watch.wait_for_selector("#confirm-step:not([hidden])", timeout=WAIT_MS)
     assert await watch.inner_text("#c-total") == "51,800원"
     await watch.wait_for_function(
-        "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
+        "() => document.querySelector('#confirm-msg').textContent.includes('결제 완료')",
+        timeout=WAIT_MS,
     )
     await watch.locator("#confirm-close").click()
     await watch.locator('[data-action="my-orders"]').click()  # the viewer's own orders
@@ -268,7 +273,8 @@ async def test_live_commerce_in_the_browser(server: RunningServer, contexts: Con
     assert "제주 감귤 5kg × 2" in await feed.inner_text()
     await studio.wait_for_selector("#order-feed li[data-status='paid']", timeout=WAIT_MS)
     await watch.wait_for_function(
-        "document.querySelector('#p-stock').textContent.includes('남은 수량 8개')", timeout=WAIT_MS
+        "() => document.querySelector('#p-stock').textContent.includes('남은 수량 8개')",
+        timeout=WAIT_MS,
     )
     await row.locator(".stock[data-stock='8']").wait_for(timeout=WAIT_MS)
     r = await server.http.get(f"/api/broadcasts/{bid}/products")
@@ -278,7 +284,7 @@ async def test_live_commerce_in_the_browser(server: RunningServer, contexts: Con
     for _ in range(3):
         await watch.locator('[data-action="heart"]').click()
     await studio.wait_for_function(
-        "document.querySelector('#hearts-total').textContent.includes('3')", timeout=WAIT_MS
+        "() => document.querySelector('#hearts-total').textContent.includes('3')", timeout=WAIT_MS
     )
 
     await studio.get_by_text("상품 추가 · Add a product").click()  # fold the form away again
@@ -321,29 +327,34 @@ async def test_viewer_refusals_are_clear(server: RunningServer, contexts: Contex
     await watch.wait_for_function("([t]) => Date.now() > t + 100", arg=[ends], timeout=WAIT_MS)
     await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
-        "document.querySelector('#dialog-msg').textContent.includes('특가가 끝났습니다')",
+        "() => document.querySelector('#dialog-msg').textContent.includes('특가가 끝났습니다')",
         timeout=WAIT_MS,
     )
     await watch.get_by_role("button", name="닫기", exact=True).click()
-    await watch.wait_for_function("document.querySelector('#buy').disabled", timeout=WAIT_MS)
+    await watch.wait_for_function("() => document.querySelector('#buy').disabled", timeout=WAIT_MS)
     assert "특가가 끝났습니다" in await watch.inner_text("#buy-msg")
 
     # Limit reached, by keyboard only: Enter on Buy, Enter to confirm (placed and paid).
     await pin("lim")
     await watch.focus("#buy")
     await watch.keyboard.press("Enter")
-    await watch.wait_for_function("document.activeElement.id === 'buy-qty'", timeout=WAIT_MS)
+    await watch.wait_for_function("() => document.activeElement.id === 'buy-qty'", timeout=WAIT_MS)
     await watch.keyboard.press("Enter")  # submits the form: quantity 1
     await watch.wait_for_function(
-        "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
+        "() => document.querySelector('#confirm-msg').textContent.includes('결제 완료')",
+        timeout=WAIT_MS,
     )
-    await watch.wait_for_function("document.activeElement.id === 'confirm-close'", timeout=WAIT_MS)
+    await watch.wait_for_function(
+        "() => document.activeElement.id === 'confirm-close'", timeout=WAIT_MS
+    )
     await watch.keyboard.press("Escape")
-    await watch.wait_for_function("!document.querySelector('#buy-dialog').open", timeout=WAIT_MS)
+    await watch.wait_for_function(
+        "() => !document.querySelector('#buy-dialog').open", timeout=WAIT_MS
+    )
     await watch.locator('[data-action="buy"]').click()
     await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
-        "document.querySelector('#dialog-msg').textContent.includes('1인 구매 한도')",
+        "() => document.querySelector('#dialog-msg').textContent.includes('1인 구매 한도')",
         timeout=WAIT_MS,
     )
     await watch.keyboard.press("Escape")
@@ -360,11 +371,11 @@ async def test_viewer_refusals_are_clear(server: RunningServer, contexts: Contex
     assert r.status_code == 201, r.text
     await watch.locator('[data-action="confirm"]').click()
     await watch.wait_for_function(
-        "document.querySelector('#dialog-msg').textContent.includes('품절되었습니다')",
+        "() => document.querySelector('#dialog-msg').textContent.includes('품절되었습니다')",
         timeout=WAIT_MS,
     )
     await watch.keyboard.press("Escape")
-    await watch.wait_for_function("document.querySelector('#buy').disabled", timeout=WAIT_MS)
+    await watch.wait_for_function("() => document.querySelector('#buy').disabled", timeout=WAIT_MS)
     assert "품절" in await watch.inner_text("#p-stock")
     await save(watch, "pages-watch-sold-out.png")
 
@@ -390,27 +401,30 @@ async def test_chat_resumes_and_moderation_reaches_viewers(
     viewer_uid = await watch.evaluate("window.jt.me.userId")
     for client in [c for c in chat.clients if c.claims.user_id == viewer_uid]:
         await client.aclose(1012, "restarting")
-    await watch.wait_for_function("window.jt.chat.state === 'reconnecting'", timeout=WAIT_MS)
+    await watch.wait_for_function("() => window.jt.chat.state === 'reconnecting'", timeout=WAIT_MS)
     assert "다시 연결" in await watch.inner_text("#chat-state")
     await send_chat(studio, "끊긴 동안 보낸 말")
     await chat_line(studio, "끊긴 동안 보낸 말").wait_for(timeout=WAIT_MS)
     await viewer_ctx.set_offline(False)
-    await watch.wait_for_function("window.jt.chat.connects >= 2", timeout=30_000)
+    await watch.wait_for_function("() => window.jt.chat.connects >= 2", timeout=30_000)
     await chat_line(watch, "끊긴 동안 보낸 말").wait_for(timeout=WAIT_MS)
     assert await chat_line(watch, "첫 번째 메시지").count() == 1  # resumed, not repeated
 
     # Slow mode and freeze from the studio's moderation controls.
     await studio.get_by_label("슬로 모드 · Slow mode").select_option("30")
     await watch.wait_for_function(
-        "document.querySelector('#chat-state').textContent.includes('슬로 모드')", timeout=WAIT_MS
+        "() => document.querySelector('#chat-state').textContent.includes('슬로 모드')",
+        timeout=WAIT_MS,
     )
     await studio.get_by_label("채팅 얼리기 · Freeze chat").check()
-    await watch.wait_for_function("document.querySelector('#chat-input').disabled", timeout=WAIT_MS)
+    await watch.wait_for_function(
+        "() => document.querySelector('#chat-input').disabled", timeout=WAIT_MS
+    )
     assert "멈췄습니다" in await watch.inner_text("#chat-state")
     await studio.get_by_label("채팅 얼리기 · Freeze chat").uncheck()
     await studio.get_by_label("슬로 모드 · Slow mode").select_option("0")
     await watch.wait_for_function(
-        "!document.querySelector('#chat-input').disabled", timeout=WAIT_MS
+        "() => !document.querySelector('#chat-input').disabled", timeout=WAIT_MS
     )
 
     # A 5-minute timeout: the viewer is told privately, and a new line is refused in words.
@@ -421,7 +435,7 @@ async def test_chat_resumes_and_moderation_reaches_viewers(
     )
     await send_chat(watch, "제한 중에 보낸 말")
     await watch.wait_for_function(
-        "document.querySelector('#chat-state').textContent.includes('채팅할 수 없습니다')",
+        "() => document.querySelector('#chat-state').textContent.includes('채팅할 수 없습니다')",
         timeout=WAIT_MS,
     )
     assert await chat_line(studio, "제한 중에 보낸 말").count() == 0
@@ -444,7 +458,7 @@ async def test_cohost_invite_and_flash_product(server: RunningServer, contexts: 
     await studio.get_by_label("깜짝 재고 · Flash stock").fill("3")
     await studio.get_by_role("button", name="화면 찍어 올리기 · Snap and list").click()
     await studio.wait_for_function(
-        "document.querySelector('#pinned-name').textContent === '방금 보신 그 접시'",
+        "() => document.querySelector('#pinned-name').textContent === '방금 보신 그 접시'",
         timeout=WAIT_MS,
     )
     products = (await server.http.get(f"/api/broadcasts/{bid}/products")).json()["products"]
@@ -456,13 +470,16 @@ async def test_cohost_invite_and_flash_product(server: RunningServer, contexts: 
     # The invite link opens a co-host studio.
     await studio.get_by_role("button", name="초대 링크 만들기 · Create invite link").click()
     await studio.wait_for_function(
-        "document.querySelector('#invite-link').value.includes('role=cohost')", timeout=WAIT_MS
+        "() => document.querySelector('#invite-link').value.includes('role=cohost')",
+        timeout=WAIT_MS,
     )
     link = await studio.get_by_label("초대 링크 · Invite link").input_value()
     assert "role=cohost" in link and "token=" in link
     cohost = await (await contexts(viewport=DESKTOP)).new_page()
     await cohost.goto(link)
-    await cohost.wait_for_function("window.jt && window.jt.role === 'cohost'", timeout=WAIT_MS)
+    await cohost.wait_for_function(
+        "() => window.jt && window.jt.role === 'cohost'", timeout=WAIT_MS
+    )
     assert "공동 진행자" in await cohost.inner_text("#role")
     for host_only in ("#orders-panel", "#cohost-panel", "#flash", "#moderation", "#finish"):
         assert await cohost.is_hidden(host_only), host_only
@@ -471,7 +488,7 @@ async def test_cohost_invite_and_flash_product(server: RunningServer, contexts: 
     await tb.eventually(lambda: len(media.publishers) == 2, "the co-host's publisher")
 
     # The co-host's chat line reaches the host, marked as co-host.
-    await cohost.wait_for_function("window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await cohost.wait_for_function("() => window.jt.chat.state === 'open'", timeout=WAIT_MS)
     await send_chat(cohost, "같이 방송해요")
     await chat_line(studio, "같이 방송해요").locator(".role").wait_for(timeout=WAIT_MS)
 
@@ -580,13 +597,16 @@ async def test_watch_data_saver_pins_the_lowest_rung(
     await tb.wait_playing(watch, "#player")
     await watch.keyboard.press("i")  # the stats say so too
     await watch.wait_for_function(
-        "document.querySelector('#stats').textContent.includes('180p · 320×180')", timeout=WAIT_MS
+        "() => document.querySelector('#stats').textContent.includes('180p · 320×180')",
+        timeout=WAIT_MS,
     )
     assert "데이터 절약 (고정)" in await watch.inner_text("#stats")
 
     # A reload keeps the choice: its first session is already on the lowest rung.
     await watch.reload()
-    await watch.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await watch.wait_for_function(
+        "() => window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS
+    )
     await tb.wait_playing(watch, "#player")
     await watch.wait_for_function(VIDEO_WIDTH_IS, arg=320, timeout=WAIT_MS)
     assert await watch.evaluate("[window.jt.rendition, window.jt.player.connects]") == ["180p", 1]
@@ -629,7 +649,8 @@ async def test_watch_stats_overlay(server: RunningServer, contexts: Contexts) ->
     await stats.wait_for(state="visible", timeout=WAIT_MS)
     await watch.mouse.up()
     await watch.wait_for_function(
-        "document.querySelector('#stats').textContent.includes('360p · 640×360')", timeout=WAIT_MS
+        "() => document.querySelector('#stats').textContent.includes('360p · 640×360')",
+        timeout=WAIT_MS,
     )
     await watch.wait_for_function(  # the browser's decoded frame rate (getStats)
         "/^\\d+ fps$/.test(document.querySelector('#st-fps').textContent)", timeout=WAIT_MS

@@ -143,7 +143,7 @@ async def assert_fits(page: Page, what: str) -> None:
 
 
 async def body_has(page: Page, attr: str, present: bool = True) -> None:
-    js = f"document.body.hasAttribute('data-{attr}') === {'true' if present else 'false'}"
+    js = f"() => document.body.hasAttribute('data-{attr}') === {'true' if present else 'false'}"
     await page.wait_for_function(js, timeout=WAIT_MS)
 
 
@@ -168,14 +168,16 @@ async def test_one_merchant_runs_the_show_from_a_phone(
     studio = await (await phone(contexts, size)).new_page()
     errors = await console_errors(studio)
     await studio.goto(f"{base}/studio/{bid}?token={host}")
-    await studio.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await studio.wait_for_function(
+        "() => window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS
+    )
     assert await studio.evaluate("document.body.dataset.orientation") == orientation
     await studio.wait_for_selector("[data-action='go-live']:not([disabled])", timeout=WAIT_MS)
     await assert_fits(studio, "before going live")
 
     # One tap: live, the screen kept on, the picture viewers see fills the screen.
     await studio.locator("[data-action='go-live']").tap()
-    await studio.wait_for_function("window.jt.state === 'connected'", timeout=WAIT_MS)
+    await studio.wait_for_function("() => window.jt.state === 'connected'", timeout=WAIT_MS)
     await body_has(studio, "on-air")
     assert await studio.evaluate("window.jt.awake"), "a wake lock is held while live"
     await studio.wait_for_selector("#elapsed:not([hidden])", timeout=WAIT_MS)
@@ -199,10 +201,12 @@ async def test_one_merchant_runs_the_show_from_a_phone(
     watch = await watch_ctx.new_page()
     watch_errors = await console_errors(watch)
     await watch.goto(f"{base}/watch/{bid}")
-    await watch.wait_for_function("window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS)
+    await watch.wait_for_function(
+        "() => window.jt && window.jt.chat.state === 'open'", timeout=WAIT_MS
+    )
     await send_chat(watch, "한라봉 달아요?")
     await watch.wait_for_selector("#product:not([hidden])", timeout=WAIT_MS)
-    await watch.wait_for_function("document.querySelector('#player').readyState >= 2",
+    await watch.wait_for_function("() => document.querySelector('#player').readyState >= 2",
                                   timeout=WAIT_MS)  # fmt: skip
     await assert_fits(watch, "watching")
     await chat_line(watch, "한라봉 달아요?").wait_for(timeout=WAIT_MS)
@@ -211,7 +215,8 @@ async def test_one_merchant_runs_the_show_from_a_phone(
     await watch.locator("[data-action='buy']").tap()
     await watch.locator("[data-action='confirm']").tap()
     await watch.wait_for_function(
-        "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
+        "() => document.querySelector('#confirm-msg').textContent.includes('결제 완료')",
+        timeout=WAIT_MS,
     )
     toast = studio.locator("#toasts .toast", has_text="한라봉 3kg")
     await toast.wait_for(timeout=WAIT_MS)
@@ -250,9 +255,10 @@ async def test_one_merchant_runs_the_show_from_a_phone(
     # Finish, in two taps: the show ends and the screen may sleep again.
     await studio.locator("[data-action='finish']").tap()
     await studio.locator("[data-action='finish-confirm']").tap()
-    await studio.wait_for_function("document.querySelector('#badge').dataset.status === 'ended'",
-                                   timeout=WAIT_MS)  # fmt: skip
-    await studio.wait_for_function("!window.jt.awake", timeout=WAIT_MS)
+    await studio.wait_for_function(
+        "() => document.querySelector('#badge').dataset.status === 'ended'", timeout=WAIT_MS
+    )
+    await studio.wait_for_function("() => !window.jt.awake", timeout=WAIT_MS)
     assert await studio.evaluate("window.__wake") == {"requests": 1, "released": 1}
     assert not errors and not watch_errors, (errors, watch_errors)
 
@@ -281,7 +287,7 @@ async def test_viewers_buy_in_two_taps_in_their_language_and_currency(
         page = await (await phone(contexts, size)).new_page()
         errors = await console_errors(page)
         await page.goto(f"{base}/watch/{bid}{query}")
-        await page.wait_for_function("window.jt && window.jt.chat.state === 'open'",
+        await page.wait_for_function("() => window.jt && window.jt.chat.state === 'open'",
                                      timeout=WAIT_MS)  # fmt: skip
         await page.wait_for_selector("#product:not([hidden])", timeout=WAIT_MS)
         assert await page.get_attribute("html", "lang") == lang

@@ -96,7 +96,9 @@ async def test_market_screen_plays_low_latency_hls(
     await tp.put_product(server, bid, host, "apple", name="햇사과 2kg", price=19900, stock=7)
     screen = await (await contexts(viewport=SCREEN)).new_page()
     await screen.goto(f"{base}/screen/{bid}")
-    await screen.wait_for_function("window.jt && window.jt.state === 'waiting'", timeout=WAIT_MS)
+    await screen.wait_for_function(
+        "() => window.jt && window.jt.state === 'waiting'", timeout=WAIT_MS
+    )
     assert "곧 방송이 시작됩니다" in await screen.inner_text("#notice")
 
     pub = await publish(server, bid, host)
@@ -105,7 +107,7 @@ async def test_market_screen_plays_low_latency_hls(
         await pin(server, bid, host, "apple")
         # the screen's next status check (every 5 s) starts the player
         await tb.wait_playing(screen, "#player")
-        await screen.wait_for_function("window.jt.state === 'playing'", timeout=WAIT_MS)
+        await screen.wait_for_function("() => window.jt.state === 'playing'", timeout=WAIT_MS)
         tb.assert_real_picture(await tb.snapshot(screen, "#player"), "market screen")
         state = await screen.evaluate(HLS_STATE)
         assert state["lowLatency"] is True and state["live"], state
@@ -130,7 +132,7 @@ async def test_market_screen_plays_low_latency_hls(
     finally:
         await pub.aclose()
     await screen.wait_for_url(f"**/replay/{bid}", timeout=WAIT_MS)
-    await screen.wait_for_function("window.jt && window.jt.replay", timeout=WAIT_MS)
+    await screen.wait_for_function("() => window.jt && window.jt.replay", timeout=WAIT_MS)
 
 
 async def test_replay_chapters_seek_and_buy(
@@ -166,7 +168,8 @@ async def test_replay_chapters_seek_and_buy(
     page = await (await contexts(viewport=PHONE, is_mobile=True, has_touch=True)).new_page()
     await page.goto(f"{base}/replay/{bid}")
     await page.wait_for_function(
-        "document.querySelectorAll('#chapters li .stock, #chapters li .sold-out').length === 2",
+        "() => document.querySelectorAll('#chapters li .stock, #chapters li .sold-out')"
+        ".length === 2",
         timeout=WAIT_MS,
     )
     items = page.locator("#chapters li")
@@ -212,7 +215,8 @@ async def test_replay_chapters_seek_and_buy(
     await page.wait_for_selector("#confirm-step:not([hidden])", timeout=WAIT_MS)
     assert await page.inner_text("#c-total") == "39,800원"
     await page.wait_for_function(
-        "document.querySelector('#confirm-msg').textContent.includes('결제 완료')", timeout=WAIT_MS
+        "() => document.querySelector('#confirm-msg').textContent.includes('결제 완료')",
+        timeout=WAIT_MS,
     )
     await page.locator("#confirm-close").click()
     await page.wait_for_selector("#order-list li[data-status='paid']", timeout=WAIT_MS)
@@ -261,5 +265,6 @@ async def test_watch_page_hands_over_to_the_replay(
     # once the replay is ready the page opens it by itself
     await watch.wait_for_url(f"**/replay/{bid}", timeout=WAIT_MS)
     await watch.wait_for_function(
-        "window.jt && window.jt.replay && window.jt.replay.status === 'ready'", timeout=WAIT_MS
+        "() => window.jt && window.jt.replay && window.jt.replay.status === 'ready'",
+        timeout=WAIT_MS,
     )

@@ -79,7 +79,7 @@ async def test_the_report_page_draws_its_charts_and_prints_on_one_page(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{server.base_url}/api/broadcasts/{bid}/report?format=html&token={host}")
-    await page.wait_for_function("window.jt && window.jt.ready", timeout=WAIT_MS)
+    await page.wait_for_function("() => window.jt && window.jt.ready", timeout=WAIT_MS)
 
     title = await page.inner_text("#report-title")
     assert title == "동문시장 한라봉 라이브 방송 리포트 · Show report"
@@ -110,7 +110,9 @@ async def test_the_studio_shows_the_numbers_live(server: RunningServer, contexts
         await store_show(server.ctx, f"m_{bid}", past, prices, "지난 방송")
     studio = await (await contexts(viewport=DESKTOP)).new_page()
     await studio.goto(f"{server.base_url}/studio/{bid}?token={host}")
-    await studio.wait_for_function("window.jt && window.jt.numbers.reads > 0", timeout=WAIT_MS)
+    await studio.wait_for_function(
+        "() => window.jt && window.jt.numbers.reads > 0", timeout=WAIT_MS
+    )
     cell = studio.locator("#numbers-panel [data-stat='orders'] dd")
     assert await cell.inner_text() == "6"
     assert "179,600원" in await studio.inner_text("#numbers-panel [data-stat='gmv'] dd")
@@ -122,7 +124,8 @@ async def test_the_studio_shows_the_numbers_live(server: RunningServer, contexts
                                headers=bearer(buyer) | {"Idempotency-Key": "late"})  # fmt: skip
     assert r.status_code == 201, r.text
     await studio.wait_for_function(
-        "document.querySelector(\"#numbers-panel [data-stat='orders'] dd\").textContent === '7'",
+        "() => document.querySelector(\"#numbers-panel [data-stat='orders'] dd\")"
+        ".textContent === '7'",
         timeout=WAIT_MS,
     )
     # and what the merchant's past shows say about the next one
