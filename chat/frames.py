@@ -45,7 +45,7 @@ Frame = ChatLine | Hearts
 def parse(text: str) -> Frame:
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting a few thousand deep fits in one frame
         raise BadFrame("bad_json", "send a JSON object") from None
     if not isinstance(msg, dict):
         raise BadFrame("bad_json", "send a JSON object")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -329,6 +330,8 @@ class FastFanout:
 
     def retransmit(self, viewer: FastViewer, lost: list[int]) -> None:
         """Answer a viewer's NACK from the shared history, straight to its socket."""
+        # aiortc reads a NACK's bitmask as pid + 1..16 without wrapping: 65535 → 65536 is 0
+        lost = [seq & 0xFFFF for seq in lost]
         now = time.monotonic()
         viewer.newly_lost(lost, now)
         sock = viewer.socket()
@@ -402,7 +405,7 @@ def install(
             if viewer.abr is not None:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
+                except (ValueError, struct.error):  # fewer SSRCs than it says: struct.error
                     return
                 if viewer.ssrc in ssrcs:
                     viewer.abr.remb(bitrate, time.monotonic())

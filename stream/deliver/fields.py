@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import functools
+import math
 from typing import Any, TypeAlias
 
 from stream.encode.encoders import Codec
@@ -62,7 +63,13 @@ def number(h: Header, kind: str, key: str) -> float:
     value = get(h, kind, key)
     if type(value) is not float and type(value) is not int:
         raise wrong(kind, key, "a number", value)
-    return float(value)
+    try:  # an integer of 400 digits is JSON too; NaN and Infinity are only Python's JSON
+        f = float(value)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise BadMessage(f"{kind}: {key!r} must be a finite number, not {value!r:.40}")
+    return f
 
 
 def as_codec(kind: str, key: str, value: Any) -> Codec:

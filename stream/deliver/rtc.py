@@ -75,8 +75,9 @@ async def close_peer(pc: RTCPeerConnection) -> None:
 
 
 def check_size(text: str) -> None:
-    """Refuse an offer with more media sections than any real client sends, before parsing."""
-    if text.count("\nm=") + text.startswith("m=") > MAX_MEDIA_SECTIONS:
+    """Refuse an offer with more media sections than any real client sends, before parsing.
+    The lines are aiortc's (``str.splitlines``: a bare CR, U+2028 and the like end one too)."""
+    if sum(line.startswith("m=") for line in text.splitlines()) > MAX_MEDIA_SECTIONS:
         raise BadSdp(
             f"the SDP offer has more than {MAX_MEDIA_SECTIONS} media sections",
             code="too_many_media_sections",
@@ -111,6 +112,20 @@ def check_offer(text: str, *, need_send: bool) -> sdp.SessionDescription:
         desc = sdp.SessionDescription.parse(text)
     except Exception as exc:  # aiortc's parser raises whatever its regexes hit
         raise BadSdp(f"the SDP offer does not parse: {exc}") from exc
+    # aiortc answers any other kind (m=text, m=message) as if it were a data channel: it crashes
+    odd = [m.kind for m in desc.media if m.kind not in ("audio", "video", "application")]
+    if odd:
+        raise BadSdp(f"the SDP offer has a section of a kind we do not take: {odd[0]!r:.40}")
+    # and it leaves a section without a transport (then crashes answering) when mids are
+    # repeated, a BUNDLE group names a section that is not there, or two sections are data
+    mids = [m.rtp.muxId for m in desc.media]
+    if len(set(mids)) != len(mids):
+        raise BadSdp("the SDP offer gives two media sections the same mid (or none)")
+    bundled = {str(i) for g in desc.group if g.semantic == "BUNDLE" for i in g.items}
+    if not bundled <= set(mids):
+        raise BadSdp("the SDP offer's BUNDLE group names a media section it does not have")
+    if sum(m.kind == "application" for m in desc.media) > 1:
+        raise BadSdp("the SDP offer has more than one data channel section")
     media = [m for m in desc.media if m.kind in ("audio", "video")]
     if not media:
         raise BadSdp("the SDP offer has no audio or video section")
@@ -119,6 +134,8 @@ def check_offer(text: str, *, need_send: bool) -> sdp.SessionDescription:
         side = "send" if need_send else "receive"
         raise BadSdp(f"the SDP offer does not {side} any media")
     for m in media:
+        if m.direction is None:  # aiortc cannot answer it (every browser writes one)
+            raise BadSdp("each audio and video section of the SDP offer needs a direction")
         if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
             raise BadSdp("the SDP offer lacks ICE credentials (ice-ufrag, ice-pwd)")
         if not m.dtls or not m.dtls.fingerprints:

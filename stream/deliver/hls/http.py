@@ -38,8 +38,9 @@ MP4 = "video/mp4"
 BLOCK_S = 3 * SEGMENT_S  # the longest a blocking request is held
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Age, Date"}
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"} | _CORS
-_FILE = re.compile(r"init(\d{1,4})\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,3})\.m4s")
-_NUMBER = re.compile(r"\d{1,9}")
+# ASCII digits only: ``\d`` alone also takes "٤٢" or "４２" (int() reads them as 42)
+_FILE = re.compile(r"init(\d{1,4})\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,3})\.m4s", re.ASCII)
+_NUMBER = re.compile(r"\d{1,9}", re.ASCII)
 _URI = re.compile(r'URI="([^"?]+)"')
 
 
@@ -103,13 +104,15 @@ def _with_token(playlist: str, request: Request) -> str:
         return playlist
     suffix = "?token=" + quote(token, safe="")
     lines = []
-    for line in playlist.splitlines():
+    # our playlists end their lines with LF alone; splitlines() would also cut a product's name
+    # (a pin's EXT-X-DATERANGE) at a U+2028 or a CR and put the token in the middle of it
+    for line in playlist.split("\n"):
         if line and not line.startswith("#"):
             line += suffix
         else:
             line = _URI.sub(lambda m: f'URI="{m.group(1)}{suffix}"', line)
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _number(request: Request, name: str) -> int | None:

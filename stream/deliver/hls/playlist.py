@@ -42,7 +42,10 @@ def _pdt(epoch: float) -> str:
 
 
 def _quoted(value: str) -> str:
-    return '"' + value.replace('"', "'").replace("\n", " ") + '"'
+    """A quoted-string attribute (RFC 8216 4.2): no double quote, CR or LF inside; any other
+    line break (U+2028, NEL, …) too, so no player splits the line."""
+    flat = " ".join(value.replace('"', "'").splitlines())
+    return '"' + flat + '"'
 
 
 def _dateranges(ranges: Sequence[DateRange], since: float) -> list[str]:

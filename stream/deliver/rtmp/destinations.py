@@ -93,8 +93,15 @@ def parse(url: str) -> Target:
         raise BadDestination("the url must start with rtmp:// or rtmps://")
     if not parts.hostname or parts.username or parts.password:
         raise BadDestination("the url needs a host (and no user:password@)")
+    try:  # what the resolver does first (socket.getaddrinfo): "a..b" is no name
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise BadDestination("the url's host is not a valid name") from None
     if parts.fragment:
         raise BadDestination("a stream url has no #fragment")
+    if any(ch.isspace() or not ch.isprintable() for ch in parts.path + parts.query):
+        # "…/app/key #" kept "key " (and "…/app/ #" a blank key): stored, it read back otherwise
+        raise BadDestination("the url's path has spaces or control characters")
     segments = [s for s in parts.path.split("/") if s]
     if len(segments) < 2:
         raise BadDestination("the url must end in /app/streamkey")
