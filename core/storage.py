@@ -23,7 +23,7 @@ DETAIL = "storage is unavailable; try again"
 
 def unavailable(exc: RedisError | OSError, where: str) -> Unavailable:
     log.warning("redis error on %s: %s", where, exc)
-    return Unavailable(DETAIL)
+    return Unavailable(DETAIL, headers={"Retry-After": "2"})
 
 
 async def keep_doing(

@@ -109,10 +109,11 @@ async def static_file(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         path = (STATIC / name).resolve()
-    except (ValueError, OSError):  # a NUL byte, a name the file system refuses
-        raise NotFound(f"no file {name!r}") from None
-    if path.parent != STATIC.resolve() or not path.is_file():
-        raise NotFound(f"no file {name!r}")
+        found = path.parent == STATIC.resolve() and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name the file system refuses (too long)
+        found = False
+    if not found:
+        raise NotFound(f"no file {name[:100]!r}")
     return FileResponse(path, headers=_NO_CACHE)
 
 
@@ -121,9 +122,11 @@ async def icon_file(request: Request) -> Response:
     name = request.path_params["name"]
     if _ICON_NAME.fullmatch(name):
         path = (ICONS / name).resolve()
-        if path.parent == ICONS.resolve() and path.is_file():  # and not a link out of it
-            return FileResponse(path, media_type=_ICON_TYPES[path.suffix], headers=_ICON_CACHE)
-    raise NotFound(f"no icon {name!r}")
+        with contextlib.suppress(OSError):  # a name the file system refuses (too long)
+            if path.parent == ICONS.resolve() and path.is_file():  # and not a link out of it
+                return FileResponse(path, media_type=_ICON_TYPES[path.suffix],
+                                    headers=_ICON_CACHE)  # fmt: skip
+    raise NotFound(f"no icon {name[:100]!r}")
 
 
 async def favicon(request: Request) -> Response:

@@ -79,7 +79,7 @@ async def test_redis_away_for_ten_seconds(server: RunningServer, own_redis: Redi
             slowest = max(slowest, time.monotonic() - t0)
             assert r.status_code == 503, r.text
             assert r.headers["content-type"].startswith("application/problem+json")
-            assert r.json()["status"] == 503
+            assert r.json()["status"] == 503 and r.headers["retry-after"]
             order = await server.http.post(
                 f"/api/broadcasts/{bid}/orders", json={"product_id": "p1", "qty": 1},
                 headers=bearer(viewer_token) | {"Idempotency-Key": f"k{t0}"},

@@ -58,3 +58,10 @@ async def test_a_broadcast_sells_at_most_so_many_products(server: RunningServer)
     assert r.status_code == 200, r.text
     products = (await server.http.get(f"/api/broadcasts/{bid}/products")).json()["products"]
     assert len(products) == MAX_PRODUCTS and "one-more" not in {p["id"] for p in products}
+
+
+async def test_names_the_file_system_refuses_are_404_not_500(server: RunningServer) -> None:
+    for path in ("/static/" + "a" * 300, "/static/icons/" + "a" * 300 + ".png"):
+        r = await server.http.get(path)
+        assert r.status_code == 404, (path[:20], r.status_code)
+        assert r.headers["content-type"].startswith("application/problem+json")

@@ -8,29 +8,43 @@ from typing import Any
 from .. import __version__
 from .chat import chat_paths, chat_socket
 from .commerce import ORDER, PIN, PRODUCT, PRODUCT_INPUT, commerce
+from .common import with_common_answers
 from .media_out import hls_paths, replay_paths, restream_paths
 from .numbers import numbers_paths
 from .parts import (
     BID,
     BODY_ERRORS,
+    BROADCAST_CREATED,
+    BROADCAST_READ,
+    COHOST_ANSWER,
     ERRORS,
     INT,
+    LAYOUT_ANSWER,
     LAYOUT_NAMES,
     RENDITION,
     STR,
+    TOKEN_ISSUED,
+    TOKEN_REQUEST,
     html,
     json,
     json_body,
     json_object,
     media,
     problem,
+    ref,
 )
 
 LAYOUT = {"type": "string", "enum": LAYOUT_NAMES}
+TITLE = "^[^\\s\\x00-\\x1f][^\\x00-\\x1f]{0,199}$"  # 1-200 characters, no controls
+PHONE = "^[\\s().-]*\\+?(?:[\\s().-]*[0-9]){8,15}[\\s().-]*$"
 BINARY = {"type": "string", "format": "binary"}
 
 
 def document() -> dict[str, Any]:
+    return with_common_answers(_document())
+
+
+def _document() -> dict[str, Any]:
     broadcast = {
         "type": "object",
         "properties": {
@@ -115,7 +129,7 @@ def document() -> dict[str, Any]:
                                     "type": "object",
                                     "required": ["title"],
                                     "properties": {
-                                        "title": {"type": "string"},
+                                        "title": {"type": "string", "pattern": TITLE},
                                         "host_name": {"type": "string"},
                                         "orientation": {
                                             "type": "string",
@@ -133,14 +147,7 @@ def document() -> dict[str, Any]:
                         }
                     },
                     "responses": {
-                        "201": {
-                            "description": "created; carries host_token",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Broadcast"}
-                                }
-                            },
-                        },
+                        "201": json("created; carries host_token", BROADCAST_CREATED),
                         **ERRORS,
                     },
                 }
@@ -150,14 +157,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "broadcast status",
                     "responses": {
-                        "200": {
-                            "description": "ok",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Broadcast"}
-                                }
-                            },
-                        },
+                        "200": json("ok", BROADCAST_READ),
                         "404": ERRORS["404"],
                     },
                 },
@@ -166,27 +166,11 @@ def document() -> dict[str, Any]:
                 "parameters": [BID],
                 "post": {
                     "summary": "role token: host or admin for any role; anyone for a guest viewer",
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "role": {
-                                            "type": "string",
-                                            "enum": ["host", "cohost", "moderator", "viewer"],
-                                        },
-                                        "name": {"type": "string"},
-                                    },
-                                }
-                            }
-                        }
-                    },
+                    "requestBody": TOKEN_REQUEST,
                     "responses": {
-                        "201": {
-                            "description": "{token, role, user_id, name, expires_at (epoch ms)}"
-                        },
+                        "201": TOKEN_ISSUED,
                         **ERRORS,
+                        "429": problem("too many new guests from one address (too_many_guests)"),
                     },
                 },
             },
@@ -215,7 +199,12 @@ def document() -> dict[str, Any]:
                     "requestBody": json_body(
                         {
                             "guest": {"type": "string", "description": "the guest key kept"},
-                            "phone": {"type": "string", "description": "8 to 15 digits"},
+                            "phone": {
+                                "type": "string",
+                                "pattern": PHONE,
+                                "description": "8 to 15 digits (spaces, dots, dashes, brackets "
+                                "between them are dropped)",
+                            },
                         },
                         required=("guest", "phone"),
                     ),
@@ -241,7 +230,7 @@ def document() -> dict[str, Any]:
                     "requestBody": json_body(
                         {
                             "guest": STR,
-                            "phone": STR,
+                            "phone": {"type": "string", "pattern": PHONE},
                             "code": {"type": "string", "pattern": "^[0-9]{6}$"},
                         },
                         required=("guest", "phone", "code"),
@@ -273,7 +262,7 @@ def document() -> dict[str, Any]:
                     "summary": "end the broadcast (host or admin)",
                     "security": [{"bearer": []}],
                     "responses": {
-                        "200": {"description": "ended"},
+                        "200": json("ended: the broadcast", ref("Broadcast")),
                         **ERRORS,
                         "409": problem("already ended"),
                     },
@@ -283,7 +272,7 @@ def document() -> dict[str, Any]:
                 "parameters": [BID],
                 "get": {
                     "summary": "the layout of the publishers' pictures (anyone)",
-                    "responses": {"200": {"description": "{layout}"}, "404": ERRORS["404"]},
+                    "responses": {"200": json("{layout}", LAYOUT_ANSWER), "404": ERRORS["404"]},
                 },
                 "put": {
                     "summary": "switch the layout live: solo, side_by_side (default) or pip (host)",
@@ -291,20 +280,20 @@ def document() -> dict[str, Any]:
                     "requestBody": json_object(
                         {"layout": {"type": "string", "enum": LAYOUT_NAMES}}
                     ),
-                    "responses": {"200": {"description": "{layout}"}, **ERRORS},
+                    "responses": {"200": json("{layout}", LAYOUT_ANSWER), **ERRORS},
                 },
             },
             "/api/broadcasts/{bid}/cohost": {
                 "parameters": [BID],
                 "get": {
                     "summary": "what co-hosts may do (anyone)",
-                    "responses": {"200": {"description": "{can_pin}"}, "404": ERRORS["404"]},
+                    "responses": {"200": json("{can_pin}", COHOST_ANSWER), "404": ERRORS["404"]},
                 },
                 "put": {
                     "summary": "allow co-hosts to pin and unpin products, or not (host)",
                     "security": [{"bearer": []}],
                     "requestBody": json_object({"can_pin": {"type": "boolean"}}),
-                    "responses": {"200": {"description": "{can_pin}"}, **ERRORS},
+                    "responses": {"200": json("{can_pin}", COHOST_ANSWER), **ERRORS},
                 },
             },
             **commerce(),

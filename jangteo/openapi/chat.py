@@ -6,6 +6,34 @@ from typing import Any
 
 from .parts import BID, ERRORS, STR, json, json_body, problem
 
+EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": STR, "id": {"type": "string", "description": "the stream id"}},
+}
+HISTORY = {
+    "type": "object",
+    "required": ["events", "deleted"],
+    "properties": {
+        "events": {"type": "array", "items": EVENT},
+        "deleted": {"type": "array", "items": STR, "description": "ids of deleted messages"},
+    },
+}
+SETTINGS = {
+    "type": "object",
+    "required": ["slow_mode_s", "frozen", "banned_words"],
+    "properties": {
+        "slow_mode_s": {"type": "integer", "minimum": 0},
+        "frozen": {"type": "boolean"},
+        "banned_words": {"type": "array", "items": STR},
+    },
+}
+ANNOUNCEMENT = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {"text": {"type": ["string", "null"]}},
+}
+
 
 def chat_socket() -> dict[str, Any]:
     """The chat WebSocket, as the HTTP request that opens it (OpenAPI has no WebSockets)."""
@@ -56,7 +84,23 @@ def chat_paths() -> dict[str, Any]:
             "get": {
                 "summary": "a page of chat history (any token); ?after=<sid>&limit=N",
                 "security": [{"bearer": []}],
-                "responses": {"200": {"description": "{events, deleted}"}, **ERRORS},
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]+)?$"},
+                        "description": "the events after this stream id (else the latest)",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer"},
+                        "description": "at most this many (1-500, default 50; clamped)",
+                    },
+                ],
+                "responses": {"200": json("{events, deleted}", HISTORY), **ERRORS},
             },
         },
         "/api/broadcasts/{bid}/chat/{id}": {
@@ -131,7 +175,7 @@ def chat_paths() -> dict[str, Any]:
                     }
                 ),
                 "responses": {
-                    "200": {"description": "the new settings"},
+                    "200": json("the new settings", SETTINGS),
                     **ERRORS,
                     "422": problem("bad slow_mode_s"),
                 },
@@ -143,7 +187,7 @@ def chat_paths() -> dict[str, Any]:
                 "summary": "announcement pinned at the top of chat (host); text null clears",
                 "security": [{"bearer": []}],
                 "requestBody": json_body({"text": {"type": ["string", "null"]}}),
-                "responses": {"200": {"description": "{text}"}, **ERRORS},
+                "responses": {"200": json("{text}", ANNOUNCEMENT), **ERRORS},
             },
         },
     }

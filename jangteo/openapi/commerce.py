@@ -19,8 +19,12 @@ PRODUCT_INPUT = {
     "type": "object",
     "required": ["name", "price"],
     "description": "money in won; `stock` is required unless `options` carry it",
+    "anyOf": [
+        {"required": ["stock"]},
+        {"required": ["options"], "properties": {"options": {"minItems": 1}}},
+    ],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"},
         "price": {"type": "integer", "minimum": 0, "maximum": 100_000_000},
         "list_price": {"type": "integer", "maximum": 100_000_000, "description": ">= price"},
         "stock": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
@@ -33,13 +37,15 @@ PRODUCT_INPUT = {
         "image": {
             "type": ["string", "null"],
             "maxLength": 2000,
+            "pattern": "^(?:(?:[Hh][Tt][Tt][Pp][Ss]?://[^\\s/]|/[^/\\s])\\S*)?$",
             "description": "an http(s) URL or a path on this server",
         },
         "keyword": {
             "type": ["string", "null"],
             "minLength": 1,
             "maxLength": 20,
-            "description": "chat orders name the product with #keyword",
+            "pattern": "^[A-Za-z0-9가-힣_-]{1,20}$",
+            "description": "chat orders name the product with #keyword (after NFKC)",
         },
         "options": {"type": "array", "maxItems": 100, "items": OPTION_INPUT},
     },

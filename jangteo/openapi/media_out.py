@@ -22,6 +22,18 @@ MEDIA = {
     "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
 }
 NOT_LIVE = problem("the broadcast is not live (not_live)")
+MEDIA_TOKEN = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "with JANGTEO_MEDIA_TOKENS=1: a token of the broadcast (any role), which "
+    "the playlists carry on into the URIs they list; else not needed",
+}
+NO_MEDIA_TOKEN = {
+    "401": problem("JANGTEO_MEDIA_TOKENS=1 and no token, or a bad one"),
+    "403": problem("JANGTEO_MEDIA_TOKENS=1 and another broadcast's token"),
+}
 STARTING = problem("the media is starting, or this server does not carry it yet (Retry-After)")
 
 
@@ -40,8 +52,10 @@ def hls_paths() -> dict[str, Any]:
             "parameters": [BID],
             "get": {
                 "summary": "multivariant playlist: every rendition (H.264 + AAC); anyone",
+                "parameters": [MEDIA_TOKEN],
                 "responses": {
                     "200": PLAYLIST,
+                    **NO_MEDIA_TOKEN,
                     "404": problem("unknown broadcast"),
                     "409": NOT_LIVE,
                     "503": STARTING,
@@ -55,9 +69,11 @@ def hls_paths() -> dict[str, Any]:
                 "parameters": [
                     query("_HLS_msn", "hold the answer until this media sequence number exists"),
                     query("_HLS_part", "… and this part of it (needs _HLS_msn)"),
+                    MEDIA_TOKEN,
                 ],
                 "responses": {
                     "200": PLAYLIST,
+                    **NO_MEDIA_TOKEN,
                     "400": problem("bad _HLS_msn/_HLS_part, or too far ahead (bad_hls_query)"),
                     "404": problem("unknown broadcast or rendition (rendition_not_found)"),
                     "409": NOT_LIVE,
@@ -79,10 +95,13 @@ def hls_paths() -> dict[str, Any]:
             ],
             "get": {
                 "summary": "init section, segment or part (a hinted part is held until made)",
+                "parameters": [MEDIA_TOKEN],
                 "responses": {
                     "200": MEDIA,
+                    **NO_MEDIA_TOKEN,
                     "404": problem("not made yet, or out of the window"),
                     "409": NOT_LIVE,
+                    "503": STARTING,
                 },
             },
         },
@@ -100,6 +119,15 @@ CHAPTER = {
         "at": {"type": "integer", "description": "when it was pinned, epoch ms"},
     },
 }
+VOD_FILE: dict[str, Any] = {
+    "description": "replay.mp4 and init sections (video/mp4) or a segment (video/iso.segment)",
+    "content": {
+        "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+        "video/iso.segment": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+# Starlette's own answers to a Range it cannot serve (plain text, not problem+json)
+RANGE_ERROR: dict[str, Any] = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 NOT_READY = problem("the replay is not ready yet (replay_not_ready, Retry-After)")
 
 
@@ -156,6 +184,7 @@ def replay_paths() -> dict[str, Any]:
                         "description": "WebVTT",
                         "content": {"text/vtt": {"schema": {"type": "string"}}},
                     },
+                    "404": problem("unknown broadcast"),
                     "409": NOT_READY,
                 },
             },
@@ -174,10 +203,16 @@ def replay_paths() -> dict[str, Any]:
             "get": {
                 "summary": "a replay file; HTTP Range answered 206 (replay.mp4: moov first)",
                 "responses": {
-                    "200": MEDIA,
-                    "206": MEDIA,
-                    "404": problem("no such file"),
+                    "200": VOD_FILE,
+                    "206": {
+                        "description": "the range asked for (several: multipart/byteranges)",
+                        "content": VOD_FILE["content"]
+                        | {"multipart/byteranges": {"schema": {"type": "string"}}},
+                    },
+                    "400": RANGE_ERROR | {"description": "a malformed Range header"},
+                    "404": problem("no such file, or unknown broadcast"),
                     "409": NOT_READY,
+                    "416": RANGE_ERROR | {"description": "the range is past the end"},
                 },
             },
         },
@@ -233,6 +268,7 @@ def restream_paths() -> dict[str, Any]:
                     "201": one,
                     "401": problem("no token"),
                     "403": problem("not the host"),
+                    "404": problem("unknown broadcast"),
                     "409": problem("five already (too_many_destinations)"),
                     "422": problem(
                         "not rtmp(s) (bad_destination_url), or a loopback/private "
@@ -252,6 +288,7 @@ def restream_paths() -> dict[str, Any]:
                     },
                     "401": problem("no token"),
                     "403": problem("not the host"),
+                    "404": problem("unknown broadcast"),
                 },
             },
         },
@@ -262,7 +299,7 @@ def restream_paths() -> dict[str, Any]:
                 "security": [{"bearer": []}],
                 "responses": {
                     "204": {"description": "removed"},
-                    "404": problem("no such destination"),
+                    "404": problem("no such destination, or unknown broadcast"),
                 },
             },
         },

@@ -15,6 +15,51 @@ NUMBERS = (
 )
 
 
+INT = {"type": "integer"}
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    """An object with these fields always there (and these typed): more may come."""
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _ints(*names: str) -> dict[str, Any]:
+    return dict.fromkeys(names, INT)
+
+
+COUNTS = ["orders", "units", "gmv"]
+TOTALS = ["viewers", "viewers_peak", "viewers_unique", "chat_messages", "hearts", *COUNTS]
+STATS = _obj(
+    [*TOTALS, "per_product", "timeline"],
+    **_ints(*TOTALS),
+    per_product={
+        "type": "array",
+        "items": _obj(["product_id", "name", *COUNTS], **_ints(*COUNTS)),
+    },
+    timeline={
+        "type": "array",
+        "items": _obj(["t", "viewers", "orders", "gmv"], **_ints("t", "orders", "gmv")),
+    },
+)
+REPORT = {"allOf": [STATS, _obj(["broadcast", "duration_s"], broadcast={"type": "object"})]}
+FORECAST = _obj(
+    ["shows", "per_product", "best_hour"],
+    shows=INT,
+    per_product={
+        "type": "array",
+        "items": _obj(["product_id", "name", "expected_units", "low", "high"]),
+    },
+    best_hour={"type": ["integer", "null"], "minimum": 0, "maximum": 23},
+)
+NODES = _obj(
+    ["nodes"],
+    nodes={
+        "type": "array",
+        "items": _obj(["id", "url", "broadcasts", "viewers", "load"], **_ints("broadcasts")),
+    },
+)
+
+
 def numbers_paths() -> dict[str, Any]:
     return {
         "/api/nodes": {
@@ -25,7 +70,7 @@ def numbers_paths() -> dict[str, Any]:
                     "200": json(
                         "{nodes: [{id, url, broadcasts, viewers, load (this process's cores "
                         "busy), loadavg (per core), cores, started_at, at, age_ms}]}",
-                        {"type": "object"},
+                        NODES,
                     ),
                     **ERRORS,
                 },
@@ -44,7 +89,7 @@ def numbers_paths() -> dict[str, Any]:
                         "{merchant_id, shows, viewer_minutes (expected), per_product: "
                         "[{product_id, name, expected_units, low, high}] (a 90 % range), "
                         "best_hour (0-23, Korea time)}",
-                        {"type": "object"},
+                        FORECAST,
                     ),
                     **ERRORS,
                     "403": problem("a host of another merchant (not_your_merchant)"),
@@ -56,7 +101,7 @@ def numbers_paths() -> dict[str, Any]:
             "get": {
                 "summary": "the show's numbers now (host, admin): fresh within 2 s",
                 "security": [{"bearer": []}],
-                "responses": {"200": json(NUMBERS, {"type": "object"}), **ERRORS},
+                "responses": {"200": json(NUMBERS, STATS), **ERRORS},
             },
         },
         "/api/broadcasts/{bid}/report": {
@@ -86,7 +131,7 @@ def numbers_paths() -> dict[str, Any]:
                         "name, price, orders, units, gmv, viewers, conversion}]; CSV (UTF-8 with "
                         "BOM) of the same; HTML: a page with charts that prints on one A4 page",
                         "content": {
-                            "application/json": {"schema": {"type": "object"}},
+                            "application/json": {"schema": REPORT},
                             "text/csv": {"schema": {"type": "string"}},
                             "text/html": {"schema": {"type": "string"}},
                         },

@@ -130,3 +130,57 @@ def media(
             "options": {"summary": "CORS preflight", "responses": {"204": {"description": "ok"}}},
         },
     }
+
+
+TOKEN_REQUEST = json_body(
+    {
+        "role": {
+            "type": "string",
+            "enum": ["host", "cohost", "moderator", "viewer"],
+            "description": "default: viewer",
+        },
+        "name": STR,
+        "guest": {
+            "type": "string",
+            "description": "the guest key a guest viewer kept: the same person (user_id) again; "
+            "without it a new guest, at most guest_identities_per_min from one address",
+        },
+    }
+)
+TOKEN_ISSUED = json(
+    "the token; a guest viewer's answer carries the guest key to keep",
+    {
+        "type": "object",
+        "required": ["token", "role", "user_id", "name", "expires_at"],
+        "properties": {
+            "token": STR,
+            "role": {"type": "string", "enum": ["host", "cohost", "moderator", "viewer"]},
+            "user_id": STR,
+            "name": STR,
+            "expires_at": {"type": "integer", "description": "epoch ms"},
+            "guest": STR,
+        },
+    },
+)
+
+# what API.md promises in the answers (add fields freely; these are always there)
+BROADCAST_CREATED = {
+    "allOf": [
+        ref("Broadcast"),
+        {"required": ["id", "title", "status", "host_token"], "properties": {"host_token": STR}},
+    ]
+}
+READ_FIELDS = ["id", "title", "status", "viewers", "pinned", "started_at", "ended_at"]
+BROADCAST_READ = {
+    "allOf": [ref("Broadcast"), {"required": [*READ_FIELDS, "orientation", "renditions"]}]
+}
+LAYOUT_ANSWER = {
+    "type": "object",
+    "required": ["layout"],
+    "properties": {"layout": {"type": "string", "enum": LAYOUT_NAMES}},
+}
+COHOST_ANSWER = {
+    "type": "object",
+    "required": ["can_pin"],
+    "properties": {"can_pin": {"type": "boolean"}},
+}
