@@ -136,7 +136,11 @@ async def test_pyav_plays_each_rendition(live: tuple[RunningServer, str], rung: 
     counters = [n for _, _, n in frames if n is not None]
     assert len(counters) >= 0.95 * len(frames)
     steps = [b - a for a, b in itertools.pairwise(counters)]
-    assert all(s == 1 for s in steps), "every stamped frame, in order, none twice"
+    # in order, nothing missing: a lost or repeated part or segment would jump by its ten frames
+    # or go back. A step of 0 or 2 is the compositor's (it composes at the output rate: a
+    # publisher's frame late on a loaded machine is shown twice, or one is passed over).
+    assert all(0 <= s <= 2 for s in steps), f"out of order or a gap: {sorted(set(steps))}"
+    assert sum(s == 1 for s in steps) >= 0.9 * len(steps), "the picture did not run on"
     assert audio >= 0.9 * len(frames) / 30  # the audio of the same stretch
 
 

@@ -100,18 +100,28 @@ class RateController:
         self._backlog_at = now
 
     # -- reading the window ----------------------------------------------------------------------
-    def _window(self, now: float, seconds: float) -> tuple[int, int, int, float]:
+    def _window(
+        self, now: float, seconds: float, settled: bool = True
+    ) -> tuple[int, int, int, float]:
         """(packets, octets, lost, seconds covered) of the slices wholly within the last
-        ``seconds`` and after the current rung has settled."""
-        start = max(now - seconds, self.switched_at + SETTLE_S)
+        ``seconds`` and (``settled``) after the current rung has settled."""
+        start = now - seconds
+        if settled:
+            start = max(start, self.switched_at + SETTLE_S)
         inside = [s for s in self._slices if s.start >= start - 1e-9]
         return (sum(s.packets for s in inside), sum(s.octets for s in inside),
                 sum(s.lost for s in inside), sum(s.at - s.start for s in inside))  # fmt: skip
 
     def loss(
-        self, now: float, seconds: float = WINDOW_S, min_packets: int = MIN_PACKETS
+        self,
+        now: float,
+        seconds: float = WINDOW_S,
+        min_packets: int = MIN_PACKETS,
+        settled: bool = True,
     ) -> float | None:
-        packets, _, lost, _ = self._window(now, seconds)
+        """The share of packets lost over the last ``seconds`` (None: fewer than
+        ``min_packets``); ``settled=False`` also counts the time since the last switch."""
+        packets, _, lost, _ = self._window(now, seconds, settled)
         if packets < min_packets:
             return None
         return min(1.0, lost / packets)
