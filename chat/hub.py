@@ -1,11 +1,17 @@
 """Chat fan-out on one process: ONE Redis Streams reader per broadcast, many local sockets.
 
-The reader XREADs new entries, turns a batch into ONE frame (serialised once: a JSON object for one
-event, an array for several) and offers it to every local client; each client has a bounded queue
-and its own sender, and a client whose queue is full is closed (4008, too slow) without delaying
-anyone. A joining client is registered before its history is read: events that arrive meanwhile
-are held and then sent if they are newer than the history, so no event is lost or repeated. A
-Redis error in the reader is treated as a possible gap: it reconnects and resumes from its last id.
+The reader XREADs new entries and turns a batch into ONE frame (serialised once: a JSON object for
+one event, an array for several; its WebSocket bytes built once, chat/wire.py). Events gather for
+``batch_s`` after each batch, and a lone event then waits up to one more ``batch_s`` for company: a
+frame costs each socket one write whatever it holds, so under one event per ``batch_s`` two events
+share a write. Sockets that have every earlier event ("in step") get the frame in one tight loop,
+one ``transport.write`` each; their unsent bytes are checked every SWEEP_S, and a client over the
+limits of chat/client.py is closed (4008, too slow) without delaying anyone. The others (joining,
+catching up, the recipient of a private event, ``send_text`` clients with their bounded queues) are
+offered the batch one by one. A joining client is registered before its history is read: events that
+arrive meanwhile are held and then sent if they are newer than the history, so no event is lost or
+repeated. A Redis error in the reader is treated as a possible gap: it reconnects and resumes from
+its last id.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ from .client import Client, ClientState
 from .connections import Connections
 from .entries import decode_entry, frame_of, id_key
 from .store import ChatStore
-from .wire import text_frame
+from .wire import Fanout, text_frame
 
 log = logging.getLogger(__name__)
 
 HISTORY = 50
+SWEEP_S = 0.25  # how often the in-step sockets' unsent bytes are checked
 PRESENCE_INTERVAL = 2.0
 HEARTS_INTERVAL = 0.2
 CLOSE_TOO_SLOW = 4008
@@ -58,6 +65,13 @@ class BroadcastChat:
         self.store = store
         self.process = process
         self.clients: set[Client] = set()
+        # every client is either in step (wired, live, has every event up to ``sent_to``; its
+        # last_id is written back when it leaves) or behind (offered each batch one by one)
+        self._step: Fanout[Client] = Fanout()
+        self._behind: dict[Client, None] = {}
+        self.sent_to: tuple[int, int] = (0, 0)
+        self.clock: Callable[[], float] = time.monotonic
+        self._swept = 0.0
         self.cursor: str = "$"
         self.hearts_pending = 0
         self.viewers = 0
@@ -84,37 +98,51 @@ class BroadcastChat:
         await cancel_all(self._tasks)
         await asyncio.gather(*(c.aclose(1001, "server closing") for c in self.clients))
         self.clients.clear()
+        self._step.clear()
+        self._behind.clear()
         await self._reaper.aclose()
 
     # -- reading and fan-out ---------------------------------------------------------------------
     async def _read(self) -> None:
         key = stream_key(self.bid)
+        pending: list[dict[str, Any]] = []
+        lone_until = 0.0  # a lone event waits for company until then
         while True:
+            block = XREAD_BLOCK_MS
+            if pending:  # one event, read before lone_until: wait for another until then
+                block = max(1, int((lone_until - self.clock()) * 1000))
             try:
-                got: Any = await self.redis.xread(
-                    {key: self.cursor}, count=1000, block=XREAD_BLOCK_MS
-                )
+                got: Any = await self.redis.xread({key: self.cursor}, count=1000, block=block)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 if cancelling():
                     raise asyncio.CancelledError from exc
+                if pending:
+                    self.dispatch(pending)
+                    pending = []
                 log.warning("chat reader: %s; reconnecting", exc, extra={"bid": self.bid})
                 await asyncio.sleep(0.5)
                 await self._after_reconnect(key)
                 continue
-            if not got:
+            if got:
+                entries = got[0][1]
+                self.cursor = text(entries[-1][0])
+                pending.extend(decode_entry(i, f) for i, f in entries)
+            if not pending:
                 continue
-            entries = got[0][1]
-            self.cursor = text(entries[-1][0])
-            events = [decode_entry(i, f) for i, f in entries]
-            if self.batch_s:
-                self.dispatch(events)
-                # let events gather: a busy broadcast sends fewer, larger frames
-                await asyncio.sleep(self.batch_s)
-            else:
-                for event in events:
+            if not self.batch_s:
+                for event in pending:
                     self.dispatch([event])
+                pending = []
+                continue
+            if len(pending) == 1 and self.clock() < lone_until:
+                continue
+            self.dispatch(pending)
+            pending = []
+            # let events gather: a busy broadcast sends fewer, larger frames
+            await asyncio.sleep(self.batch_s)
+            lone_until = self.clock() + self.batch_s
 
     async def _after_reconnect(self, key: str) -> None:
         """A reconnect may hide a gap: if our cursor is no longer in the stream (trimmed, or Redis
@@ -129,6 +157,8 @@ class BroadcastChat:
             return  # still down: the read loop retries
         self.cursor = read_to or "0-0"  # go on from what the history read saw: no gap
         log.warning("chat reader lost its place; clients reset", extra={"bid": self.bid})
+        for client in tuple(self._step):
+            self._leave_step(client)
         self._tell_listeners([{"type": "reset"}])
         reset = json.dumps({"type": "reset"})
         for client in tuple(self.clients):
@@ -147,20 +177,30 @@ class BroadcastChat:
 
     def dispatch(self, events: list[dict[str, Any]]) -> None:
         self._tell_listeners(events)
-        public = all("to" not in e for e in events)
-        shared = frame_of(events) if public else None
-        wire = text_frame(shared.encode()) if shared is not None else None  # built once
-        now = time.monotonic()
+        now = self.clock()
         first, last = id_key(events[0]["sid"]), id_key(events[-1]["sid"])
+        public = [e for e in events if "to" not in e]
+        if len(public) < len(events):  # a private event's recipients get theirs one by one
+            to = {e["to"] for e in events if "to" in e}
+            for client in [c for c in self._step if c.claims.user_id in to]:
+                self._leave_step(client)
         slow: list[Client] = []
-        for client in tuple(self.clients):
+        shared = frame_of(events) if len(public) == len(events) else None
+        data = text_frame(shared.encode()) if shared is not None else None  # built once
+        if public and self._step:
+            step_data = data if data is not None else text_frame(frame_of(public).encode())
+            self.deliveries += len(public) * self._write_step(step_data)
+        self.sent_to = last
+        for client in tuple(self._behind):
             if client.state is ClientState.JOINING:
                 client.held.extend(events)
                 continue
             if client.state is not ClientState.LIVE:
+                if client.too_slow:  # found by a frame of its own (an error, the viewer count)
+                    slow.append(client)
                 continue
             if shared is not None and client.last_id < first:
-                ok = client.offer(shared, wire, now)
+                ok = client.offer(shared, data, now)
                 n = len(events)
             else:
                 mine = [
@@ -168,23 +208,61 @@ class BroadcastChat:
                 ]
                 ok = client.offer(frame_of(mine)) if mine else True
                 n = len(mine)
-            if not ok:
-                slow.append(client)
+            if not ok:  # too slow, or its socket is closing (the receive loop detaches it)
+                if client.too_slow:
+                    slow.append(client)
                 continue
             client.last_id = max(client.last_id, last)
             self.deliveries += n
+            if client.wire is not None and client.last_id == last:
+                del self._behind[client]  # caught up: from now on written with the others
+                self._step.add(client, client.wire)
+        if now - self._swept >= SWEEP_S:
+            self._swept = now
+            slow.extend(self._sweep(now))
         for client in slow:
             self.dropped_slow += 1
             self._drop(client, CLOSE_TOO_SLOW, "too slow: messages were piling up")
 
-    def _drop(self, client: Client, code: int, reason: str) -> None:
+    def _write_step(self, data: bytes) -> int:
+        """Write ``data`` to every in-step socket; how many it went to. Closing ones leave."""
+        n, gone = len(self._step), self._step.write(data)  # n counted before closing ones leave
+        for client in gone:
+            client.state = ClientState.CLOSED  # the receive loop notices and detaches
+            self._behind[client] = None
+        return n - len(gone)
+
+    def _sweep(self, now: float) -> list[Client]:
+        """The in-step clients that are too slow (chat/client.py), by their unsent bytes."""
+        out: list[Client] = []
+        for client, buffered in self._step.meters():
+            n = buffered()
+            if (n or client.backlog_since is not None) and (
+                client.too_slow or not client.backlog(n, now)  # too_slow: found by an offer
+            ):
+                out.append(client)
+        return out
+
+    def _leave_step(self, client: Client) -> None:
+        if self._step.discard(client):
+            client.last_id = max(client.last_id, self.sent_to)
+            if client in self.clients:
+                self._behind[client] = None
+
+    def _remove(self, client: Client) -> None:
         self.clients.discard(client)
+        self._behind.pop(client, None)
+        self._step.discard(client)
+
+    def _drop(self, client: Client, code: int, reason: str) -> None:
+        self._remove(client)
         self._reaper.spawn(client.aclose(code, reason))
 
     # -- joining ---------------------------------------------------------------------------------
     async def attach(self, client: Client, last_id: str | None) -> None:
         """Register ``client``, send its history (or the gap since ``last_id``), go live."""
         self.clients.add(client)
+        self._behind[client] = None
         client.start()
         if client.claims.role is Role.VIEWER:  # the merchant's numbers: unique viewers
             await self.store.seen(self.bid, client.claims.user_id)
@@ -213,11 +291,8 @@ class BroadcastChat:
         hello = {"type": "settings", **settings.public()}
         frames = [*first, json.dumps(hello, ensure_ascii=False)]
         if settings.announcement:
-            frames.append(
-                json.dumps(
-                    {"type": "announcement", "text": settings.announcement}, ensure_ascii=False
-                )
-            )
+            notice = {"type": "announcement", "text": settings.announcement}
+            frames.append(json.dumps(notice, ensure_ascii=False))
         frames.append(json.dumps({"type": "viewers", "count": self.viewers}))
         # the hearts total so far (hearts events only come when someone taps)
         frames.append(json.dumps({"type": "hearts", "total": await self.store.hearts(self.bid)}))
@@ -249,10 +324,19 @@ class BroadcastChat:
         return shown[-HISTORY:], (events[-1]["sid"] if events else None)
 
     async def detach(self, client: Client) -> None:
-        self.clients.discard(client)
+        self._remove(client)
         await client.aclose()
 
     # -- hearts and presence ---------------------------------------------------------------------
+    def _announce(self, frame: str) -> None:
+        """``frame`` (no stream event: no id) to every live client now."""
+        data, now = text_frame(frame.encode()), self.clock()
+        self._write_step(data)
+        for c in tuple(self._behind):
+            if c.state is ClientState.LIVE and not c.offer(frame, data, now) and c.too_slow:
+                self.dropped_slow += 1
+                self._drop(c, CLOSE_TOO_SLOW, "too slow: messages were piling up")
+
     def tap(self, count: int) -> None:
         self.hearts_pending += count
 
@@ -282,10 +366,7 @@ class BroadcastChat:
                 total = self.viewers
             if total != self.viewers:
                 self.viewers = total
-                frame = json.dumps({"type": "viewers", "count": total})
-                for c in tuple(self.clients):
-                    if c.state is ClientState.LIVE:
-                        c.offer(frame)
+                self._announce(json.dumps({"type": "viewers", "count": total}))
             await asyncio.sleep(PRESENCE_INTERVAL)
 
 
@@ -321,21 +402,16 @@ class ChatHub:
         self._reapers = TaskSet()
         self._closed_deliveries = 0
         self._closed_dropped = 0
-        metrics.CHAT_SOCKETS.register(
-            self, lambda: sum(len(c.clients) for c in list(self.broadcasts.values()))
-        )
+        metrics.CHAT_SOCKETS.register(self, lambda: sum(len(c.clients) for c in self._chats()))
         metrics.CHAT_DELIVERIES.register(
-            self,
-            lambda: (
-                self._closed_deliveries + sum(c.deliveries for c in list(self.broadcasts.values()))
-            ),
+            self, lambda: self._closed_deliveries + sum(c.deliveries for c in self._chats())
         )
         metrics.CHAT_DROPPED_SLOW.register(
-            self,
-            lambda: (
-                self._closed_dropped + sum(c.dropped_slow for c in list(self.broadcasts.values()))
-            ),
+            self, lambda: self._closed_dropped + sum(c.dropped_slow for c in self._chats())
         )
+
+    def _chats(self) -> list[BroadcastChat]:
+        return list(self.broadcasts.values())
 
     async def join(self, bid: str) -> BroadcastChat:
         """The broadcast's chat, with a hold on it until :meth:`release`."""

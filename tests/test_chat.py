@@ -460,7 +460,7 @@ async def test_frames_go_straight_onto_the_sockets(server: RunningServer) -> Non
     b = await ChatClient.open(server.base_url, bid, host)
     await b.wait(lambda c: bool(c.of("viewers")))
     clients = server.ctx.chat.broadcasts[bid].clients
-    assert len(clients) == 2 and all(c.write is not None and c.task is None for c in clients)
+    assert len(clients) == 2 and all(c.wire is not None and c.task is None for c in clients)
     await a.send(type="chat", text="한 번 만든 프레임")
     for c in (a, b):
         await c.wait_for("chat", lambda e: e["text"] == "한 번 만든 프레임")

@@ -67,6 +67,15 @@ async def _metric(http: httpx.AsyncClient, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def _on_uvloop(pid: int) -> bool:
+    """Whether the server process has uvloop loaded (``jangteo serve`` runs on it when it is
+    installed, core/loop.py): the transports the wire path writes to are uvloop's."""
+    try:
+        return "/uvloop/" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 async def run_one(mode: str, args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     proc, base = await _server(redis_url, 0 if mode == "naive" else 50, wire=mode == "wire")
     http = httpx.AsyncClient(base_url=base, timeout=30)
@@ -170,7 +179,11 @@ async def run_one(mode: str, args: argparse.Namespace, redis_url: str) -> dict[s
             "clients_closed": sum(r["closed"] for r in results),
             "client_errors": sorted({e for r in results for e in r.get("errors", [])})[:3],
             "load_cores": round(sum(r["cpu_s"] for r in results) / args.seconds, 3),
+            # sockets still connecting when the window opened miss its start (a loaded machine)
+            "load_connect_s": max(r["connect_s"] for r in results),
+            "load_late_s": max(r["late_s"] for r in results),
             "server_rss_mb": round(rss0 or 0, 1),
+            "server_uvloop": _on_uvloop(proc.pid),
         }
     finally:
         for w in slow:

@@ -75,6 +75,7 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     transports = []
     failed = 0
+    began = time.time()
     for _ in range(args.clients):
         host, port = url.hostname or "127.0.0.1", url.port or 80
         transport, proto = await loop.create_connection(
@@ -83,6 +84,7 @@ async def main(args: argparse.Namespace) -> None:
         transports.append(transport)
         if not await proto.ready:
             failed += 1
+    ready_at = time.time()
     await asyncio.sleep(max(0.0, args.start_at - time.time()))
     STATE["window"] = True
     closed0, cpu0 = STATE["closed"], time.process_time()
@@ -97,6 +99,8 @@ async def main(args: argparse.Namespace) -> None:
                 "latencies": STATE["lat"],
                 "closed": STATE["closed"] - closed0 + failed,
                 "cpu_s": cpu,
+                "connect_s": round(ready_at - began, 2),
+                "late_s": round(max(0.0, ready_at - args.start_at), 2),
             }
         ),
         flush=True,
