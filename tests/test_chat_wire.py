@@ -1,6 +1,6 @@
 """Chat frames onto the transports (chat/wire.py) and the hub's fan-out over them (chat/hub.py):
 RFC 6455 frame bytes, the hot loop, order, private events, back-pressure and the batch cadence,
-on fake transports, a fake clock and a fake XREAD."""
+on fake transports and a fake clock; the reader's cadence on a real Redis."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from chat.client import MAX_BUFFERED, SEND_QUEUE, SLOW_AFTER_S, Client, ClientState
-from chat.hub import CLOSE_TOO_SLOW, SWEEP_S, BroadcastChat
+from chat.hub import CLOSE_TOO_SLOW, SWEEP_S, XREAD_BLOCK_MS, BroadcastChat
 from chat.wire import Fanout, SocketGone, Wire, text_frame, writer_of
+from core.events import stream_key
+from core.tasks import cancel_and_wait
 from core.tokens import Claims, Role
 
 # -- frames: RFC 6455 §5.2 bytes -------------------------------------------------------------------
@@ -356,45 +359,41 @@ async def test_a_send_text_client_whose_queue_fills_is_cut(chat: BroadcastChat) 
 # -- the cadence: a lone event waits for company, at most one more batch ---------------------------
 
 
-class FakeRedis:
-    """XREAD on a list the test appends to; a blocked read waits for the test to answer it."""
+class RecordedReads:
+    """A real Redis client whose XREAD calls are recorded (the block each asked for) before they
+    go to the server: the test waits for the reader to block, and sees how long it asked."""
 
-    def __init__(self) -> None:
-        self.entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
         self.blocks: list[int] = []
-        self.waiting = asyncio.Event()
-        self.answer = asyncio.Event()
-
-    def add(self, *texts: str) -> None:
-        for t in texts:
-            sid = f"{len(self.entries) + 1}-0".encode()
-            self.entries.append((sid, {b"e": json.dumps({"type": "chat", "text": t}).encode()}))
-        self.time_out()
+        self.called = asyncio.Event()
 
     async def xread(self, streams: dict[str, str], count: int, block: int) -> Any:
-        cursor = int(next(iter(streams.values())).split("-")[0])
-        if len(self.entries) <= cursor:
-            self.blocks.append(block)
-            self.answer.clear()
-            self.waiting.set()
-            await self.answer.wait()
-        new = self.entries[cursor:]
-        return [[b"k", new]] if new else []
+        self.blocks.append(block)
+        self.called.set()
+        return await self.redis.xread(streams, count=count, block=block)  # type: ignore[arg-type]
 
-    async def blocked(self) -> int:
-        """Wait until the reader blocks; the block it asked for (ms)."""
-        await self.waiting.wait()
-        return self.blocks[-1]
+    async def block_of(self, wanted: int, since: int) -> None:
+        """Until a read at index ``since`` or later asks for ``wanted`` ms."""
+        while wanted not in self.blocks[since:]:
+            self.called.clear()
+            await self.called.wait()
 
-    def time_out(self) -> None:
-        """Answer the blocked read (with what there is by now)."""
-        self.waiting.clear()
-        self.answer.set()
+    async def add(self, *texts: str) -> int:
+        """Append events to the broadcast's stream (in one step); the reads made so far."""
+        mark = len(self.blocks)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for t in texts:
+                pipe.xadd(stream_key("b"), {"e": json.dumps({"type": "chat", "text": t})})
+            await pipe.execute()
+        return mark
 
 
-async def test_a_lone_event_waits_for_company_at_most_one_more_batch() -> None:
-    redis = FakeRedis()
-    chat = BroadcastChat("b", redis, None, "p", batch_s=0.001)  # type: ignore[arg-type]
+async def test_a_lone_event_waits_for_company_at_most_one_more_batch(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    await client.delete(stream_key("b"))
+    reads = RecordedReads(client)
+    chat = BroadcastChat("b", reads, None, "p", batch_s=0.001)  # type: ignore[arg-type]
     clock = Clock()
     chat.clock = clock
     batches: list[list[str]] = []
@@ -402,29 +401,28 @@ async def test_a_lone_event_waits_for_company_at_most_one_more_batch() -> None:
     chat.cursor = "0-0"
     task = asyncio.create_task(chat._read())
     try:
-        assert await redis.blocked() == 2000  # idle
-        redis.add("first")  # after a quiet spell: out at once, alone
-        assert await redis.blocked() == 2000
+        await reads.block_of(XREAD_BLOCK_MS, 0)  # idle
+        mark = await reads.add("first")  # after a quiet spell: out at once, alone
+        await reads.block_of(XREAD_BLOCK_MS, mark + 1)
         assert batches == [["first"]]
-        redis.add("second")  # within a batch of the last: waits for company...
-        assert await redis.blocked() == 1
+        mark = await reads.add("second")  # within a batch of the last: waits for company...
+        await reads.block_of(1, mark)
         assert batches == [["first"]]
-        redis.add("third")  # ...which comes: both in one frame
-        await redis.blocked()
+        mark = await reads.add("third")  # ...which comes: both in one frame
+        await reads.block_of(XREAD_BLOCK_MS, mark)
         assert batches == [["first"], ["second", "third"]]
-        redis.add("fourth")
-        await redis.blocked()
+        mark = await reads.add("fourth")
+        await reads.block_of(1, mark)
         clock.now += 0.001  # ...which does not come in time: it goes alone
-        redis.time_out()
-        await redis.blocked()
+        await reads.block_of(XREAD_BLOCK_MS, len(reads.blocks))
         assert batches[-1] == ["fourth"]
-        redis.add("fifth", "sixth")  # two at once go together
-        await redis.blocked()
+        mark = await reads.add("fifth", "sixth")  # two at once go together
+        await reads.block_of(XREAD_BLOCK_MS, mark + 1)
         assert batches[-1] == ["fifth", "sixth"]
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)  # redis-py may swallow a first cancel mid-XREAD
         await chat.aclose()
+        await client.aclose()
 
 
 def test_wire_is_a_small_value() -> None:
