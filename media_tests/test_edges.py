@@ -44,6 +44,15 @@ async def two(redis_url: str) -> AsyncIterator[tuple[RunningServer, RunningServe
         yield a, b
 
 
+async def go_live(origin: RunningServer) -> tuple[str, WhipClient]:
+    """A broadcast on air from ``origin`` (the stamped pattern and a tone)."""
+    doc = await origin.create_broadcast()
+    pub = WhipClient(origin.base_url, doc["id"], doc["host_token"])
+    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+    await pub.connected()
+    return doc["id"], pub
+
+
 async def viewer(server: RunningServer, bid: str, name: str, keep: int = 60) -> WhepClient:
     token = await server.token(bid, "viewer", name)
     v = WhepClient(server.base_url, bid, token, keep_images=keep, sample_every=3)
@@ -55,11 +64,7 @@ async def test_viewers_on_an_edge_decode_the_origins_picture_pulled_once(
     two: tuple[RunningServer, RunningServer],
 ) -> None:
     a, b = two
-    doc = await a.create_broadcast()
-    bid = doc["id"]
-    pub = WhipClient(a.base_url, bid, doc["host_token"])
-    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
-    await pub.connected()
+    bid, pub = await go_live(a)
     assert a.ctx.hub.relay is not None
     viewers = [await viewer(b, bid, f"v{i}") for i in range(3)]
     try:
@@ -192,11 +197,7 @@ async def test_hls_asked_of_an_edge_is_sent_to_the_origin(
 
 async def test_an_edge_serves_through_its_own_workers(redis_url: str) -> None:
     async with node(redis_url, "node-a") as a, node(redis_url, "node-w", workers=1) as b:
-        doc = await a.create_broadcast()
-        bid = doc["id"]
-        pub = WhipClient(a.base_url, bid, doc["host_token"])
-        await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
-        await pub.connected()
+        bid, pub = await go_live(a)
         v = await viewer(b, bid, "w")
         try:
             await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 20)

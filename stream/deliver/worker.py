@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -23,7 +22,6 @@ from aiortc import RTCPeerConnection
 
 from core.config import Settings, parse_ice_servers
 from core.tasks import TaskSet
-from stream.encode.bus import FrameBus, Sink
 from stream.encode.encoders import Codec
 from stream.encode.ladder import Rung
 
@@ -35,14 +33,13 @@ from .messages import (
     Frame,
     Gone,
     Hello,
-    Keyframe,
     Offer,
     Refused,
     ToOrigin,
-    Want,
     encode,
     read,
 )
+from .relayed import RelayedStreams
 from .rtc import (
     announce,
     close_peer,
@@ -55,39 +52,13 @@ from .whep import negotiate_viewer, viewer_kinds, viewer_tracks
 log = logging.getLogger("stream.deliver.worker")
 
 
-class Broadcast:
-    """A worker's copy of one broadcast's encoded streams (a :class:`BusSource`): a bus per codec
-    and rung its viewers take, fed by the origin once it is asked (:class:`Want`)."""
+class Broadcast(RelayedStreams):
+    """A worker's copy of one broadcast's encoded streams: a bus per codec and rung its viewers
+    take, fed by the origin once it is asked (:class:`Want`)."""
 
     def __init__(self, worker: Worker, bid: str, ladder: tuple[Rung, ...]) -> None:
-        self.worker = worker
-        self.bid = bid
-        self.ladder = ladder
-        self.buses: dict[tuple[Codec, str], FrameBus] = {}
-        self.sinks: dict[Codec, Sink] = {}
-
-    def bus(self, codec: Codec, rung: str | None = None) -> FrameBus:
-        rung = "" if codec is Codec.OPUS else (rung or self.ladder[0].name)
-        key = (codec, rung)
-        if key not in self.buses:
-            if codec is Codec.OPUS:
-                bus = FrameBus("audio", lambda: None)
-            else:  # the origin's encoder of this rung, rate-limited there
-                ask = Keyframe(self.bid, codec, rung)
-                bus = FrameBus("video", functools.partial(self.worker.send, ask), rung=rung)
-            bus.on_demand = functools.partial(self._demand, codec, rung)
-            self.buses[key] = bus
-        return self.buses[key]
-
-    def _demand(self, codec: Codec, rung: str, wanted: bool) -> None:
-        self.worker.send(Want(self.bid, codec, rung, wanted))
-
-    async def aclose(self) -> None:
-        for bus in list(self.buses.values()):
-            bus.on_demand = None  # the origin forgets this broadcast's feeds itself
-            bus.close()
-        for sink in list(self.sinks.values()):
-            await sink.aclose()
+        super().__init__(bid, ladder)
+        self.upstream = worker.send  # the origin, over the worker's channel
 
 
 class Worker:
@@ -161,9 +132,8 @@ class Worker:
 
     def frame(self, msg: Frame) -> None:
         found = self.broadcasts.get(msg.bid)
-        bus = found.buses.get((msg.codec, msg.rung)) if found else None
-        if bus is not None:
-            bus.publish([msg.encoded()])
+        if found is not None:
+            found.frame(msg.codec, msg.rung, msg.encoded())
 
     async def end(self, bid: str) -> None:
         """The origin has no viewer of ``bid`` here any more: close its peers and buses (the
