@@ -294,7 +294,9 @@ async def _beat(context: AppContext, origins: NodeOrigins) -> None:
     await renew(context.redis, [b for b, m in hub.broadcasts.items() if m.publishers],
                 context.node_id)  # fmt: skip
     origins.learn(await nodes(context.redis))
-    trim_heap()  # what departed viewers used goes back to the system (core/malloc.py)
+    # what departed viewers used goes back to the system (core/malloc.py); off the event loop:
+    # a trim walks the whole heap
+    await asyncio.to_thread(trim_heap)
 
 
 async def _start_relay(
