@@ -148,7 +148,9 @@ def in_order(pulled: Pulled, skip: int = 0) -> None:
     assert len(counters) >= 0.95 * len(frames)
     steps = [b - a for a, b in itertools.pairwise(counters)]
     assert all(0 <= s <= 2 for s in steps), f"in order, none lost: {steps}"
-    assert len(counters) >= 0.97 * (counters[-1] - counters[0] + 1)
+    # a lost GOP or part is a step over 2 (above); what a loaded machine's compositor passes
+    # over is a step of 2 now and then
+    assert len(counters) >= 0.95 * (counters[-1] - counters[0] + 1)
 
 
 def distinct(counters: Iterable[int]) -> list[int]:
