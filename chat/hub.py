@@ -36,6 +36,7 @@ from core.tokens import Claims, Role
 from .client import Client, ClientState
 from .connections import Connections
 from .entries import decode_entry, frame_of, id_key
+from .presence import FRESH_S, PRESENCE_INTERVAL
 from .store import ChatStore
 from .wire import Fanout, text_frame
 
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 HISTORY = 50
 SWEEP_S = 0.25  # how often the in-step sockets' unsent bytes are checked
-PRESENCE_INTERVAL = 2.0
 HEARTS_INTERVAL = 0.2
 CLOSE_TOO_SLOW = 4008
 
@@ -360,7 +360,7 @@ class BroadcastChat:
             try:
                 local = max(len(self.clients), self.extra_viewers())
                 total = await self.store.report_presence(
-                    self.bid, self.process, local, fresh_s=PRESENCE_INTERVAL * 2.5
+                    self.bid, self.process, local, fresh_s=FRESH_S
                 )
             except (RedisError, OSError):
                 total = self.viewers

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from chat.presence import watching
 from core.broadcasts import ORIENTATIONS, Status
 from core.nodes import nodes
 from core.origin import clear as clear_origin
@@ -123,8 +124,10 @@ async def get_broadcast(request: Request) -> JSONResponse:
     if origins is not None:
         origins.learn(live_nodes)
     settings = app.settings
+    chat = app.chat.broadcasts.get(bid)
+    here = max(len(chat.clients) if chat else 0, app.hub.audience(bid))
     body = broadcast.public() | {
-        "viewers": media.audience() if media else 0,
+        "viewers": await watching(app.chat.store, bid, app.chat.process, here),
         "publishers": len(media.publishers) if media else 0,
         "pinned": await app.catalog.pin(bid),
         "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],

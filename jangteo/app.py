@@ -32,6 +32,7 @@ import commerce.payments
 import stream.http
 from chat.connections import Connections
 from chat.hub import ChatHub
+from chat.presence import MediaPresence
 from chat.store import ChatStore
 from chat.ws import chat_socket
 from commerce.catalog import Catalog
@@ -47,7 +48,7 @@ from core.broadcasts import BroadcastStore
 from core.config import Settings, with_payment_secret
 from core.malloc import trim_heap
 from core.nodes import NodeRegistry, nodes
-from core.origin import renew
+from core.origin import origin_of, renew
 from core.problems import NotFound
 from core.redislimit import RedisBuckets
 from core.redismux import RedisMux
@@ -230,6 +231,11 @@ async def _start(
     chat_hub = ChatHub(chat_redis, ChatStore(chat_redis), settings.chat_batch_ms / 1000, sockets)
     parts.push_async_callback(chat_hub.aclose)
     chat_hub.media_viewers = hub.audience
+    # viewers here of broadcasts with no chat here count in the broadcast's presence too
+    presence = MediaPresence(chat_hub.store, chat_hub.process, hub.watched,
+                             lambda bid: bid in chat_hub.broadcasts)  # fmt: skip
+    parts.push_async_callback(presence.aclose)
+    presence.start()
     orders = Orders(redis, order_rules(settings), mux)
     catalog = Catalog(redis)
     feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
@@ -315,6 +321,7 @@ async def _start_relay(
     hub.find_origin = functools.partial(
         find_origin, context.redis, context.store, hub.broadcasts.get, context.node_id
     )
+    hub.follow_origins(functools.partial(origin_of, context.redis))
     host = settings.relay_host or urlsplit(settings.node_url or settings.base_url).hostname
     return f"{host or settings.host}:{relay.port}"
 

@@ -207,3 +207,84 @@ async def test_an_edge_serves_through_its_own_workers(redis_url: str) -> None:
         finally:
             await v.aclose()
             await pub.aclose()
+
+
+async def test_viewers_of_the_old_origin_follow_the_publisher_to_another_node(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    """The publisher drops from A and reconnects through B. A's own viewers (same peer
+    connections) see B's picture and hear its sound; A stops composing, its outputs (HLS, RTMP,
+    recording) left to B; a viewer arriving at A now is served by A's edge; the old media closes
+    once its last viewer leaves."""
+    a, b = two
+    doc = await a.create_broadcast()
+    bid = doc["id"]
+    pub = WhipClient(a.base_url, bid, doc["host_token"])
+    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
+    await pub.connected()
+    old = await viewer(a, bid, "old", keep=400)
+    again = WhipClient(b.base_url, bid, doc["host_token"])
+    new: WhepClient | None = None
+    try:
+        await wait_for_frame(old, lambda f: f.image is not None and is_pattern(f.image), 15)
+        media = a.ctx.hub.broadcasts[bid]
+        await pub.aclose()
+        mark = len(old.frames)
+        await again.publish(PatternTrack(320, 180, 30, hue=60), ToneTrack(440))
+        await wait_for_frame(
+            old, lambda f: f.image is not None and is_pattern(f.image, hue=60), 20, start=mark
+        )
+        assert old.pc.connectionState == "connected"
+        heard = old.audio_samples
+        await old.wait_frames(len(old.frames) + 30, 10)
+        assert old.audio_samples > heard + 48000 // 2  # B's sound too
+        # A composes nothing for it any more and its outputs are B's
+        assert bid not in a.ctx.hub.broadcasts and a.ctx.hub.retired[bid] is media
+        composed = media.compositor.frames_composed
+        await old.wait_frames(len(old.frames) + 30, 10)
+        assert media.compositor.frames_composed == composed
+        assert media.hls_running is None and media.restreamer is None
+        r = await a.http.get(f"/hls/{bid}/index.m3u8")
+        assert r.status_code == 307 and r.headers["location"].startswith(b.base_url)
+        # one pull from B feeds A's old viewers, and the viewers that come to A now
+        edge = a.ctx.hub.edges[bid]
+        assert edge.route is not None and edge.route.node == "node-b"
+        new = await viewer(a, bid, "new")
+        await wait_for_frame(new, lambda f: f.image is not None and is_pattern(f.image, hue=60), 15)
+        assert edge.audience() == 1 and a.ctx.hub.audience(bid) == 2
+        assert edge.pulls == 1
+    finally:
+        await old.aclose()
+        if new is not None:
+            await new.aclose()
+        await again.aclose()
+    await eventually(lambda: bid not in a.ctx.hub.retired, "the old media closing", 10)
+    assert media.compositor._closed
+
+
+async def test_every_node_counts_the_viewers_of_every_node(
+    two: tuple[RunningServer, RunningServer],
+) -> None:
+    """One viewer on the origin, two on the edge, none with a chat socket: both nodes say three
+    are watching, and one once the edge's viewers leave."""
+    a, b = two
+    bid, pub = await go_live(a)
+    here = await viewer(a, bid, "here")
+    there = [await viewer(b, bid, f"there{i}") for i in range(2)]
+
+    async def counted(n: int) -> None:
+        for server in (a, b):
+            deadline = asyncio.get_running_loop().time() + 10
+            while (got := (await server.http.get(f"/api/broadcasts/{bid}")).json()["viewers"]) != n:
+                assert asyncio.get_running_loop().time() < deadline, f"{got} viewers, not {n}"
+                await asyncio.sleep(0.2)
+
+    try:
+        await counted(3)
+        for v in there:
+            await v.aclose()
+        await counted(1)
+    finally:
+        for v in (here, *there):
+            await v.aclose()
+        await pub.aclose()

@@ -127,6 +127,10 @@ class Audience:
         await viewer.aclose()
         log.info("viewer %s left", vid, extra={"bid": self.bid})
 
+    def idle(self) -> bool:
+        """No viewer, and none being admitted."""
+        return not self.viewers and not self._admitting
+
     def audience(self) -> int:
         """WHEP sessions of viewers (the studio's own preview of its output does not count)."""
         return sum(1 for v in self.viewers.values() if v.claims.role is Role.VIEWER)

@@ -101,6 +101,7 @@ class EdgeMedia(Audience):
         self.on_idle = on_idle
         self.route: Route | None = None
         self.pulls = 0  # upstreams attached so far
+        self.holders = 0  # handed-over media fed from this edge (stream/handover.py)
         self.bytes_in = 0
         self._tasks = TaskSet()
         self._idle_since: float | None = None
@@ -212,7 +213,7 @@ class EdgeMedia(Audience):
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(CHECK_S)
-            if self.viewers or self._admitting:
+            if not self.idle() or self.holders:
                 self._idle_since = None
             elif self._idle_since is None:
                 self._idle_since = loop.time()

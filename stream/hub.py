@@ -32,6 +32,8 @@ from .media import BroadcastMedia
 
 log = logging.getLogger(__name__)
 
+CHECK_S = 1.0  # how often this node checks it is still the origin of what it composes
+
 
 class MediaHub:
     """Every broadcast with media on this process."""
@@ -40,6 +42,9 @@ class MediaHub:
         self.settings = settings
         self.broadcasts: dict[str, BroadcastMedia] = {}  # the ones this node is the origin of
         self.edges: dict[str, EdgeMedia] = {}  # viewers here of broadcasts composed elsewhere
+        # broadcasts this node was the origin of until the publisher went to another node: their
+        # viewers here are fed from this node's edge (stream/handover.py) until they leave
+        self.retired: dict[str, BroadcastMedia] = {}
         metrics.BROADCASTS.register(self, lambda: len(self.broadcasts))
         metrics.PUBLISHERS.register(self, lambda: sum(len(b.publishers) for b in self.medias()))
         metrics.VIEWERS.register(self, lambda: sum(len(b.viewers) for b in self.audiences()))
@@ -60,6 +65,7 @@ class MediaHub:
         # where a broadcast comes from now (stream/edge.py find_origin, bound by the app)
         self.find_origin: Callable[[str], Awaitable[Route | None]] | None = None
         self._edge_closing = TaskSet()
+        self._following = TaskSet()  # the check that this node is still its broadcasts' origin
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -141,6 +147,52 @@ class MediaHub:
             edge.start()
         return edge
 
+    def follow_origins(self, origin_of: Callable[[str], Awaitable[str | None]]) -> None:
+        """Every ``CHECK_S``: a broadcast composed here without a publisher whose origin is now
+        another node (the publisher reconnected there) is handed over to it; a handed-over
+        media closes once its last viewer has left."""
+        self._following.spawn(self._follow(origin_of), name="follow-origins")
+
+    async def _follow(self, origin_of: Callable[[str], Awaitable[str | None]]) -> None:
+        while True:
+            await asyncio.sleep(CHECK_S)
+            for bid, media in list(self.broadcasts.items()):
+                if media.publishers:
+                    continue
+                try:
+                    node = await origin_of(bid)
+                except Exception as exc:  # Redis away: stay as we are, look again
+                    log.warning("cannot read the origin of %s: %s", bid, exc)
+                    break
+                if node is not None and node != self.node_id:
+                    await self._hand_over(bid, media)
+            for bid, media in list(self.retired.items()):
+                if media.idle():
+                    await self._close_retired(bid)
+
+    async def _hand_over(self, bid: str, media: BroadcastMedia) -> None:
+        if self.broadcasts.get(bid) is not media or media.publishers:  # it came back meanwhile
+            return
+        del self.broadcasts[bid]
+        if self.on_ended is not None:  # its overlay is drawn by the new origin
+            await self.on_ended(bid)
+        if not media.viewers:
+            self.retired[bid] = media
+            await self._close_retired(bid)
+            return
+        edge = self.edge(bid, media.portrait)
+        edge.holders += 1
+        self.retired[bid] = media
+        await media.hand_over(edge.streams)
+
+    async def _close_retired(self, bid: str) -> None:
+        media = self.retired.pop(bid)
+        await media.aclose()
+        self._ended = _plus(self._ended, (*media.traffic(), _skips(media)))
+        edge = self.edges.get(bid)
+        if edge is not None and media.handover is not None:
+            edge.holders -= 1
+
     def _edge_idle(self, edge: EdgeMedia) -> None:
         """An edge with no viewers left (or of a broadcast that ended) closes, pull and all."""
         if self.edges.get(edge.bid) is edge:
@@ -178,14 +230,23 @@ class MediaHub:
 
     def audience_of(self, bid: str, sid: str) -> Audience | None:
         """The media holding viewer session ``sid`` of ``bid`` on this node."""
-        for media in (self.broadcasts.get(bid), self.edges.get(bid)):
-            if media is not None and sid in media.viewers:
+        held = self._held(bid)
+        for media in held:
+            if sid in media.viewers:
                 return media
-        return self.broadcasts.get(bid) or self.edges.get(bid)
+        return held[0] if held else None
+
+    def _held(self, bid: str) -> list[Audience]:
+        found = (self.broadcasts.get(bid), self.edges.get(bid), self.retired.get(bid))
+        return [m for m in found if m is not None]
 
     def audience(self, bid: str) -> int:
-        """Viewers of ``bid`` on this node (origin media and edge)."""
-        return sum(m.audience() for m in (self.broadcasts.get(bid), self.edges.get(bid)) if m)
+        """Viewers of ``bid`` on this node (origin media, edge, handed-over media)."""
+        return sum(m.audience() for m in self._held(bid))
+
+    def watched(self) -> dict[str, int]:
+        """The viewers on this node of each broadcast it has media of."""
+        return {bid: self.audience(bid) for bid in {*self.broadcasts, *self.edges, *self.retired}}
 
     async def end(self, bid: str) -> None:
         """The broadcast ended: its media closes, its recording is finished (in the background:
@@ -194,16 +255,20 @@ class MediaHub:
         if edge is not None:
             self._ended = _plus(self._ended, (*edge.traffic(), 0))
             await edge.aclose()
+        retired = self.retired.get(bid)
+        if retired is not None:
+            await self._close_retired(bid)
         media = self.broadcasts.pop(bid, None)
         if media is not None:
             if self.on_ended is not None:
                 await self.on_ended(bid)
             await media.aclose()
             self._ended = _plus(self._ended, (*media.traffic(), _skips(media)))
-            if media.recorder is not None:
-                root = media.recorder.root
-                self.finishing[bid] = root
-                self.tasks.spawn(self._finish(bid, root), name=f"finish-{bid}")
+        recorded = media or retired  # what was recorded here (before and after a handover)
+        if recorded is not None and recorded.recorder is not None:
+            root = recorded.recorder.root
+            self.finishing[bid] = root
+            self.tasks.spawn(self._finish(bid, root), name=f"finish-{bid}")
 
     async def _finish(self, bid: str, root: Path) -> None:
         try:
@@ -217,7 +282,7 @@ class MediaHub:
         return list(self.broadcasts.values())
 
     def audiences(self) -> list[Audience]:
-        return [*self.broadcasts.values(), *self.edges.values()]
+        return [*self.broadcasts.values(), *self.retired.values(), *self.edges.values()]
 
     def traffic(self) -> tuple[int, int]:
         """RTP packets and payload bytes sent to this process's viewers since it started."""
@@ -234,9 +299,11 @@ class MediaHub:
     async def aclose(self) -> None:
         for gauge in _GAUGES:
             gauge.unregister(self)
+        await self._following.aclose()
         await self.tasks.drain(timeout=60)  # recordings being finished
         medias = self.audiences()
         self.broadcasts.clear()
+        self.retired.clear()
         self.edges.clear()
         await asyncio.gather(*(m.aclose() for m in medias), return_exceptions=True)
         await self._edge_closing.drain(timeout=10)

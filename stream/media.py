@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -21,6 +21,8 @@ from stream.deliver.rtc import (
     check_offer,
     new_peer_connection,
 )
+from stream.encode.bus import FrameBus, Streams
+from stream.encode.encoders import Codec
 from stream.encode.ladder import ladder_for
 from stream.ingest.publisher import Publisher, PublisherState, Source
 
@@ -35,9 +37,7 @@ from .errors import (
     HostLive,
     SessionNotFound,
 )
-
-if TYPE_CHECKING:
-    pass
+from .handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class BroadcastMedia(Audience):
         self.recorder: Recorder | None = None
         self.restreamer: Restreamer | None = None
         self.restream = restream  # the destinations (None: no restreaming set up)
+        self.handover: Handover | None = None  # set: another node is the origin now
 
     @property
     def hls_running(self) -> HlsPackager | None:
@@ -91,6 +92,28 @@ class BroadcastMedia(Audience):
             self.restreamer = Restreamer(self.bid, self.compositor, self.restream,
                                          s.restream_allow_private, s.restream_ca_file)  # fmt: skip
             self.restreamer.start()
+
+    async def hand_over(self, upstream: Streams) -> None:
+        """This node is not the broadcast's origin any more (the publisher went to another):
+        compose nothing, leave the outputs to the new origin (the recording is finished when
+        the show ends); the viewers here stay, fed from ``upstream``, this node's edge of it."""
+        last_s = self.compositor.clock_s()
+        await self.compositor.stop()
+        if self._hls is not None:
+            await self._hls.aclose()
+            self._hls = None
+        if self.restreamer is not None:
+            await self.restreamer.hand_off()
+            self.restreamer = None
+        if self.recorder is not None:
+            await self.recorder.aclose()
+        c = self.compositor
+        buses: dict[tuple[Codec, str], FrameBus] = {(Codec.OPUS, ""): c.audio_bus}
+        for codec in (Codec.H264, Codec.VP8):
+            buses |= {(codec, rung): c.bus(codec, rung) for rung in c.rungs}
+        self.handover = Handover(buses, upstream, last_s)
+        self.handover.start()
+        log.info("handed over to the new origin", extra={"bid": self.bid})
 
     # -- WHIP ------------------------------------------------------------------------------------
     def host_publisher(self) -> Publisher | None:
@@ -175,7 +198,9 @@ class BroadcastMedia(Audience):
             await self._hls.aclose()
         if self.restreamer is not None:
             await self.restreamer.aclose()
-        if self.recorder is not None:
+        if self.handover is not None:
+            self.handover.close()
+        elif self.recorder is not None:
             await self.recorder.aclose()
         await self.compositor.aclose()
         await self._watchers.aclose()

@@ -111,6 +111,7 @@ class Compositor:
         self._audio_pool = concurrent.futures.ThreadPoolExecutor(1, f"audio-{bid}")
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._video_index = self._audio_index = 0  # of the latest frames published
         # called on the loop after each composed frame with its index (benchmarks, snapshots)
         self.taps: list[Callable[[int], None]] = []
 
@@ -121,6 +122,16 @@ class Compositor:
             loop.create_task(self._video_loop(), name=f"compose-video-{self.bid}"),
             loop.create_task(self._audio_loop(), name=f"compose-audio-{self.bid}"),
         ]
+
+    async def stop(self) -> None:
+        """Compose and encode no more; the buses stay, with their subscribers (another node
+        composes the broadcast now and its frames are handed to them: stream/handover.py)."""
+        await cancel_all(self._tasks)
+        self._tasks = []
+
+    def clock_s(self) -> float:
+        """The time of the latest frame handed to the buses (video or audio), in seconds."""
+        return max(self._video_index / self.fps, self._audio_index * AUDIO_SAMPLES / 48000)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -216,6 +227,7 @@ class Compositor:
             # every rung of this tick in one go: a fan-out sees them together (rung switches)
             for key, frames in out.items():
                 self.video_buses[key].publish(frames)
+            self._video_index = index
             for tap in self.taps:
                 tap(index)
 
@@ -330,3 +342,4 @@ class Compositor:
                 )
                 self.audio_bus.publish(opus_frames)
                 self.aac_bus.publish(aac_frames)
+                self._audio_index = index

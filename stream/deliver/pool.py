@@ -123,10 +123,12 @@ class WorkerFeed:
         self.codec = codec
         self.rung = rung
         self.bus = source.bus(codec, rung or None)
-        self.request_keyframe = self.bus.request_keyframe
         self.bus.add(self)
         self.waiting_keyframe = False
         self.asked = False  # a keyframe was requested for this wait
+
+    def request_keyframe(self) -> None:  # whoever encodes the bus now (stream/handover.py)
+        self.bus.request_keyframe()
 
     def offer(self, frame: EncodedFrame) -> None:
         t0 = time.thread_time()

@@ -103,6 +103,15 @@ class Restreamer:
             if self._unwritten.get(did) is status:
                 del self._unwritten[did]
 
+    async def hand_off(self) -> None:
+        """Stop pushing without a word: the broadcast's new origin pushes now and keeps the
+        statuses (an "idle" from here would overwrite its "live")."""
+        pushers = list(self.pushers.values())
+        self.pushers.clear()  # their last reports go nowhere
+        await self._tasks.aclose()
+        await self._writes.aclose()
+        await asyncio.gather(*(p.aclose() for p in pushers), return_exceptions=True)
+
     async def aclose(self) -> None:
         await self._tasks.aclose()
         pushers = list(self.pushers.values())
