@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from chat.presence import FRESH_S, MediaPresence, watching
 from chat.store import ChatStore
+from core.keys import text
 from core.numbers import presence_key
 
 
@@ -26,9 +27,7 @@ async def test_viewers_without_a_chat_here_are_reported_and_summed(store: ChatSt
     watched = {"pa": 2, "pb": 0, "pc": 4}
     presence = MediaPresence(store, "node-1", lambda: dict(watched), lambda bid: bid == "pc")
     await presence.report()
-    raw = {
-        k.decode(): v.decode() for k, v in (await store.redis.hgetall(presence_key("pa"))).items()
-    }
+    raw = {text(k): text(v) for k, v in (await store.redis.hgetall(presence_key("pa"))).items()}
     assert list(raw) == ["node-1"] and raw["node-1"].startswith("2|")
     # no viewers: nothing written; a chat here reports for itself (chat/hub.py)
     assert not await store.redis.exists(presence_key("pb"), presence_key("pc"))
