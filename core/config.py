@@ -97,6 +97,12 @@ class Settings:
     # announced as the node URL's host (or relay_host) and this port
     relay_port: int = 0
     relay_host: str | None = None  # the address other nodes reach the relay at
+    # TLS on the relay: this node's certificate and key (its relay speaks TLS only, announced
+    # as tls://host:port), and the CA certificates an edge checks origins' relays against
+    # (default: the system's)
+    relay_tls_cert: str | None = None
+    relay_tls_key: str | None = None
+    relay_ca_file: str | None = None
     chat_max_chars: int = 200
     chat_rate_messages: int = 5  # per user, per chat_rate_window_s (the host is exempt)
     chat_rate_window_s: float = 10.0
@@ -258,6 +264,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         "node_url": env.get("JANGTEO_NODE_URL") or None,
         "relay_port": _int(env, "JANGTEO_RELAY_PORT", 0),
         "relay_host": env.get("JANGTEO_RELAY_HOST") or None,
+        "relay_tls_cert": env.get("JANGTEO_RELAY_TLS_CERT") or None,
+        "relay_tls_key": env.get("JANGTEO_RELAY_TLS_KEY") or None,
+        "relay_ca_file": env.get("JANGTEO_RELAY_CA_FILE") or None,
         "chat_max_chars": _int(env, "JANGTEO_CHAT_MAX_CHARS", 200),
         "chat_rate_messages": _int(env, "JANGTEO_CHAT_RATE_MESSAGES", 5),
         "chat_rate_window_s": float(_int(env, "JANGTEO_CHAT_RATE_WINDOW_S", 10)),
@@ -288,6 +297,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Setti
         raise ConfigError(f"JANGTEO_PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}")
     if settings.phone_verifier not in ("none", "test"):
         raise ConfigError("JANGTEO_PHONE_VERIFIER must be none or test")
+    if bool(settings.relay_tls_cert) != bool(settings.relay_tls_key):
+        raise ConfigError("JANGTEO_RELAY_TLS_CERT and JANGTEO_RELAY_TLS_KEY go together")
     if settings.fanout not in FANOUT_MODES:
         raise ConfigError(f"JANGTEO_FANOUT must be one of {', '.join(FANOUT_MODES)}")
     return settings

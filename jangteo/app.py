@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import cast
@@ -45,10 +46,10 @@ from commerce.sweeper import Sweeper
 from commerce.webhooks import Webhooks
 from core import metrics
 from core.broadcasts import BroadcastStore
-from core.config import Settings, with_payment_secret
+from core.config import ConfigError, Settings, with_payment_secret
 from core.malloc import trim_heap
 from core.nodes import NodeRegistry, nodes
-from core.origin import origin_of, renew
+from core.origin import renew
 from core.problems import NotFound
 from core.redislimit import RedisBuckets
 from core.redismux import RedisMux
@@ -59,11 +60,11 @@ from stream import cohosting
 from stream.deliver.hls import http as hls_http
 from stream.deliver.pool import WorkerPool
 from stream.deliver.record import http as replay_http
-from stream.deliver.relay import RelayServer
+from stream.deliver.relay import RelayServer, server_tls
 from stream.deliver.rtc import configure_host_addresses
 from stream.deliver.rtmp import http as restream_http
 from stream.deliver.rtmp.destinations import DestinationStore
-from stream.edge import find_origin
+from stream.edge import TLS_SCHEME, find_origin
 from stream.hub import MediaHub
 
 from . import api, errors, guests, openapi
@@ -315,15 +316,21 @@ async def _start_relay(
         return ""
     hub = context.hub
     relay = RelayServer(hub.broadcasts.get, settings.secret, context.node_id)
-    await relay.start(settings.host, settings.relay_port)
+    tls = None
+    if settings.relay_tls_cert and settings.relay_tls_key:
+        try:
+            tls = server_tls(settings.relay_tls_cert, settings.relay_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"JANGTEO_RELAY_TLS_CERT/KEY: {exc}") from exc
+    await relay.start(settings.host, settings.relay_port, tls)
     parts.push_async_callback(relay.aclose)
     hub.relay = relay
     hub.find_origin = functools.partial(
         find_origin, context.redis, context.store, hub.broadcasts.get, context.node_id
     )
-    hub.follow_origins(functools.partial(origin_of, context.redis))
+    hub.follow_origins()
     host = settings.relay_host or urlsplit(settings.node_url or settings.base_url).hostname
-    return f"{host or settings.host}:{relay.port}"
+    return f"{TLS_SCHEME if tls else ''}{host or settings.host}:{relay.port}"
 
 
 def create_app(settings: Settings) -> Starlette:

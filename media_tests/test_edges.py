@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from core.redisproc import free_port
 from jangteo.testkit.clients import WhepClient, WhipClient
 from jangteo.testkit.server import RunningServer, eventually, running_server
 from stream.deliver.messages import Want, encode
+from stream.deliver.record.recorder import read_meta, recording_dir
 from stream.deliver.relay import RelayRefused, greet_origin
 from stream.edge import EdgeMedia
 from stream.encode.encoders import Codec
@@ -31,9 +33,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextlib.asynccontextmanager
-async def node(redis_url: str, name: str, workers: int = 0) -> AsyncIterator[RunningServer]:
+async def node(
+    redis_url: str, name: str, workers: int = 0, **kw: object
+) -> AsyncIterator[RunningServer]:
     settings = make_settings(redis_url, node_id=name, relay_port=free_port(), workers=workers,
-                             video_width=320, video_height=180)  # fmt: skip
+                             video_width=320, video_height=180, **kw)  # fmt: skip
     async with running_server(settings) as s:
         yield s
 
@@ -288,3 +292,28 @@ async def test_every_node_counts_the_viewers_of_every_node(
         for v in (here, *there):
             await v.aclose()
         await pub.aclose()
+
+
+async def test_the_end_asked_of_another_node_ends_the_origins_media(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The host ends the show through B (the load balancer's choice); A, the origin, closes the
+    publisher and the viewers there and finishes its recording."""
+    async with (
+        node(redis_url, "node-a", record=True, data_dir=tmp_path) as a,
+        node(redis_url, "node-b") as b,
+    ):
+        bid, pub = await go_live(a)
+        v = await viewer(a, bid, "v")
+        try:
+            await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 15)
+            r = await b.http.post(f"/api/broadcasts/{bid}/end", headers=b.admin())
+            assert r.status_code == 200, r.text
+            await eventually(lambda: bid not in a.ctx.hub.broadcasts, "A's media ending", 10)
+            await eventually(lambda: pub.pc.connectionState in ("closed", "failed"), "cut", 10)
+            await eventually(lambda: bid not in a.ctx.hub.finishing, "the recording", 30)
+            meta = read_meta(recording_dir(tmp_path, bid))
+            assert meta is not None and meta["complete"] and meta["segments"]
+        finally:
+            await v.aclose()
+            await pub.aclose()

@@ -30,7 +30,13 @@ from core.origin import origin_of
 from core.problems import NotFound
 from core.tasks import TaskSet
 from stream.deliver.messages import BadMessage, End, Frame, Keyframe, Want, encode, read
-from stream.deliver.relay import GREETING_TIMEOUT_S, Origin, RelayRefused, greet_origin
+from stream.deliver.relay import (
+    GREETING_TIMEOUT_S,
+    Origin,
+    RelayRefused,
+    client_tls,
+    greet_origin,
+)
 from stream.deliver.relayed import RelayedStreams
 from stream.encode.bus import Streams
 from stream.encode.encoders import Codec, EncodedFrame
@@ -44,6 +50,7 @@ POLL_S = 0.25  # how often an edge without an origin looks for one
 CHECK_S = 1.0  # how often a pulling edge checks that its origin is still the origin
 IDLE_S = 10.0  # an edge with no viewers this long closes (and its pull with it)
 CONNECT_TIMEOUT_S = 3.0
+TLS_SCHEME = "tls://"  # an announced relay address that speaks TLS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Route:
     relay: str = ""  # host:port
     local: Origin | None = None
     url: str = ""  # the node's base URL (HTTP)
+    tls: bool = False  # the relay speaks TLS
 
 
 class Ended(Exception):
@@ -100,6 +108,7 @@ class EdgeMedia(Audience):
         self.node_id = node_id
         self.on_idle = on_idle
         self.route: Route | None = None
+        self.attempts = 0  # connections to origins tried so far
         self.pulls = 0  # upstreams attached so far
         self.holders = 0  # handed-over media fed from this edge (stream/handover.py)
         self.bytes_in = 0
@@ -154,8 +163,14 @@ class EdgeMedia(Audience):
 
     async def _pull_remote(self, route: Route) -> None:
         host, _, port = route.relay.rpartition(":")
+        tls = (
+            await asyncio.to_thread(client_tls, self.settings.relay_ca_file) if route.tls else None
+        )
+        self.attempts += 1
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(
+                host, int(port), ssl=tls, server_hostname=host if tls else None
+            )
         self._abort = writer.close  # reading ends with the connection
         try:
             async with asyncio.timeout(GREETING_TIMEOUT_S):
@@ -269,4 +284,7 @@ async def find_origin(
         return Route(node, local=media) if media is not None else None
     record = await nodes.node(redis, node)
     relay = str(record.get("relay") or "") if record else ""
-    return Route(node, relay, url=str(record.get("url") or "")) if record and relay else None
+    if not record or not relay:
+        return None
+    tls = relay.startswith(TLS_SCHEME)
+    return Route(node, relay.removeprefix(TLS_SCHEME), url=str(record.get("url") or ""), tls=tls)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 from .audience import Audience
 from .deliver.rtmp.destinations import DestinationStore
-from .edge import EdgeMedia, Route
+from .edge import EdgeMedia, Ended, Route
 from .media import BroadcastMedia
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class MediaHub:
         # broadcasts this node was the origin of until the publisher went to another node: their
         # viewers here are fed from this node's edge (stream/handover.py) until they leave
         self.retired: dict[str, BroadcastMedia] = {}
+        self.unfinished: dict[str, Path] = {}  # their recordings, finished when the show ends
         metrics.BROADCASTS.register(self, lambda: len(self.broadcasts))
         metrics.PUBLISHERS.register(self, lambda: sum(len(b.publishers) for b in self.medias()))
         metrics.VIEWERS.register(self, lambda: sum(len(b.viewers) for b in self.audiences()))
@@ -147,27 +148,34 @@ class MediaHub:
             edge.start()
         return edge
 
-    def follow_origins(self, origin_of: Callable[[str], Awaitable[str | None]]) -> None:
-        """Every ``CHECK_S``: a broadcast composed here without a publisher whose origin is now
-        another node (the publisher reconnected there) is handed over to it; a handed-over
-        media closes once its last viewer has left."""
-        self._following.spawn(self._follow(origin_of), name="follow-origins")
+    def follow_origins(self) -> None:
+        """Every ``CHECK_S``, for each broadcast with media here: once it has ended (the end may
+        have been asked of another node), its media here ends; composed here without a publisher
+        while its origin is another node (the publisher reconnected there), it is handed over;
+        a handed-over media closes once its last viewer has left."""
+        self._following.spawn(self._follow(), name="follow-origins")
 
-    async def _follow(self, origin_of: Callable[[str], Awaitable[str | None]]) -> None:
+    async def _follow(self) -> None:
+        find = self.find_origin
+        if find is None:
+            raise RuntimeError("following origins needs find_origin")
         while True:
             await asyncio.sleep(CHECK_S)
-            for bid, media in list(self.broadcasts.items()):
-                if media.publishers:
-                    continue
+            for bid in {*self.broadcasts, *self.retired, *self.unfinished}:
                 try:
-                    node = await origin_of(bid)
+                    route = await find(bid)
+                except Ended:
+                    await self.end(bid)
+                    continue
                 except Exception as exc:  # Redis away: stay as we are, look again
-                    log.warning("cannot read the origin of %s: %s", bid, exc)
+                    log.warning("cannot find the origin of %s: %s", bid, exc)
                     break
-                if node is not None and node != self.node_id:
+                media = self.broadcasts.get(bid)
+                moved = route is not None and route.node != self.node_id
+                if media is not None and not media.publishers and moved:
                     await self._hand_over(bid, media)
-            for bid, media in list(self.retired.items()):
-                if media.idle():
+            for bid, retired in list(self.retired.items()):
+                if retired.idle():
                     await self._close_retired(bid)
 
     async def _hand_over(self, bid: str, media: BroadcastMedia) -> None:
@@ -176,19 +184,21 @@ class MediaHub:
         del self.broadcasts[bid]
         if self.on_ended is not None:  # its overlay is drawn by the new origin
             await self.on_ended(bid)
+        self.retired[bid] = media
         if not media.viewers:
-            self.retired[bid] = media
             await self._close_retired(bid)
             return
         edge = self.edge(bid, media.portrait)
         edge.holders += 1
-        self.retired[bid] = media
         await media.hand_over(edge.streams)
 
     async def _close_retired(self, bid: str) -> None:
+        """A handed-over media closes; what it recorded is finished when the show ends."""
         media = self.retired.pop(bid)
         await media.aclose()
         self._ended = _plus(self._ended, (*media.traffic(), _skips(media)))
+        if media.recorder is not None:
+            self.unfinished[bid] = media.recorder.root
         edge = self.edges.get(bid)
         if edge is not None and media.handover is not None:
             edge.holders -= 1
@@ -255,18 +265,17 @@ class MediaHub:
         if edge is not None:
             self._ended = _plus(self._ended, (*edge.traffic(), 0))
             await edge.aclose()
-        retired = self.retired.get(bid)
-        if retired is not None:
+        if bid in self.retired:
             await self._close_retired(bid)
+        root = self.unfinished.pop(bid, None)  # recorded here before a handover
         media = self.broadcasts.pop(bid, None)
         if media is not None:
             if self.on_ended is not None:
                 await self.on_ended(bid)
             await media.aclose()
             self._ended = _plus(self._ended, (*media.traffic(), _skips(media)))
-        recorded = media or retired  # what was recorded here (before and after a handover)
-        if recorded is not None and recorded.recorder is not None:
-            root = recorded.recorder.root
+            root = media.recorder.root if media.recorder is not None else root
+        if root is not None:
             self.finishing[bid] = root
             self.tasks.spawn(self._finish(bid, root), name=f"finish-{bid}")
 

@@ -184,3 +184,14 @@ def test_with_generated_secrets_keeps_given_ones() -> None:
     only_key, generated = with_generated_secrets(Settings(admin_key="adm"))
     assert generated == ["JANGTEO_SECRET"]
     assert only_key.admin_key == "adm" and only_key.secret
+
+
+def test_the_relay_certificate_and_key_go_together() -> None:
+    s = from_env({"JANGTEO_RELAY_TLS_CERT": "/etc/jt/relay.pem", "JANGTEO_RELAY_TLS_KEY": "/k.pem",
+                  "JANGTEO_RELAY_CA_FILE": "/etc/jt/ca.pem"})  # fmt: skip
+    assert (s.relay_tls_cert, s.relay_tls_key, s.relay_ca_file) == (
+        "/etc/jt/relay.pem", "/k.pem", "/etc/jt/ca.pem",
+    )  # fmt: skip
+    for alone in ("JANGTEO_RELAY_TLS_CERT", "JANGTEO_RELAY_TLS_KEY"):
+        with pytest.raises(ConfigError, match="go together"):
+            from_env({alone: "/etc/jt/x.pem"})

@@ -4,7 +4,6 @@ in front of it (RTMPS) under a CA made for the run."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import signal
@@ -13,12 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from core.redisproc import free_port
+
+from .tls import tls_files
 
 MODULES = Path("/usr/lib/nginx/modules")
 
@@ -30,36 +26,6 @@ def available() -> str | None:
     if not (MODULES / "ngx_rtmp_module.so").exists():
         return "needs libnginx-mod-rtmp"
     return None
-
-
-def _tls_files(root: Path, host: str) -> tuple[Path, Path, Path]:
-    """A CA, and a certificate for ``host`` it signed: (ca, cert, key)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jangteo test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))  # fmt: skip
-    key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName([x509.DNSName(host)])  # the name only, no address
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(san, critical=False)
-            .sign(ca_key, hashes.SHA256()))  # fmt: skip
-    paths = root / "ca.pem", root / "cert.pem", root / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    return paths
 
 
 class NginxRtmp:
@@ -80,7 +46,7 @@ class NginxRtmp:
         root.mkdir(parents=True, exist_ok=True)
         servers = []
         if tls:
-            ca, cert, key = _tls_files(root, tls_host)
+            ca, cert, key = tls_files(root, tls_host)
             self.ca_file = ca
             servers.append(f"""server {{ listen 127.0.0.1:{self.tls_port} ssl;
   ssl_certificate {cert}; ssl_certificate_key {key}; proxy_pass 127.0.0.1:{self.port}; }}""")

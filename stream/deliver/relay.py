@@ -10,16 +10,21 @@ viewers take (:class:`Want` a codec at a rung), the origin subscribes a :class:`
 that bus (the same back-pressure as a worker's: skip to the next keyframe when the link falls
 behind), keyframe requests travel back to the origin's rate-limited encoder, and :class:`End`
 says the broadcast is gone from this node.
+
+With a certificate (``JANGTEO_RELAY_TLS_CERT``), the relay speaks TLS only and is announced as
+``tls://host:port``; an edge checks it against ``JANGTEO_RELAY_CA_FILE`` (:func:`client_tls`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
 import secrets
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,6 +40,20 @@ log = logging.getLogger(__name__)
 
 GREETING_TIMEOUT_S = 10.0
 NONCE_BYTES = 16
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """The relay listener's TLS: this node's certificate chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@functools.cache
+def client_tls(ca_file: str | None) -> ssl.SSLContext:
+    """An edge's TLS to origins' relays, checked against ``ca_file`` (None: the system's CAs);
+    made once per file (loading CAs takes a while: call it off the event loop)."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class RelayRefused(ConnectionError):
@@ -159,6 +178,7 @@ class RelayServer:
         self.node_id = node_id
         self.links: set[EdgeLink] = set()
         self.port = 0
+        self.tls: ssl.SSLContext | None = None
         self._server: asyncio.AbstractServer | None = None
         self._handlers = TaskSet()
         self._sent_closed = 0  # bytes sent to edges that have gone
@@ -173,10 +193,13 @@ class RelayServer:
     def feed_cpu_s(self) -> float:
         return self._cpu_closed + sum(link.feed_cpu_s for link in self.links)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on ``host:port``; with ``tls``, every connection is TLS (made within the
+        greeting's time, or refused)."""
+        self.tls = tls
         self._server = await asyncio.start_server(self._accept, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("relay listening on %s:%d", host, self.port)
+        log.info("relay listening on %s:%d%s", host, self.port, " (TLS)" if tls else "")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()  # owned, so that close cancels it (start_server does not)
@@ -185,8 +208,10 @@ class RelayServer:
             return
         try:
             async with asyncio.timeout(GREETING_TIMEOUT_S):
+                if self.tls is not None:
+                    await writer.start_tls(self.tls)
                 node = await greet_edge(reader, writer, self.secret, self.node_id)
-        except (TimeoutError, asyncio.IncompleteReadError, BadMessage, ConnectionError) as exc:
+        except (TimeoutError, asyncio.IncompleteReadError, BadMessage, OSError) as exc:
             metrics.RELAY_REFUSED.inc()
             log.warning("relay connection refused: %s", exc or type(exc).__name__)
             writer.close()
