@@ -84,7 +84,8 @@ class BroadcastMedia(Audience):
         self.compositor.start()
         s = self.settings
         if s.record:
-            prune_recordings(s.data_dir, s.record_retention_days)
+            # off the event loop: it reads every recording's meta
+            self._spawn(asyncio.to_thread(prune_recordings, s.data_dir, s.record_retention_days))
             self.recorder = Recorder(self.compositor, self.bid, s.data_dir,
                                      Limits(s.record_min_free_mb, s.record_max_mb))  # fmt: skip
             self.recorder.start()

@@ -51,7 +51,7 @@ def _document() -> dict[str, Any]:
             "id": {"type": "string"},
             "title": {"type": "string"},
             "status": {"type": "string", "enum": ["scheduled", "live", "ended"]},
-            "viewers": {"type": "integer"},
+            "viewers": {"type": "integer", "description": "watching now, on every node"},
             "publishers": {"type": "integer"},
             "pinned": {"type": ["object", "null"]},
             "created_at": {"type": "integer", "description": "epoch ms"},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import ssl
 import time
@@ -53,8 +54,10 @@ LIVE_OK_S = 10.0  # a connection that published this long was a success (backoff
 Report = Callable[[dict[str, Any]], None]
 
 
+@functools.cache
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """The system's CAs, plus ``ca_file``'s (a private platform's) when given."""
+    """The system's CAs, plus ``ca_file``'s (a private platform's) when given; made once per
+    file and shared (loading CAs takes a while: call it off the event loop)."""
     context = ssl.create_default_context()
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
@@ -200,7 +203,7 @@ class Pusher:
     async def _connect(self) -> RtmpSession:
         t = self.target
         addresses = await resolve(t, self.allow_private)
-        tls = self.tls() if t.scheme == "rtmps" else None
+        tls = await asyncio.to_thread(self.tls) if t.scheme == "rtmps" else None
         last: BaseException | None = None
         for address in addresses:  # the addresses checked, in the resolver's order
             try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 import time
@@ -71,8 +70,7 @@ class Restreamer:
                     except Exception:  # one destination's trouble is not the others'
                         log.exception("restream %s: cannot start", did)
 
-    @functools.cached_property
-    def tls(self) -> ssl.SSLContext:  # made when first needed (loading CAs takes a moment)
+    def tls(self) -> ssl.SSLContext:  # made when first needed, in a pusher's thread
         return tls_context(self.ca_file)
 
     def _start(self, destination: Destination) -> None:
@@ -81,7 +79,7 @@ class Restreamer:
         pusher = Pusher(
             destination, self.source.bus(Codec.H264, rung), self.source.bus(Codec.AAC),
             lambda status: self._report(destination.id, status), self.allow_private,
-            lambda: self.tls,
+            self.tls,
         )  # fmt: skip
         self.pushers[destination.id] = pusher
         pusher.start()
