@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jangteo.testkit.clients import Received, WhepClient
 from stream.compose.slate import slate_bgr
 from stream.ingest import pattern
+
+if TYPE_CHECKING:
+    from playwright.async_api import BrowserContext
+
+# Debian's Chromium and how the browser tests start it (media_tests/conftest.py)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--allow-loopback-in-peer-connection",
+]
+# makes a browser context (options as Playwright's new_context takes them): the ``contexts``
+# fixture
+Contexts = Callable[..., Awaitable["BrowserContext"]]
 
 PATTERN_TOLERANCE = 30.0  # mean abs error (0-255) of a decoded frame vs the pattern it claims
 
@@ -56,3 +81,26 @@ def fps(frames: list[Received]) -> float:
     if len(frames) < 2:
         return 0.0
     return (len(frames) - 1) / (frames[-1].at - frames[0].at)
+
+
+def runs_on(pictures: Sequence[tuple[float, int | None]]) -> None:
+    """Stamped pictures, as a player got them ((time in seconds, counter read or None)), in order
+    and none lost.
+
+    Lost is judged on the stream's timestamps and the counters read between them. A stream that
+    dropped frames skips ahead (a part, a GOP): a gap of many frame periods. A loaded compositor
+    passes over a tick or two now and then (a gap of 2-3 periods, the camera's counter stepping on
+    meanwhile) and may show a camera frame twice and skip the next (a step of 0 then 2): so
+    counters may step up to 2 a period between two pictures read. A picture whose band a loaded
+    encoder blurred past reading says nothing either way; most must read."""
+    times = [t for t, _ in pictures]
+    period = statistics.median(b - a for a, b in itertools.pairwise(times))
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(times) if b - a > 6 * period]
+    assert not gaps, f"the stream skipped ahead: {gaps}"
+    read = [(t, n) for t, n in pictures if n is not None]
+    assert len(read) >= 0.9 * len(pictures), f"{len(read)} of {len(pictures)} pictures read"
+    steps = [(n1 - n0, max(1, round((t1 - t0) / period))) for (t0, n0), (t1, n1)
+             in itertools.pairwise(read)]  # fmt: skip
+    assert all(0 <= s <= 2 * ticks for s, ticks in steps), f"in order, none lost: {steps}"
+    counters = [n for _, n in read]
+    assert len(counters) >= 0.9 * (counters[-1] - counters[0] + 1), "the picture did not run on"

@@ -14,17 +14,14 @@ import pytest
 
 from jangteo.testkit.server import RunningServer
 
-from . import test_browser as tb
 from .axe import axe_violations, describe
+from .helpers import CHROMIUM, Contexts
 from .test_pages import (
     DESKTOP,
     PHONE,
     SMALL_PHONE,
     WAIT_MS,
-    Contexts,
-    browser,
     chat_line,
-    contexts,
     open_studio,
     open_watch,
     pinned_show,
@@ -34,12 +31,11 @@ from .test_pages import (
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-__all__ = ["browser", "contexts"]  # fixtures, used by name
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
 # axe-core goes in as an inline script and compiles its messages with `new Function`: the pages'

@@ -29,7 +29,7 @@ import base64
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,27 +41,13 @@ from conftest import ICE_ADDRESS
 from jangteo.testkit.server import RunningServer
 from stream.ingest.publisher import Source
 
-from .helpers import is_slate
+from .helpers import CHROMIUM, is_slate
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import BrowserContext, Page
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 WAIT_MS = 20_000  # for any one thing to happen in the browser
 
@@ -79,35 +65,6 @@ SNAPSHOT_JS = """(video) => {
     return c.toDataURL("image/png");
 }"""
 PLAYING_JS = "(v) => v.readyState >= 2 && v.currentTime > 0.5 && v.videoWidth > 0"
-
-
-# -- fixtures ------------------------------------------------------------------------------------
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    # Media permission is what lets Chromium gather loopback / non-default interfaces at all.
-    ctx = await browser.new_context(
-        permissions=["camera", "microphone"], viewport={"width": 1024, "height": 700},
-        locale="ko-KR",
-    )  # fmt: skip
-    errors: list[str] = []  # uncaught exceptions in our pages' scripts
-    ctx.on("weberror", lambda e: errors.append(f"{e.page.url if e.page else '?'}: {e.error}"))
-    try:
-        yield ctx
-    finally:
-        await ctx.close()
-    assert not errors, f"uncaught errors in the pages: {errors}"
 
 
 # -- helpers -------------------------------------------------------------------------------------

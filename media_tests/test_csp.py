@@ -20,7 +20,8 @@ from jangteo.testkit.server import RunningServer
 
 from . import test_browser as tb
 from . import test_pages as tp
-from .test_record import recording, replay_ready
+from .helpers import CHROMIUM, Contexts
+from .test_record import replay_ready
 from .test_replay_pages import end, wait_advancing
 
 if TYPE_CHECKING:
@@ -29,12 +30,9 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-browser = tb.browser  # the same Chromium fixture
-contexts = tp.contexts  # contexts that fail the test on uncaught page errors
-__all__ = ["browser", "contexts", "recording"]  # fixtures, used by name
 WAIT_MS = tb.WAIT_MS
 CHAT_OPEN = "() => window.jt && window.jt.chat.state === 'open'"
 HLS_PLAYING = "() => window.jt.state === 'playing' && !!window.jt.hls"  # hls.js, not native
@@ -80,7 +78,7 @@ async def goto(page: Page, url: str) -> Response:
 
 
 async def test_no_page_breaks_its_content_security_policy(
-    recording: RunningServer, contexts: tp.Contexts
+    recording: RunningServer, contexts: Contexts
 ) -> None:
     server = recording
     seen = Violations()

@@ -25,6 +25,7 @@ from jangteo.testkit.server import RunningServer, eventually, running_server
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from . import test_browser as tb
+from .helpers import CHROMIUM
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext
@@ -32,11 +33,9 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-browser = tb.browser  # the same Chromium fixtures
-context = tb.context
 BACK_WITHIN_S = 8  # from node B gone to the page playing from A again
 
 

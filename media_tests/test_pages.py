@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -22,17 +21,17 @@ from jangteo.testkit.server import RunningServer, bearer
 from stream.deliver.whep import Viewer
 
 from . import test_browser as tb
+from .helpers import CHROMIUM, Contexts
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, ViewportSize
+    from playwright.async_api import BrowserContext, Page, ViewportSize
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(60),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-browser = tb.browser  # the same Chromium fixture
 WAIT_MS = tb.WAIT_MS
 DESKTOP: ViewportSize = {"width": 1280, "height": 1000}
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -113,29 +112,6 @@ A11Y_JS = """() => {
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-Contexts = Callable[..., Awaitable["BrowserContext"]]
-
-
-@pytest.fixture
-async def contexts(browser: Browser) -> AsyncIterator[Contexts]:
-    """Makes browser contexts (each with camera + mic granted); fails on uncaught page errors."""
-    made: list[BrowserContext] = []
-    errors: list[str] = []
-
-    async def make(**options: Any) -> BrowserContext:
-        # a Korean phone unless a test says otherwise (the pages follow the browser's language)
-        options.setdefault("locale", "ko-KR")
-        ctx = await browser.new_context(permissions=["camera", "microphone"], **options)
-        ctx.on("weberror", lambda e: errors.append(f"{e.page.url if e.page else '?'}: {e.error}"))
-        made.append(ctx)
-        return ctx
-
-    try:
-        yield make
-    finally:
-        for ctx in made:
-            await ctx.close()
-    assert not errors, f"uncaught errors in the pages: {errors}"
 
 
 async def put_product(server: RunningServer, bid: str, host: str, pid: str, **body: Any) -> None:

@@ -23,14 +23,12 @@ from conftest import make_settings
 from jangteo.testkit.server import RunningServer, bearer, running_server
 
 from . import test_browser as tb
+from .helpers import CHROMIUM, Contexts
 from .test_pages import (
     PHONE,
     SMALL_PHONE,
     WAIT_MS,
-    Contexts,
-    browser,
     chat_line,
-    contexts,
     put_product,
     send_chat,
 )
@@ -38,12 +36,11 @@ from .test_pages import (
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page, ViewportSize
 
-__all__ = ["browser", "contexts"]  # fixtures, used by name
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
 STATIC = Path(__file__).resolve().parents[1] / "jangteo" / "static"

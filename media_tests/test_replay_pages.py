@@ -19,7 +19,8 @@ from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
 from . import test_pages as tp
-from .test_record import publish, recording, replay_ready
+from .helpers import CHROMIUM, Contexts
+from .test_record import publish, replay_ready
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -27,12 +28,9 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
-browser = tb.browser  # the same Chromium fixture
-contexts = tp.contexts  # contexts that fail the test on uncaught page errors
-__all__ = ["recording"]  # a fixture (media_tests/test_record.py), used by name
 WAIT_MS = tb.WAIT_MS
 PHONE = tp.PHONE
 SCREEN = {"width": 1280, "height": 720}
@@ -86,7 +84,7 @@ async def wait_advancing(page: Page, selector: str) -> float:
 
 # -- tests ---------------------------------------------------------------------------------------
 async def test_market_screen_plays_low_latency_hls(
-    recording: RunningServer, contexts: tp.Contexts
+    recording: RunningServer, contexts: Contexts
 ) -> None:
     """The screen waits for the show, plays its LL-HLS through hls.js (low-latency mode, parts),
     shows the pinned product in large type, and moves on to the replay when the show ends."""
@@ -135,9 +133,7 @@ async def test_market_screen_plays_low_latency_hls(
     await screen.wait_for_function("() => window.jt && window.jt.replay", timeout=WAIT_MS)
 
 
-async def test_replay_chapters_seek_and_buy(
-    recording: RunningServer, contexts: tp.Contexts
-) -> None:
+async def test_replay_chapters_seek_and_buy(recording: RunningServer, contexts: Contexts) -> None:
     """A show with two pins becomes a replay: its page lists both products as chapters, a tap
     seeks to the pin and plays, and Buy orders at the product's price, marked as from the
     replay; stock goes down on the page and a sold-out product says so instead of a button."""
@@ -240,7 +236,7 @@ async def test_replay_chapters_seek_and_buy(
 
 
 async def test_watch_page_hands_over_to_the_replay(
-    recording: RunningServer, contexts: tp.Contexts
+    recording: RunningServer, contexts: Contexts
 ) -> None:
     """When the show ends the watch page offers its replay, and opens it once it is ready."""
     server = recording

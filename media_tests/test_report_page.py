@@ -18,14 +18,13 @@ from core.pins import Pin, pins_key, record_pin
 from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
-from .test_pages import DESKTOP, WAIT_MS, Contexts, browser, contexts, put_product
-
-__all__ = ["browser", "contexts"]  # fixtures, used by name
+from .helpers import CHROMIUM, Contexts
+from .test_pages import DESKTOP, WAIT_MS, put_product
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
 ]
 
 # How many pixels of a canvas are near an RGB colour (the series' stroke or fill).

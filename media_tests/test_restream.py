@@ -26,7 +26,7 @@ from jangteo.testkit.server import RunningServer, running_server
 from stream.ingest import pattern
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
-from .helpers import is_slate
+from .helpers import is_slate, runs_on
 
 pytestmark = [
     pytest.mark.timeout(150),
@@ -141,26 +141,8 @@ def pull(
 
 
 def in_order(pulled: Pulled, skip: int = 0) -> None:
-    """Stamped frames in order, none lost, after the first ``skip``.
-
-    Lost is judged on the platform's timestamps and the counters read between them. A push
-    that dropped frames skips ahead to a keyframe: a gap of many frame periods. A loaded
-    compositor passes over a tick or two now and then (a gap of 2-3 periods, the camera's
-    counter stepping on meanwhile), and may show a camera frame twice and skip the next (a step
-    of 0 then 2): so counters may step up to 2 a period between two pictures read. A picture
-    whose band a loaded encoder blurred past reading says nothing either way; most must read."""
-    frames = pulled.frames[skip:]
-    pts = [t for _, _, t in frames]
-    period = statistics.median(b - a for a, b in itertools.pairwise(pts))
-    gaps = [round(b - a, 3) for a, b in itertools.pairwise(pts) if b - a > 6 * period]
-    assert not gaps, f"the stream skipped ahead: {gaps}"
-    read = [(t, n) for _, n, t in frames if n is not None]
-    assert len(read) >= 0.9 * len(frames), f"{len(read)} of {len(frames)} pictures read"
-    steps = [(n1 - n0, max(1, round((t1 - t0) / period))) for (t0, n0), (t1, n1)
-             in itertools.pairwise(read)]  # fmt: skip
-    assert all(0 <= s <= 2 * ticks for s, ticks in steps), f"in order, none lost: {steps}"
-    counters = [n for _, n in read]
-    assert len(counters) >= 0.9 * (counters[-1] - counters[0] + 1)
+    """Stamped frames in order, none lost, after the first ``skip`` (helpers.runs_on)."""
+    runs_on([(t, n) for _, n, t in pulled.frames[skip:]])
 
 
 def distinct(counters: Iterable[int]) -> list[int]:

@@ -17,18 +17,17 @@ from jangteo.testkit.server import running_server
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from . import test_browser as tb
-from .test_pages import DESKTOP, Contexts, contexts, open_studio, save
+from .helpers import CHROMIUM, Contexts
+from .test_pages import DESKTOP, open_studio, save
 from .test_restream import in_order, pull
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(tb.CHROMIUM) is None, reason=f"no Chromium at {tb.CHROMIUM}"),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
     pytest.mark.skipif(rtmp.available() is not None, reason=str(rtmp.available())),
 ]
 
-browser = tb.browser
-__all__ = ["browser", "contexts"]
 WAIT_MS = tb.WAIT_MS
 KEY = "market-key-7f3e9a"
 

@@ -3,7 +3,6 @@ draws the icons)."""
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from jangteo.testkit.server import RunningServer
+from jangteo.testkit.server import RunningServer, raw_get
 
 MANIFEST = "application/manifest+json"
 ICO_TYPES = {"image/x-icon", "image/vnd.microsoft.icon"}
@@ -144,7 +143,7 @@ async def test_nothing_outside_the_icons_is_served_under_them(
     server: RunningServer, raw_path: str
 ) -> None:
     # sent as written: an HTTP client would take the dot segments out first
-    status, body = await _raw_get(server.base_url, raw_path)
+    status, body = await raw_get(server.base_url, raw_path)
     assert status == 404, (raw_path, status, body[:200])
     for secret in (b"create_app", b"root:", b"Jangteo Live", b"\x89PNG"):
         assert secret not in body, raw_path
@@ -152,19 +151,3 @@ async def test_nothing_outside_the_icons_is_served_under_them(
 
 def _near(pixel: NDArray[np.uint8], bgr: tuple[int, int, int], tolerance: int = 2) -> bool:
     return all(abs(int(p) - c) <= tolerance for p, c in zip(pixel, bgr, strict=True))
-
-
-async def _raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:
-    url = urlsplit(base_url)
-    assert url.hostname is not None and url.port is not None
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
-    try:
-        request = f"GET {raw_path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode("ascii"))
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), timeout=10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    status_line, _, _ = answer.partition(b"\r\n")
-    return int(status_line.split()[1]), answer

@@ -2,6 +2,7 @@
 // Korean the fallback), picked from ?lang=, then the visitor's earlier choice, then the language
 // the server read from Accept-Language (<html data-lang>), then the browser's; and prices in won
 // with an approximate amount in the visitor's currency (?currency=) at the operator's rates.
+import { store, stored } from "/static/storage.js";
 
 export const LANGS = ["ko", "en", "zh", "ja"];
 export const LANG_NAMES = { ko: "한국어", en: "English", zh: "中文", ja: "日本語" };
@@ -13,22 +14,6 @@ let lang = "ko";
 let words = {};
 let fallback = {};
 
-function stored(key) {
-  try {
-    return localStorage.getItem(key);
-  } catch (_) {
-    return null; // storage disabled
-  }
-}
-
-function store(key, value) {
-  try {
-    if (value) localStorage.setItem(key, value);
-    else localStorage.removeItem(key);
-  } catch (_) {
-    /* storage disabled: this page still follows the choice */
-  }
-}
 
 /** The language to speak: ?lang=, a choice made before, Accept-Language, the browser's. */
 export function chooseLang() {

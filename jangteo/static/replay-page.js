@@ -1,4 +1,5 @@
-import { broadcastId, broadcastInfo, guestToken, pageToken } from "/static/whip-whep.js";
+import { ViewerToken, broadcastId, broadcastInfo, pageToken } from "/static/whip-whep.js";
+import { savedName } from "/static/storage.js";
 import { api, claimsOf, h, t, won } from "/static/live.js";
 import { BuyFlow } from "/static/buy.js";
 import { useCurrency, useLang } from "/static/i18n.js";
@@ -8,7 +9,6 @@ const $ = (id) => document.getElementById(id);
 const video = $("player"), notice = $("notice"), statusEl = $("status"), list = $("chapters");
 const REPLAY_POLL_MS = 3000; // while the server prepares the replay
 const STOCK_POLL_MS = 15000; // the stock, while the page is in view (no chat socket here)
-const TOKEN_KEY = `jangteo:watch:${bid}`; // the same guest as on the watch page of this show
 
 let replay = null; // the last GET …/replay answer
 let chapters = []; // [{t_s, product_id, name, price, image, at}]
@@ -36,33 +36,13 @@ function mmss(s) {
 }
 
 // -- the buyer's token: the watch page's guest, else a new guest --------------------------------
-let token = pageToken(bid, "watch");
-if (token && (claimsOf(token)?.expiresAt || 0) < Date.now() + 60000) token = null;
-let minting = null;
-
-function myName() {
-  let name = null;
-  try {
-    name = localStorage.getItem("jangteo:name");
-  } catch (_) {
-    /* storage disabled */
-  }
-  return name || `시청자${Math.floor(1000 + Math.random() * 9000)}`;
-}
-
-function getToken(refresh) {
-  if (token && !refresh) return Promise.resolve(token);
-  minting ??= guestToken(bid, myName()).then((fresh) => {
-    token = fresh;
-    try {
-      sessionStorage.setItem(TOKEN_KEY, fresh);
-    } catch (_) {
-      /* storage disabled */
-    }
-    return fresh;
-  }).finally(() => { minting = null; });
-  return minting;
-}
+// (the same guest as on the watch page of this show: its token is kept for the tab)
+let initial = pageToken(bid, "watch");
+if (initial && (claimsOf(initial)?.expiresAt || 0) < Date.now() + 60000) initial = null;
+const viewerToken = new ViewerToken(
+  bid, initial, () => savedName(`시청자${Math.floor(1000 + Math.random() * 9000)}`),
+);
+const getToken = (refresh) => viewerToken.get(refresh);
 
 // -- buying (buy.js): at the product's own price, marked as from the replay ----------------------
 /** A product as the replay sells it: live stock, its own price (a pinned deal was for the show). */

@@ -1,6 +1,7 @@
 import {
-  MediaSession, broadcastId, broadcastInfo, guestToken, homeOrigin, moveHome, pageToken,
+  MediaSession, ViewerToken, broadcastId, broadcastInfo, homeOrigin, moveHome, pageToken,
 } from "/static/whip-whep.js";
+import { savedName, store, stored } from "/static/storage.js";
 import { ChatSocket, Shop, api, chatRefusal, claimsOf, clock, h, priceNow } from "/static/live.js";
 import { BuyFlow } from "/static/buy.js";
 import {
@@ -12,9 +13,8 @@ const bid = broadcastId();
 const $ = (id) => document.getElementById(id);
 const video = $("player"), statusEl = $("status"), badge = $("badge");
 const unmute = $("unmute"), playBtn = $("play");
-const TOKEN_KEY = `jangteo:watch:${bid}`;
-let token = pageToken(bid, "watch");
-let me = token ? claimsOf(token) : null;
+const initial = pageToken(bid, "watch");
+let me = initial ? claimsOf(initial) : null;
 let infoTimer = null;
 let over = false; // the broadcast ended or does not exist
 
@@ -23,37 +23,12 @@ function status(text, kind = "") {
   statusEl.dataset.kind = kind;
 }
 
-function remember(key, value) {
-  try {
-    sessionStorage.setItem(key, value);
-  } catch (_) {
-    /* storage disabled */
-  }
-}
-
-function myName() {
-  let name = null;
-  try {
-    name = localStorage.getItem("jangteo:name");
-  } catch (_) {
-    /* storage disabled */
-  }
-  return name || tr("watch.guest_name", { n: Math.floor(1000 + Math.random() * 9000) });
-}
-
-let minting = null; // the player and the chat ask at the same time: mint one guest, not two
-
-function getToken(refresh) {
-  if (token && !refresh) return Promise.resolve(token);
-  // none given, or it expired: watch as a guest
-  minting ??= guestToken(bid, myName()).then((fresh) => {
-    token = fresh;
-    me = claimsOf(fresh);
-    remember(TOKEN_KEY, fresh); // a reload keeps the same guest (their orders, their messages)
-    return fresh;
-  }).finally(() => { minting = null; });
-  return minting;
-}
+// the page's token, else (none given, or it expired) a guest's
+const guestName = () => tr("watch.guest_name", { n: Math.floor(1000 + Math.random() * 9000) });
+const viewerToken = new ViewerToken(bid, initial, () => savedName(guestName()), (fresh) => {
+  me = claimsOf(fresh);
+});
+const getToken = (refresh) => viewerToken.get(refresh);
 
 // -- video ---------------------------------------------------------------------------------------
 function tryPlay() {
@@ -69,11 +44,7 @@ const saverBtn = document.querySelector('[data-action="data-saver"]');
 const statsEl = $("stats");
 let renditions = []; // [{name, width, height, bitrate}], highest first (GET /api/broadcasts/{bid})
 let saverOn = false;
-try {
-  saverOn = localStorage.getItem(SAVER_KEY) === "1";
-} catch (_) {
-  /* storage disabled */
-}
+saverOn = stored(SAVER_KEY) === "1";
 let requested = null; // the rung the current session asked for ("" for auto); null: not asked yet
 let pinMisses = 0; // 404 rendition_not_found answers to our pin
 let pinBroken = false; // the server did not know the rung we named, twice: stay on auto
@@ -247,11 +218,7 @@ async function reconnectForRendition() {
 
 saverBtn.addEventListener("click", () => {
   saverOn = !saverOn;
-  try {
-    localStorage.setItem(SAVER_KEY, saverOn ? "1" : "0");
-  } catch (_) {
-    /* storage disabled: this page still honours it */
-  }
+  store(SAVER_KEY, saverOn ? "1" : "0");
   saverBtn.setAttribute("aria-pressed", String(saverOn));
   if (requested !== wantedRendition()) reconnectForRendition();
   if (!statsEl.hidden) renderStats();
@@ -493,7 +460,7 @@ function onEvent(e) {
       buyer.orderStatus(e);
       break;
     case "order_pending": // a chat line like "구매 2" reserved this: confirm it in one tap
-      buyer.addOrder(e.order, token);
+      buyer.addOrder(e.order, viewerToken.token);
       buyer.showConfirm(e.order.id);
       break;
     case "hearts":
@@ -529,6 +496,7 @@ function onEvent(e) {
 const chat = new ChatSocket({
   bid,
   getToken: async (refresh) => {
+    const { token } = viewerToken;
     if (refresh && token && me?.role !== "viewer") return token; // a named token: keep it
     return getToken(refresh);
   },

@@ -5,6 +5,8 @@
 // remembers the Location to DELETE, and reconnects with backoff when the connection fails,
 // disconnects for too long, or (for playback) stops receiving media. Given the deployment's other
 // nodes (`nodes`), a playback that fails moves to the next of them at once (round robin).
+import { store, stored } from "/static/storage.js";
+
 
 export const GATHER_TIMEOUT_MS = 3000; // gather what we can, then send it anyway
 export const DISCONNECT_GRACE_MS = 4000; // 'disconnected' often heals by itself
@@ -452,21 +454,13 @@ export function pageToken(bid, kind) {
   const params = new URLSearchParams(location.search);
   const fromUrl = params.get("token");
   if (fromUrl) {
-    try {
-      sessionStorage.setItem(key, fromUrl);
-    } catch (_) {
-      /* storage disabled */
-    }
+    store(key, fromUrl, "session");
     params.delete("token");
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
     return fromUrl;
   }
-  try {
-    return sessionStorage.getItem(key);
-  } catch (_) {
-    return null;
-  }
+  return stored(key, "session");
 }
 
 const GUEST_KEY = "jangteo:guest";
@@ -475,12 +469,7 @@ const GUEST_KEY = "jangteo:guest";
  * localStorage and shown again on every later request: the same person on every show (their
  * orders, their chat standing), and no new identity to mint. */
 export async function guestToken(bid, name = "guest") {
-  let guest = null;
-  try {
-    guest = localStorage.getItem(GUEST_KEY);
-  } catch (_) {
-    /* storage disabled */
-  }
+  const guest = stored(GUEST_KEY);
   const resp = await fetch(apiUrl(`/api/broadcasts/${encodeURIComponent(bid)}/tokens`), {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -488,12 +477,33 @@ export async function guestToken(bid, name = "guest") {
   });
   if (resp.status !== 201) throw await problemOf(resp);
   const doc = await resp.json();
-  try {
-    if (doc.guest) localStorage.setItem(GUEST_KEY, doc.guest);
-  } catch (_) {
-    /* storage disabled */
-  }
+  if (doc.guest) store(GUEST_KEY, doc.guest);
   return doc.token;
+}
+
+/** A viewer page's token: `token` while it lasts (one from the page's link or an earlier visit),
+ * else a guest's, minted once however many ask at the same time (the player and the chat), named
+ * `name()`, kept for this tab (a reload is the same guest: their orders, their messages) and
+ * handed to `onFresh`. */
+export class ViewerToken {
+  constructor(bid, token, name, onFresh = () => {}) {
+    this.bid = bid;
+    this.token = token;
+    this.name = name;
+    this.onFresh = onFresh;
+    this.minting = null;
+  }
+
+  get(refresh = false) {
+    if (this.token && !refresh) return Promise.resolve(this.token);
+    this.minting ??= guestToken(this.bid, this.name()).then((fresh) => {
+      this.token = fresh;
+      store(`jangteo:watch:${this.bid}`, fresh, "session");
+      this.onFresh(fresh);
+      return fresh;
+    }).finally(() => { this.minting = null; });
+    return this.minting;
+  }
 }
 
 /** GET /api/broadcasts/{bid} (from the page's home, or `origin`); null on network errors and

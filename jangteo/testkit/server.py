@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -148,3 +149,21 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+async def raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:
+    """GET ``raw_path`` sent as written (an HTTP client would take dot segments out first):
+    the status and the whole answer."""
+    url = urlsplit(base_url)
+    assert url.hostname is not None and url.port is not None
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        request = f"GET {raw_path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode("ascii"))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, _ = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), answer
