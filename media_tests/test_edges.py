@@ -109,18 +109,14 @@ async def test_the_edge_follows_the_publisher_to_its_own_node(
     """The publisher drops from A and reconnects through B: B becomes the origin, its viewers
     (same peer connections) see B's slate, then the picture again, fed locally."""
     a, b = two
-    doc = await a.create_broadcast()
-    bid = doc["id"]
-    pub = WhipClient(a.base_url, bid, doc["host_token"])
-    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
-    await pub.connected()
+    bid, pub = await go_live(a)
     v = await viewer(b, bid, "v", keep=400)
     again: WhipClient | None = None
     try:
         await wait_for_frame(v, lambda f: f.image is not None and is_pattern(f.image), 15)
         await pub.aclose()
         mark = len(v.frames)
-        again = WhipClient(b.base_url, bid, doc["host_token"])
+        again = WhipClient(b.base_url, bid, pub.token)
         await again.publish(PatternTrack(320, 180, 30, hue=60), ToneTrack(440))
         edge = b.ctx.hub.edges[bid]
         await eventually(lambda: edge.route is not None and edge.route.local is not None,
@@ -221,13 +217,9 @@ async def test_viewers_of_the_old_origin_follow_the_publisher_to_another_node(
     recording) left to B; a viewer arriving at A now is served by A's edge; the old media closes
     once its last viewer leaves."""
     a, b = two
-    doc = await a.create_broadcast()
-    bid = doc["id"]
-    pub = WhipClient(a.base_url, bid, doc["host_token"])
-    await pub.publish(PatternTrack(320, 180, 30), ToneTrack(440))
-    await pub.connected()
+    bid, pub = await go_live(a)
     old = await viewer(a, bid, "old", keep=400)
-    again = WhipClient(b.base_url, bid, doc["host_token"])
+    again = WhipClient(b.base_url, bid, pub.token)
     new: WhepClient | None = None
     try:
         await wait_for_frame(old, lambda f: f.image is not None and is_pattern(f.image), 15)

@@ -162,21 +162,30 @@ class MediaHub:
         while True:
             await asyncio.sleep(CHECK_S)
             for bid in {*self.broadcasts, *self.retired, *self.unfinished}:
+                route: Route | Ended | None
                 try:
                     route = await find(bid)
-                except Ended:
-                    await self.end(bid)
-                    continue
+                except Ended as ended:  # the show is over (or gone)
+                    route = ended
                 except Exception as exc:  # Redis away: stay as we are, look again
                     log.warning("cannot find the origin of %s: %s", bid, exc)
                     break
-                media = self.broadcasts.get(bid)
-                moved = route is not None and route.node != self.node_id
-                if media is not None and not media.publishers and moved:
-                    await self._hand_over(bid, media)
+                try:
+                    await self._follow_one(bid, route)
+                except Exception:  # one broadcast's trouble is not the others'
+                    log.exception("following the origin of %s failed", bid)
             for bid, retired in list(self.retired.items()):
                 if retired.idle():
                     await self._close_retired(bid)
+
+    async def _follow_one(self, bid: str, route: Route | Ended | None) -> None:
+        if isinstance(route, Ended):
+            await self.end(bid)
+            return
+        media = self.broadcasts.get(bid)
+        moved = route is not None and route.node != self.node_id
+        if media is not None and not media.publishers and moved:
+            await self._hand_over(bid, media)
 
     async def _hand_over(self, bid: str, media: BroadcastMedia) -> None:
         if self.broadcasts.get(bid) is not media or media.publishers:  # it came back meanwhile

@@ -13,6 +13,8 @@ watch on the edge. Measured:
 * ``edge_viewers_per_core``: viewers one edge core carries at 30 fps (its CPU per viewer, from
   /proc, above its cost with the probe alone).
 
+``--tls``: the relay over TLS (``JANGTEO_RELAY_TLS_CERT``…), encryption counted in the feed.
+
 Prints one JSON line.
 """
 
@@ -48,10 +50,12 @@ def _metric(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def _node(redis_url: str, name: str, log: str) -> tuple[subprocess.Popen[bytes], str]:
+async def _node(
+    redis_url: str, name: str, log: str, tls: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
     from jangteo.testkit.server import start_serve_process
 
-    return await start_serve_process({
+    return await start_serve_process(tls | {
         "REDIS_URL": redis_url, "JANGTEO_NODE_ID": name, "JANGTEO_RELAY_PORT": str(free_port()),
         "JANGTEO_SECRET": "bench-secret", "JANGTEO_ADMIN_KEY": ADMIN,
         "JANGTEO_ICE_HOST_ADDRESSES": "127.0.0.1", "JANGTEO_VIDEO_SIZE": "x".join(map(str, SIZE)),
@@ -69,8 +73,15 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: str) -> dict[str, A
     from stream.ingest.synthetic import PatternTrack, ToneTrack
 
     configure_host_addresses(["127.0.0.1"])
-    origin, origin_url = await _node(redis_url, "origin", f"{tmp}/origin.log")
-    edge, edge_url = await _node(redis_url, "edge", f"{tmp}/edge.log")
+    tls: dict[str, str] = {}
+    if args.tls:  # the relay over TLS, under a CA made for the run
+        from jangteo.testkit.tls import tls_files
+
+        ca, cert, key = tls_files(Path(tmp), "127.0.0.1")
+        tls = {"JANGTEO_RELAY_TLS_CERT": str(cert), "JANGTEO_RELAY_TLS_KEY": str(key),
+               "JANGTEO_RELAY_CA_FILE": str(ca)}  # fmt: skip
+    origin, origin_url = await _node(redis_url, "origin", f"{tmp}/origin.log", tls)
+    edge, edge_url = await _node(redis_url, "edge", f"{tmp}/edge.log", tls)
     admin = {"Authorization": f"Bearer {ADMIN}"}
     clients: list[WhepClient] = []
     loads: list[subprocess.Popen[str]] = []
@@ -146,6 +157,7 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: str) -> dict[str, A
     hop = np.array(hops) * 1000 if hops else np.array([np.nan])
     fps = sum(r["frames"] for r in results) / max(1, connected) / seconds
     return {
+        "relay": "tls" if args.tls else "tcp",
         "viewers": args.viewers,
         "connected": connected,
         "fps_per_viewer": round(fps, 1),
@@ -182,4 +194,5 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser("cluster", help="an edge hop: added latency, origin CPU per edge")
     p.add_argument("--viewers", type=int, default=50, help="load viewers on the edge")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--tls", action="store_true", help="the relay over TLS (a CA made for the run)")
     prints_json(p, bench)
