@@ -5,37 +5,21 @@ that speaks plain TCP) gets nothing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from conftest import make_settings
 from core.metrics import RELAY_REFUSED
 from core.nodes import nodes
-from core.redisproc import free_port
-from jangteo.testkit.server import RunningServer, eventually, running_server
+from jangteo.testkit.server import eventually
 from jangteo.testkit.tls import tls_files
 from stream.deliver.messages import Want, encode
 from stream.encode.encoders import Codec
 
 from .helpers import is_pattern, wait_for_frame
-from .test_edges import go_live, viewer
+from .test_edges import go_live, node, viewer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextlib.asynccontextmanager
-async def node(
-    redis_url: str, name: str, ca: Path, cert: Path | None = None, key: Path | None = None
-) -> AsyncIterator[RunningServer]:
-    settings = make_settings(redis_url, node_id=name, relay_port=free_port(), relay_ca_file=str(ca),
-                             relay_tls_cert=str(cert) if cert else None,
-                             relay_tls_key=str(key) if key else None,
-                             video_width=320, video_height=180)  # fmt: skip
-    async with running_server(settings) as s:
-        yield s
 
 
 async def test_an_edge_pulls_over_tls_and_only_with_the_ca(redis_url: str, tmp_path: Path) -> None:
@@ -44,9 +28,21 @@ async def test_an_edge_pulls_over_tls_and_only_with_the_ca(redis_url: str, tmp_p
     ca, cert, key = tls_files(tmp_path / "ours", "127.0.0.1")
     other_ca, _, _ = tls_files(tmp_path / "theirs", "127.0.0.1")
     async with (
-        node(redis_url, "tls-a", ca, cert, key) as a,
-        node(redis_url, "tls-b", ca, cert, key) as b,
-        node(redis_url, "tls-c", other_ca) as c,
+        node(
+            redis_url,
+            "tls-a",
+            relay_ca_file=str(ca),
+            relay_tls_cert=str(cert),
+            relay_tls_key=str(key),
+        ) as a,
+        node(
+            redis_url,
+            "tls-b",
+            relay_ca_file=str(ca),
+            relay_tls_cert=str(cert),
+            relay_tls_key=str(key),
+        ) as b,
+        node(redis_url, "tls-c", relay_ca_file=str(other_ca)) as c,
     ):
         records = {r["id"]: r for r in await nodes(a.ctx.redis)}
         assert records["tls-a"]["relay"] == f"tls://127.0.0.1:{a.settings.relay_port}"

@@ -197,6 +197,13 @@ async def chat() -> AsyncIterator[BroadcastChat]:
     await c.aclose()
 
 
+@pytest.fixture
+def clock(chat: BroadcastChat) -> Clock:
+    """The chat's clock, moved by hand."""
+    assert isinstance(chat.clock, Clock)
+    return chat.clock
+
+
 def _events(*texts: str, start: int = 1, to: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, t in enumerate(texts):
@@ -265,9 +272,8 @@ async def test_a_closing_socket_is_skipped_not_cut_as_slow(chat: BroadcastChat) 
 
 async def test_a_client_with_over_a_mebibyte_unsent_is_cut_others_unaffected(
     chat: BroadcastChat,
+    clock: Clock,
 ) -> None:
-    clock = chat.clock
-    assert isinstance(clock, Clock)
     slow, ok = Socket(chat, "slow"), Socket(chat, "ok")
     chat.dispatch(_events("1"))
     slow.transport.unsent = MAX_BUFFERED  # at the limit: not yet
@@ -285,9 +291,7 @@ async def test_a_client_with_over_a_mebibyte_unsent_is_cut_others_unaffected(
     assert slow.texts() == ["1", "2", "3"]
 
 
-async def test_a_backlog_older_than_the_limit_is_cut(chat: BroadcastChat) -> None:
-    clock = chat.clock
-    assert isinstance(clock, Clock)
+async def test_a_backlog_older_than_the_limit_is_cut(chat: BroadcastChat, clock: Clock) -> None:
     lagging, ok = Socket(chat, "lagging"), Socket(chat, "ok")
     chat.dispatch(_events("1"))
     clock.now += SWEEP_S
@@ -314,9 +318,8 @@ async def test_a_backlog_older_than_the_limit_is_cut(chat: BroadcastChat) -> Non
 
 async def test_a_client_found_too_slow_by_its_own_frame_is_cut_at_the_next_sweep(
     chat: BroadcastChat,
+    clock: Clock,
 ) -> None:
-    clock = chat.clock
-    assert isinstance(clock, Clock)
     s, ok = Socket(chat, "s"), Socket(chat, "ok")
     chat.dispatch(_events("1"))
     s.transport.unsent = MAX_BUFFERED + 1

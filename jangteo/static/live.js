@@ -123,7 +123,7 @@ export function explain(err) {
 }
 
 /** What a chat `error` event means for the person typing. */
-export function chatRefusal(e) {
+function chatRefusal(e) {
   const wait = e.retry_ms ? Math.ceil(e.retry_ms / 1000) : 0;
   switch (e.code) {
     case "frozen":
@@ -135,6 +135,57 @@ export function chatRefusal(e) {
       return tr(`chat.${e.code}`, { s: wait });
     default:
       return `${tr("chat.not_sent")} (${e.detail || e.code})`;
+  }
+}
+
+/** What every page's chat shows the same way: a line (once: history and live may overlap), a line
+ * taken down, the host's announcement (#announcement). True when `e` was one of these. */
+export function showChatEvent(e, log, addLine, chatLine) {
+  switch (e.type) {
+    case "chat":
+      if (!log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)) addLine(chatLine(e));
+      return true;
+    case "deleted":
+      log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)?.remove();
+      return true;
+    case "announcement": {
+      const el = document.getElementById("announcement");
+      el.hidden = !e.text;
+      el.textContent = e.text || "";
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** A page's chat form (#chat-form): sends the line typed in `input` over `chat()`. `refusal` says
+ * why the last line was not taken (a refusal event, or no connection: `notConnected()`) until
+ * the next keystroke; `onChange` redraws the page's chat state. */
+export class ChatForm {
+  constructor(input, chat, notConnected, onChange) {
+    this.refusal = "";
+    this.onChange = onChange;
+    document.getElementById("chat-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      this.refusal = "";
+      if (chat().send({ type: "chat", text })) input.value = "";
+      else this.refusal = notConnected();
+      onChange();
+    });
+    input.addEventListener("input", () => {
+      if (!this.refusal) return;
+      this.refusal = "";
+      onChange();
+    });
+  }
+
+  /** The server refused a line (a chat `error` event). */
+  refused(e) {
+    this.refusal = chatRefusal(e);
+    this.onChange();
   }
 }
 

@@ -2,7 +2,8 @@ import {
   MediaSession, broadcastId, broadcastInfo, pageToken, sendableVideoCodecs,
 } from "/static/whip-whep.js";
 import {
-  ChatSocket, Shop, api, chatRefusal, claimsOf, clock, explain, h, priceNow, t, timeOf, won,
+  ChatForm, ChatSocket, Shop, api, claimsOf, clock, explain, h, priceNow, showChatEvent, t, timeOf,
+  won,
 } from "/static/live.js";
 import { RestreamPanel } from "/static/restream.js";
 import { NumbersPanel } from "/static/numbers.js";
@@ -495,7 +496,8 @@ $("csv").addEventListener("click", async () => {
 // -- chat and moderation -------------------------------------------------------------------------
 const log = $("chat-log"), input = $("chat-input");
 const MAX_LINES = 300;
-let lastRefusal = "";
+const form = new ChatForm(input, () => chat, () => t("채팅이 연결되지 않았습니다", "Chat is not connected"),
+  showChatState);
 let settings = { slow_mode_s: 0, frozen: false };
 
 function addLine(li) {
@@ -548,7 +550,7 @@ function chatLine(e) {
 
 function showChatState() {
   const el = $("chat-state");
-  if (lastRefusal) return say(el, lastRefusal, "error");
+  if (form.refusal) return say(el, form.refusal, "error");
   if (chat.state === "connecting") say(el, t("채팅 연결 중…", "Connecting chat…"));
   else if (chat.state === "reconnecting") say(el, t("채팅 다시 연결 중…", "Reconnecting chat…"));
   else if (settings.frozen) say(el, t("채팅이 얼어 있습니다 (진행자는 보낼 수 있어요)", "Chat is frozen (hosts can still send)"));
@@ -557,14 +559,8 @@ function showChatState() {
 }
 
 function onEvent(e) {
-  if (shop.handle(e)) return;
+  if (shop.handle(e) || showChatEvent(e, log, addLine, chatLine)) return;
   switch (e.type) {
-    case "chat":
-      if (!log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)) addLine(chatLine(e));
-      break;
-    case "deleted":
-      log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)?.remove();
-      break;
     case "system":
       addLine(h("li", { class: "system" }, e.text));
       break;
@@ -591,10 +587,6 @@ function onEvent(e) {
       $("slow").value = String(e.slow_mode_s);
       showChatState();
       break;
-    case "announcement":
-      $("announcement").hidden = !e.text;
-      $("announcement").textContent = e.text || "";
-      break;
     case "layout":
       $("layout").value = e.layout;
       break;
@@ -607,8 +599,7 @@ function onEvent(e) {
       ordersSoon();
       break;
     case "error":
-      lastRefusal = chatRefusal(e);
-      showChatState();
+      form.refused(e);
       break;
     default:
       break;
@@ -625,21 +616,6 @@ const chat = new ChatSocket({
   },
 });
 
-$("chat-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const text = input.value.trim();
-  if (!text) return;
-  lastRefusal = "";
-  if (chat.send({ type: "chat", text })) input.value = "";
-  else lastRefusal = t("채팅이 연결되지 않았습니다", "Chat is not connected");
-  showChatState();
-});
-input.addEventListener("input", () => {
-  if (lastRefusal) {
-    lastRefusal = "";
-    showChatState();
-  }
-});
 
 async function putSettings(change) {
   try {

@@ -2,7 +2,9 @@ import {
   MediaSession, ViewerToken, broadcastId, broadcastInfo, homeOrigin, moveHome, pageToken,
 } from "/static/whip-whep.js";
 import { savedName, store, stored } from "/static/storage.js";
-import { ChatSocket, Shop, api, chatRefusal, claimsOf, clock, h, priceNow } from "/static/live.js";
+import {
+  ChatForm, ChatSocket, Shop, api, claimsOf, clock, h, priceNow, showChatEvent,
+} from "/static/live.js";
 import { BuyFlow } from "/static/buy.js";
 import {
   LANGS, LANG_NAMES, currentCurrency, currentLang, offeredCurrencies, price, setCurrency, setLang, tr,
@@ -397,7 +399,7 @@ $("buy").addEventListener("click", () => buyer.open(current));
 const log = $("chat-log"), input = $("chat-input"), chatState = $("chat-state");
 const MAX_LINES = 200;
 let settings = { slow_mode_s: 0, frozen: false };
-let lastRefusal = "";
+const form = new ChatForm(input, () => chat, () => tr("chat.not_connected"), showChatState);
 
 function nearBottom() {
   return log.scrollHeight - log.scrollTop - log.clientHeight < 60;
@@ -425,8 +427,8 @@ function productName(pid) {
 }
 
 function showChatState() {
-  if (lastRefusal) {
-    chatState.textContent = lastRefusal;
+  if (form.refusal) {
+    chatState.textContent = form.refusal;
     chatState.dataset.kind = "error";
     return;
   }
@@ -441,14 +443,8 @@ function showChatState() {
 }
 
 function onEvent(e) {
-  if (shop.handle(e)) return;
+  if (shop.handle(e) || showChatEvent(e, log, addLine, chatLine)) return;
   switch (e.type) {
-    case "chat":
-      if (!log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)) addLine(chatLine(e));
-      break;
-    case "deleted":
-      log.querySelector(`li[data-id="${CSS.escape(e.id)}"]`)?.remove();
-      break;
     case "system":
       addLine(h("li", { class: "system", dataset: { id: e.id || "" } }, e.text));
       break;
@@ -473,10 +469,6 @@ function onEvent(e) {
       settings = { slow_mode_s: e.slow_mode_s, frozen: e.frozen };
       showChatState();
       break;
-    case "announcement":
-      $("announcement").hidden = !e.text;
-      $("announcement").textContent = e.text || "";
-      break;
     case "status":
       showStatus(e.status);
       break;
@@ -485,8 +477,7 @@ function onEvent(e) {
       shop.load().catch(() => {});
       break;
     case "error":
-      lastRefusal = chatRefusal(e);
-      showChatState();
+      form.refused(e);
       break;
     default:
       break;
@@ -507,25 +498,6 @@ const chat = new ChatSocket({
   },
 });
 
-$("chat-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const text = input.value.trim();
-  if (!text) return;
-  lastRefusal = "";
-  if (chat.send({ type: "chat", text })) {
-    input.value = "";
-    showChatState();
-  } else {
-    lastRefusal = tr("chat.not_connected");
-    showChatState();
-  }
-});
-input.addEventListener("input", () => {
-  if (lastRefusal) {
-    lastRefusal = "";
-    showChatState();
-  }
-});
 
 // hearts: taps are counted locally and sent at most every 250 ms
 let taps = 0;
