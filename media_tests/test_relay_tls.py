@@ -5,13 +5,14 @@ that speaks plain TCP) gets nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from core.metrics import RELAY_REFUSED
 from core.nodes import nodes
-from jangteo.testkit.server import eventually
+from jangteo.testkit.server import RunningServer, eventually
 from jangteo.testkit.tls import tls_files
 from stream.deliver.messages import Want, encode
 from stream.encode.encoders import Codec
@@ -22,27 +23,23 @@ from .test_edges import go_live, node, viewer
 pytestmark = pytest.mark.timeout(120)
 
 
+def tls_node(
+    redis_url: str, name: str, ca: Path, cert: Path | None = None, key: Path | None = None
+) -> contextlib.AbstractAsyncContextManager[RunningServer]:
+    """A node checking origins' relays against ``ca``; with ``cert``, its own relay is TLS."""
+    return node(redis_url, name, relay_ca_file=str(ca), relay_tls_cert=cert and str(cert),
+                relay_tls_key=key and str(key))  # fmt: skip
+
+
 async def test_an_edge_pulls_over_tls_and_only_with_the_ca(redis_url: str, tmp_path: Path) -> None:
     (tmp_path / "ours").mkdir()
     (tmp_path / "theirs").mkdir()
     ca, cert, key = tls_files(tmp_path / "ours", "127.0.0.1")
     other_ca, _, _ = tls_files(tmp_path / "theirs", "127.0.0.1")
     async with (
-        node(
-            redis_url,
-            "tls-a",
-            relay_ca_file=str(ca),
-            relay_tls_cert=str(cert),
-            relay_tls_key=str(key),
-        ) as a,
-        node(
-            redis_url,
-            "tls-b",
-            relay_ca_file=str(ca),
-            relay_tls_cert=str(cert),
-            relay_tls_key=str(key),
-        ) as b,
-        node(redis_url, "tls-c", relay_ca_file=str(other_ca)) as c,
+        tls_node(redis_url, "tls-a", ca, cert, key) as a,
+        tls_node(redis_url, "tls-b", ca, cert, key) as b,
+        tls_node(redis_url, "tls-c", other_ca) as c,
     ):
         records = {r["id"]: r for r in await nodes(a.ctx.redis)}
         assert records["tls-a"]["relay"] == f"tls://127.0.0.1:{a.settings.relay_port}"
