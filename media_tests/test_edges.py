@@ -303,8 +303,14 @@ async def test_the_end_asked_of_another_node_ends_the_origins_media(
             assert r.status_code == 200, r.text
             await eventually(lambda: bid not in a.ctx.hub.broadcasts, "A's media ending", 10)
             await eventually(lambda: pub.pc.connectionState in ("closed", "failed"), "cut", 10)
-            await eventually(lambda: bid not in a.ctx.hub.finishing, "the recording", 30)
-            meta = read_meta(recording_dir(tmp_path, bid))
+            root = recording_dir(tmp_path, bid)
+
+            def finished() -> bool:  # A's end closes the recorder first, then finishes it
+                done = read_meta(root)
+                return bid not in a.ctx.hub.finishing and bool(done and done.get("complete"))
+
+            await eventually(finished, "the recording finished", 30)
+            meta = read_meta(root)
             assert meta is not None and meta["complete"] and meta["segments"]
         finally:
             await v.aclose()
