@@ -1,9 +1,10 @@
 """Cutting one rendition's encoded frames into LL-HLS parts and segments (pure: frames in, bytes
 out, time passed in).
 
-Video decides the cuts: a part closes once it holds ``part_s`` of video, a segment closes at
-the first keyframe after ``segment_s`` (the packager asks the rung's encoder for one in time), so
-every segment starts with a keyframe and its first part is independent. Each part is one fMP4
+Video decides the cuts: a part closes once it holds ``part_s`` of video (or before a frame that
+would take it past that by more than a millisecond), a segment closes at the first keyframe
+after ``segment_s`` (the packager asks the rung's encoder for one in time), so every segment
+starts with a keyframe and its first part is independent. Each part is one fMP4
 fragment with a video run and the audio frames that arrived for the same time; a segment is
 its parts back to back. A frame is held until the next one arrives, which gives its duration.
 A new SPS (the rung's encoder was restarted) starts a new init section: a discontinuity.
@@ -131,6 +132,10 @@ class Segmenter:
             return
         prev, prev_sample = held
         duration = max(1, frame.pts - prev.pts)
+        if self._video and self._video_duration + duration > self.part_s * 90000 + 90:
+            # a late frame (a compositor passing over ticks) starts the next part: a part never
+            # runs past the target the playlist announces
+            self._close_part(end=prev.pts)
         self._add(prev, prev_sample, duration)
         if frame.keyframe and self._segment_time() + duration / 90000 >= MIN_SHARE * self.segment_s:
             self._close_part(end=frame.pts)
