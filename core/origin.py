@@ -1,7 +1,8 @@
 """Which node carries a broadcast's media: its origin, a lease in Redis (``jt:{bid}:origin`` = the
-node's id). A WHIP publisher makes its node the origin (a reconnect through another node moves it
-there); the node renews the lease with its heartbeat while it has publishers of that broadcast; a
-node that dies lets it expire within ``LEASE_S``; the end of the show releases it."""
+node's id). The host's WHIP publisher makes its node the origin (a reconnect through another node
+moves it there; co-hosts are sent to the origin: stream/http.py); the node renews the lease with
+its heartbeat while it has publishers of that broadcast; a node that dies lets it expire within
+``LEASE_S``; the end of the show releases it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from .keys import key, text
 
 LEASE_S = 15
 
-# KEYS: origin; ARGV: node id, lease s. Renews only a lease this node holds.
+# KEYS: origin; ARGV: node id, lease s. Renews a lease this node holds, takes back one that
+# lapsed (nobody holds it: it expired while Redis was away); another node's is left alone.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end
 return 0
 """
 # KEYS: origin; ARGV: node id. Releases only a lease this node holds.
@@ -35,7 +39,8 @@ async def claim(redis: Redis, bid: str, node_id: str, lease_s: int = LEASE_S) ->
 
 
 async def renew(redis: Redis, bids: Iterable[str], node_id: str, lease_s: int = LEASE_S) -> int:
-    """Renew this node's leases of ``bids`` (each in its own slot: one call each); how many."""
+    """Renew this node's leases of ``bids`` (each in its own slot: one call each), taking back
+    lapsed ones; how many it holds now."""
     script = redis.register_script(_RENEW)  # EVALSHA; the script's text only the first time
     n = 0
     for bid in bids:

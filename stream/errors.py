@@ -10,6 +10,8 @@
     RenditionNotFound (404) ``?rendition=`` names no rung of the broadcast's ladder
     NotLive (409)         playing a broadcast that has not gone live yet (Retry-After)
     TooManySessions (429) over the sessions allowed per person, per address or per broadcast
+    OriginElsewhere (409) a co-host's WHIP reached a node that is not the broadcast's origin
+                          (``origin: {node, url}``: publish there)
 """
 
 from core.problems import BadRequest, Conflict, NotFound, TooManyRequests
@@ -45,3 +47,7 @@ class NotLive(Conflict):
 
 class TooManySessions(TooManyRequests):
     default_code = "too_many_sessions"
+
+
+class OriginElsewhere(Conflict):
+    default_code = "origin_elsewhere"

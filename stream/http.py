@@ -23,7 +23,8 @@ from core.web import bind, claims, client_address, read_body
 from stream.deliver.rtc import MAX_SDP_BYTES, check_offer
 
 from .audience import Audience
-from .errors import BroadcastEnded, NotLive
+from .edge import Ended
+from .errors import BroadcastEnded, NotLive, OriginElsewhere
 from .hub import MediaHub
 from .media import BroadcastMedia
 
@@ -73,18 +74,40 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=True)
-    async with app.hub.session_scope(bid, broadcast.portrait) as media:
-        publisher, answer = await media.add_publisher(c, offer)
-    try:
-        await claim(app.redis, bid, app.node_id)  # this node carries the show's media now
-        if (edge := app.hub.edges.get(bid)) is not None:  # its viewers here: fed from it now
-            edge.relocate()
-        if c.role is Role.HOST:
-            await app.store.ensure_live(bid)
-    except BaseException:
-        await media.remove_publisher(publisher.id)
-        raise
+    if c.role is not Role.HOST:
+        await _to_the_origin(app, bid)
+    with app.hub.publisher_joining(bid):  # the lease may still name where the host came from
+        async with app.hub.session_scope(bid, broadcast.portrait) as media:
+            publisher, answer = await media.add_publisher(c, offer)
+        try:
+            await claim(app.redis, bid, app.node_id)  # this node carries the show's media now
+            if (edge := app.hub.edges.get(bid)) is not None:  # its viewers here: fed from it now
+                edge.relocate()
+            if c.role is Role.HOST:
+                await app.store.ensure_live(bid)
+        except BaseException:
+            await media.remove_publisher(publisher.id)
+            raise
     return _created("whip", bid, publisher.id, answer)
+
+
+async def _to_the_origin(app: MediaApp, bid: str) -> None:
+    """One compositor per show: a co-host publishes where the host's media is composed. With
+    another live node as the origin, the request is refused with where to go (the studio goes
+    there); with none (the host not on air yet, or its node dead), this node may start it."""
+    find = app.hub.find_origin
+    if find is None:  # the only node
+        return
+    try:
+        route = await find(bid)
+    except Ended:
+        raise BroadcastEnded("the broadcast has ended") from None
+    if route is not None and route.node != app.node_id and route.url:
+        raise OriginElsewhere(
+            f"the broadcast is composed on node {route.node}: publish there",
+            origin={"node": route.node, "url": route.url},
+            headers={"Location": f"{route.url}/whip/{bid}"},
+        )
 
 
 async def whep_post(request: Request, app: MediaApp) -> Response:

@@ -5,9 +5,11 @@ background) and closes them all on shutdown; it owns the process's media metrics
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +69,8 @@ class MediaHub:
         self.find_origin: Callable[[str], Awaitable[Route | None]] | None = None
         self._edge_closing = TaskSet()
         self._following = TaskSet()  # the check that this node is still its broadcasts' origin
+        self._joining: collections.Counter[str] = collections.Counter()  # WHIP arrivals now
+        self._joined: dict[str, float] = {}  # when the last one of each broadcast ended
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -150,10 +154,28 @@ class MediaHub:
 
     def follow_origins(self) -> None:
         """Every ``CHECK_S``, for each broadcast with media here: once it has ended (the end may
-        have been asked of another node), its media here ends; composed here without a publisher
-        while its origin is another node (the publisher reconnected there), it is handed over;
-        a handed-over media closes once its last viewer has left."""
+        have been asked of another node), its media here ends; composed here while its origin is
+        another node (the host reconnected there), its publishers here are let go (co-hosts
+        come back through the origin) and it is handed over; a handed-over media closes once its
+        last viewer has left."""
         self._following.spawn(self._follow(), name="follow-origins")
+
+    @contextlib.contextmanager
+    def publisher_joining(self, bid: str) -> Iterator[None]:
+        """Around a WHIP publisher's arrival and its claim of the origin: meanwhile the lease
+        may still name the node it came from, and the origin check leaves the media alone."""
+        self._joining[bid] += 1
+        try:
+            yield
+        finally:
+            self._joining[bid] -= 1
+            if not self._joining[bid]:
+                del self._joining[bid]
+            self._joined[bid] = time.monotonic()
+
+    def _arriving(self, bid: str, since: float) -> bool:
+        """Whether a publisher of ``bid`` arrived (or is arriving) since ``since``."""
+        return bid in self._joining or self._joined.get(bid, 0.0) >= since
 
     async def _follow(self) -> None:
         find = self.find_origin
@@ -163,6 +185,7 @@ class MediaHub:
             await asyncio.sleep(CHECK_S)
             for bid in {*self.broadcasts, *self.retired, *self.unfinished}:
                 route: Route | Ended | None
+                looked = time.monotonic()
                 try:
                     route = await find(bid)
                 except Ended as ended:  # the show is over (or gone)
@@ -171,25 +194,32 @@ class MediaHub:
                     log.warning("cannot find the origin of %s: %s", bid, exc)
                     break
                 try:
-                    await self._follow_one(bid, route)
+                    await self._follow_one(bid, route, looked)
                 except Exception:  # one broadcast's trouble is not the others'
                     log.exception("following the origin of %s failed", bid)
             for bid, retired in list(self.retired.items()):
                 if retired.idle():
                     await self._close_retired(bid)
 
-    async def _follow_one(self, bid: str, route: Route | Ended | None) -> None:
+    async def _follow_one(self, bid: str, route: Route | Ended | None, looked: float) -> None:
         if isinstance(route, Ended):
             await self.end(bid)
             return
         media = self.broadcasts.get(bid)
-        moved = route is not None and route.node != self.node_id
-        if media is not None and not media.publishers and moved:
-            await self._hand_over(bid, media)
+        if media is None or route is None or route.node == self.node_id:
+            return
+        if self._arriving(bid, looked):  # a publisher came here after the lease was read
+            return
+        if media.publishers:  # the host went to another node: its co-hosts follow it there
+            log.info("%s is composed on %s now: its %d publishers here go there",
+                     bid, route.node, len(media.publishers), extra={"bid": bid})  # fmt: skip
+            for pid in list(media.publishers):
+                await media.remove_publisher(pid)
+        await self._hand_over(bid, media)
 
     async def _hand_over(self, bid: str, media: BroadcastMedia) -> None:
-        if self.broadcasts.get(bid) is not media or media.publishers:  # it came back meanwhile
-            return
+        if self.broadcasts.get(bid) is not media or media.publishers or bid in self._joining:
+            return  # it came back meanwhile
         del self.broadcasts[bid]
         if self.on_ended is not None:  # its overlay is drawn by the new origin
             await self.on_ended(bid)
@@ -276,6 +306,7 @@ class MediaHub:
             await edge.aclose()
         if bid in self.retired:
             await self._close_retired(bid)
+        self._joined.pop(bid, None)
         root = self.unfinished.pop(bid, None)  # recorded here before a handover
         media = self.broadcasts.pop(bid, None)
         if media is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.nodes import IDS, NodeRegistry, node_key, nodes
-from core.origin import claim, origin_of, release, renew
+from core.origin import LEASE_S, claim, origin_key, origin_of, release, renew
 from jangteo.testkit.server import RunningServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -49,7 +49,8 @@ async def test_only_the_operator_lists_nodes(server: RunningServer) -> None:
 
 async def test_the_origin_lease_follows_the_publisher(server: RunningServer) -> None:
     """A node holds a broadcast's origin lease; another node's renew or release leaves it alone;
-    a publisher through another node moves it; the end of the show drops it."""
+    a lapsed lease is taken back by the node that renews it; a publisher through another node
+    moves it; the end of the show drops it."""
     redis = server.ctx.redis
     b = await server.create_broadcast()
     bid = b["id"]
@@ -60,6 +61,10 @@ async def test_the_origin_lease_follows_the_publisher(server: RunningServer) -> 
     assert await renew(redis, [bid], "edge-b") == 0 and not await release(redis, bid, "edge-b")
     assert await origin_of(redis, bid) == server.ctx.node_id
     assert await renew(redis, [bid], server.ctx.node_id) == 1
+    await redis.delete(origin_key(bid))  # the lease lapsed (Redis was away longer than it)
+    assert await renew(redis, [bid], server.ctx.node_id) == 1  # the node with publishers …
+    assert await origin_of(redis, bid) == server.ctx.node_id  # … takes it back
+    assert 0 < await redis.ttl(origin_key(bid)) <= LEASE_S
     await claim(redis, bid, "edge-b")  # the host reconnected through node B
     assert await origin_of(redis, bid) == "edge-b"
     assert not await release(redis, bid, server.ctx.node_id)  # A no longer holds it

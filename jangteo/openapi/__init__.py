@@ -297,7 +297,17 @@ def _document() -> dict[str, Any]:
                 },
             },
             **commerce(),
-            **media("whip", "publish (host, cohost)"),
+            **media(
+                "whip",
+                "publish (host, cohost)",
+                responses={
+                    "409": problem(
+                        "host_live, cohost_limit, broadcast_ended, or origin_elsewhere: a "
+                        "co-host reached a node that does not compose the show (`origin: "
+                        "{node, url}` and `Location` say where to publish)"
+                    ),
+                },
+            ),
             **media(
                 "whep",
                 "play (any role)",

@@ -286,6 +286,7 @@ export class MediaSession {
     deleteSession(this.sessionUrl, this.token); // best effort: free the server side now
     this.sessionUrl = null;
     this._closePc();
+    if (this.o.kind === "whip" && this.attempt) this.node = null; // ask the page's node again
     const moved = this._canMove() && this._moveOn();
     const steps = moved ? FAILOVER_BACKOFF_MS : BACKOFF_MS;
     const base = steps[Math.min(this.attempt, steps.length - 1)];
@@ -337,6 +338,11 @@ export class MediaSession {
         this._closePc();
         return this._connect(true); // expired or bad token: ask for a new one once
       }
+      const there = err instanceof HttpProblem && err.code === "origin_elsewhere" && err.doc.origin?.url;
+      if (there) {
+        this._toOrigin(there);
+        return;
+      }
       const wait = waitFor(err);
       const others = this._canMove() ? this._nodes().length - 1 : 0;
       if (wait !== null && err.status !== 409 && this.attempt < others) {
@@ -355,6 +361,19 @@ export class MediaSession {
       }
       this._retry(err.message || String(err));
     }
+  }
+
+  /** A co-host's request reached a node that does not compose the show: publish where it is
+   * composed (the node the answer names), at once the first times, then with backoff. */
+  _toOrigin(url) {
+    this._closePc();
+    this.node = new URL(url).origin;
+    this.moves++;
+    if (this.attempt++ < 3) {
+      this._connect(false);
+      return;
+    }
+    this._retry("origin_elsewhere");
   }
 
   _onPcState(pc) {
@@ -379,20 +398,22 @@ export class MediaSession {
     }
   }
 
-  // Playback watchdog: a server that drops us may not say so; bytes that stop flowing do.
+  // A server that drops us may not say so; a DTLS close does, and (playback) bytes that stop.
   _startWatchdog(pc, gen) {
     clearInterval(this._watch);
-    if (this.o.kind !== "whep") return;
-    // a node that stops closes its DTLS (Chromium keeps saying 'connected'): move on at once
-    const dtls = pc.getReceivers()[0]?.transport;
+    const whip = this.o.kind === "whip";
+    // a node that stops, or lets a publisher go to the show's new origin, closes its DTLS
+    // (Chromium keeps saying 'connected'): publish again, or play from the next node, at once
+    const dtls = (whip ? pc.getSenders() : pc.getReceivers())[0]?.transport;
     if (dtls) {
       dtls.onstatechange = () => {
         const over = dtls.state === "closed" || dtls.state === "failed";
-        if (over && gen === this._generation && this.pc === pc && this._canMove()) {
+        if (over && gen === this._generation && this.pc === pc && (whip || this._canMove())) {
           this._retry(`transport ${dtls.state}`);
         }
       };
     }
+    if (whip) return;
     let last = -1;
     let lastChange = performance.now();
     this._watch = setInterval(async () => {
