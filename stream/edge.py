@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -47,6 +48,7 @@ from .audience import Audience
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how often an edge without an origin looks for one
+BACKOFF_MAX_S = 5.0  # pulls that keep failing (an origin that refuses it) are tried this seldom
 CHECK_S = 1.0  # how often a pulling edge checks that its origin is still the origin
 IDLE_S = 10.0  # an edge with no viewers this long closes (and its pull with it)
 CONNECT_TIMEOUT_S = 3.0
@@ -122,7 +124,9 @@ class EdgeMedia(Audience):
         self._tasks.spawn(self._check(), name=f"edge-watch-{self.bid}")
 
     async def _follow(self) -> None:
-        """Pull from the origin, whichever node it is, until the broadcast ends."""
+        """Pull from the origin, whichever node it is, until the broadcast ends; pulls that
+        keep failing are tried less and less often (:func:`backoff_s`)."""
+        failures = 0
         while True:
             try:
                 route = await self.locate()
@@ -136,6 +140,7 @@ class EdgeMedia(Audience):
                 await self._pause()
                 continue
             self.route = route
+            pulls = self.pulls
             try:
                 if route.local is not None:
                     await self._pull_local(route.local)
@@ -146,13 +151,30 @@ class EdgeMedia(Audience):
             finally:
                 self.streams.attach(None)
                 self.route = self._abort = None
-            await self._pause()
+            failures = 0 if self.pulls > pulls or route.local is not None else failures + 1
+            await self._back_off(route, backoff_s(failures))
 
-    async def _pause(self) -> None:
+    async def _pause(self, seconds: float = POLL_S) -> bool:
+        """Until ``seconds`` have passed or :meth:`relocate` wakes the edge (then True)."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(POLL_S):
+            async with asyncio.timeout(seconds):
                 await self._wake.wait()
+        woken = self._wake.is_set()
         self._wake.clear()
+        return woken
+
+    async def _back_off(self, route: Route, seconds: float) -> None:
+        """Wait ``seconds`` before pulling from ``route`` again, but no longer than the origin
+        stays where it is (looked up every ``POLL_S``): a new origin is pulled from at once."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if await self._pause(min(POLL_S, left)) or left <= POLL_S:
+                return
+            try:
+                if await self.locate() != route:
+                    return
+            except Exception:  # over, or Redis away: the loop looks again and decides
+                return
 
     def relocate(self) -> None:
         """The origin has just moved (a publisher came to this node): follow it now, not at the
@@ -259,6 +281,12 @@ class EdgeMedia(Audience):
         await self.close_viewers()
         await self.streams.aclose()
         await self._watchers.aclose()
+
+
+def backoff_s(failures: int) -> float:
+    """The pause after ``failures`` pulls in a row that got nothing (refused, unreachable, not
+    trusted): the poll at first, doubling up to ``BACKOFF_MAX_S``."""
+    return min(POLL_S * (1 << min(failures, 8)), BACKOFF_MAX_S)
 
 
 async def find_origin(
