@@ -49,6 +49,7 @@ class SocketApp(ChatApp, Protocol):
 CLOSE_POLICY = 1008
 CLOSE_UNAVAILABLE = 1011  # storage trouble (core/storage.py): reconnect with last_id
 CLOSE_RATE_LIMITED = 4029
+CLOSE_TRY_LATER = 1013  # this node is draining (jangteo/drain.py)
 FRAME_RATE, FRAME_BURST = 10.0, 30.0  # a viewer's; staff (host, co-host, moderator) get 5x
 STAFF_FRAME_FACTOR = 5
 HEART_RATE, HEART_BURST = 20.0, 100.0
@@ -71,6 +72,11 @@ async def chat_socket(websocket: WebSocket, app: SocketApp) -> None:
     allowed = app.settings.cors_origins + (tuple(nodes.allowed) if nodes is not None else ())
     if not _origin_allowed(origin, allowed, host):
         await websocket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    drain = getattr(websocket.app.state, "drain", None)  # jangteo/drain.py
+    if drain is not None and drain.active:  # come back through another node
+        await websocket.accept()
+        await websocket.close(CLOSE_TRY_LATER, "node draining")
         return
     token = websocket.query_params.get("token")
     try:

@@ -4,7 +4,8 @@ reached and how busy it is, every few seconds; the operator lists them (``GET /a
 Each node keeps ``jt:{nodes}:node:<id>`` (JSON, expiring ``TTL_S`` after its last heartbeat) and
 its id in the set ``jt:{nodes}:ids``; the hash tag keeps them in one Cluster slot, so a listing is
 one ``MGET``. A node that stops cleanly removes itself; one that dies is gone from the list once
-its key expires (the listing prunes ids whose key is gone).
+its key expires (the listing prunes ids whose key is gone). ``jt:{nodes}:drain:<id>`` is set
+while the operator drains the node (jangteo/drain.py); the node reads it with each heartbeat.
 """
 
 from __future__ import annotations
@@ -32,8 +33,23 @@ TTL_S = 15  # three missed heartbeats and a node is gone
 IDS = "jt:{nodes}:ids"
 
 
+DRAIN_KEPT_S = 7 * 86400  # a drain asked of a node that never comes back is forgotten
+
+
 def node_key(node_id: str) -> str:
     return f"jt:{{nodes}}:node:{node_id}"
+
+
+def drain_key(node_id: str) -> str:
+    """Set while the operator has node ``node_id`` drained (jangteo/drain.py)."""
+    return f"jt:{{nodes}}:drain:{node_id}"
+
+
+async def set_drain(redis: Redis, node_id: str, on: bool) -> None:
+    if on:
+        await redis.set(drain_key(node_id), "1", ex=DRAIN_KEPT_S)
+    else:
+        await redis.delete(drain_key(node_id))
 
 
 def _cpu_s() -> float:
@@ -42,18 +58,20 @@ def _cpu_s() -> float:
 
 
 class NodeRegistry:
-    """This node's heartbeat. ``counts()`` gives what it carries now: ``{broadcasts, viewers}``."""
+    """This node's heartbeat. ``counts()`` gives what it carries now (``broadcasts``, ``viewers``,
+    its drain's state)."""
 
     def __init__(
         self,
         redis: Redis,
         node_id: str,
         url: str,
-        counts: Callable[[], dict[str, int]],
+        counts: Callable[[], dict[str, Any]],
         every_s: float = EVERY_S,
         ttl_s: int = TTL_S,
         on_beat: Callable[[], Awaitable[object]] | None = None,
         relay: Callable[[], str] = str,
+        on_drain: Callable[[bool], object] | None = None,
     ) -> None:
         self.redis = redis
         self.node_id = node_id
@@ -63,6 +81,7 @@ class NodeRegistry:
         self.ttl_s = ttl_s
         self.on_beat = on_beat  # more to renew with each heartbeat (the origin leases)
         self.relay = relay  # host:port of this node's relay listener ("" for none)
+        self.on_drain = on_drain  # told at each heartbeat whether the operator drains the node
         self.started_at = int(time.time() * 1000)
         self._last = (time.monotonic(), _cpu_s())
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +99,8 @@ class NodeRegistry:
                 "started_at": self.started_at, "at": int(time.time() * 1000)}  # fmt: skip
 
     async def beat(self) -> None:
+        if self.on_drain is not None:
+            self.on_drain(bool(await self.redis.exists(drain_key(self.node_id))))
         raw = json.dumps(self.record(), ensure_ascii=False)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(node_key(self.node_id), raw, ex=self.ttl_s)
@@ -88,7 +109,12 @@ class NodeRegistry:
         if self.on_beat is not None:
             await self.on_beat()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Beat from now on; a node that starts serves (a drain asked of it before is over)."""
+        try:
+            await self.redis.delete(drain_key(self.node_id))
+        except (RedisError, OSError) as exc:
+            log.warning("node %s: could not clear its drain: %s", self.node_id, exc)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-heartbeat")
 
     async def aclose(self) -> None:

@@ -130,6 +130,8 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # the operator and the pages
     ("GET", "/metrics"): _r(ADMIN),
     ("GET", "/api/nodes"): _r(ADMIN),
+    ("POST", "/api/nodes/{node}/drain"): _r(ADMIN),
+    ("DELETE", "/api/nodes/{node}/drain"): _r(ADMIN),
     ("GET", "/openapi.json"): _r(ANYONE),
     ("GET", "/healthz"): _r(ANYONE),
     ("GET", "/watch/{bid}"): _r(ANYONE),

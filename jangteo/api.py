@@ -15,10 +15,11 @@ from starlette.routing import Route
 
 from chat.presence import watching
 from core.broadcasts import ORIENTATIONS, Status
-from core.nodes import nodes
+from core.nodes import node as node_record
+from core.nodes import nodes, set_drain
 from core.origin import clear as clear_origin
 from core.origin import origin_of
-from core.problems import BadRequest, Forbidden, Problem
+from core.problems import BadRequest, Forbidden, NotFound, Problem
 from core.tokens import Guest, Role, parse_role
 from core.web import bearer, claims, is_admin, json_body
 
@@ -43,6 +44,30 @@ async def list_nodes(request: Request) -> JSONResponse:
     require_admin(request)
     return JSONResponse({"nodes": await nodes(ctx(request).redis)},
                         headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+async def drain_node(request: Request) -> JSONResponse:
+    """Take a node out of service (jangteo/drain.py); asked of any node, the drained one sees it
+    at its next heartbeat. 202: the drain goes on; ``GET /api/nodes`` says when it is done."""
+    require_admin(request)
+    return await _drain(request, True, 202)
+
+
+async def undrain_node(request: Request) -> JSONResponse:
+    """Put a drained node back in service."""
+    require_admin(request)
+    return await _drain(request, False, 200)
+
+
+async def _drain(request: Request, on: bool, status: int) -> JSONResponse:
+    node_id = request.path_params["node"]
+    app = ctx(request)
+    if on and await node_record(app.redis, node_id) is None:
+        raise NotFound(f"no live node {node_id[:100]!r}", code="node_not_found")
+    await set_drain(app.redis, node_id, on)
+    if node_id == app.node_id:  # this node: at once
+        request.app.state.drain.set(on)
+    return JSONResponse({"node": node_id, "draining": on}, status_code=status)
 
 
 async def create_broadcast(request: Request) -> JSONResponse:
@@ -106,12 +131,16 @@ def node_origins(request: Request) -> NodeOrigins | None:
     return found
 
 
-def node_urls(records: list[dict[str, Any]], own_id: str, own_url: str) -> list[str]:
+def node_urls(
+    records: list[dict[str, Any]], own_id: str, own_url: str, draining: bool = False
+) -> list[str]:
     """The live nodes' URLs, this node's first; [] for a deployment of one (a viewer page moves
-    its WHEP session along this list when its node stops answering)."""
-    mine = [own_url] + [str(r.get("url") or "") for r in records if r.get("id") != own_id]
+    its WHEP session along this list when its node stops answering). Draining nodes are left
+    out, this one too (``draining``)."""
+    others = [r for r in records if r.get("id") != own_id and not r.get("draining")]
+    mine = ([] if draining else [own_url]) + [str(r.get("url") or "") for r in others]
     urls = list(dict.fromkeys(u for u in mine if u))
-    return urls if len(urls) > 1 else []
+    return urls if len(urls) > 1 or draining else []
 
 
 async def get_broadcast(request: Request) -> JSONResponse:
@@ -124,6 +153,7 @@ async def get_broadcast(request: Request) -> JSONResponse:
     if origins is not None:
         origins.learn(live_nodes)
     settings = app.settings
+    own_url = settings.node_url or settings.base_url
     chat = app.chat.broadcasts.get(bid)
     here = max(len(chat.clients) if chat else 0, app.hub.audience(bid))
     body = broadcast.public() | {
@@ -132,7 +162,8 @@ async def get_broadcast(request: Request) -> JSONResponse:
         "pinned": await app.catalog.pin(bid),
         "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],
         "origin": await _origin(app.redis, bid, live_nodes),
-        "nodes": node_urls(live_nodes, app.node_id, settings.node_url or settings.base_url),
+        "nodes": node_urls(live_nodes, app.node_id, own_url, app.hub.draining),
+        "draining": app.hub.draining,  # the answering node: the pages move to one of `nodes`
     }
     return JSONResponse(body)
 
@@ -206,6 +237,8 @@ async def end_broadcast(request: Request) -> JSONResponse:
 
 routes = [
     Route("/api/nodes", list_nodes, methods=["GET"]),
+    Route("/api/nodes/{node}/drain", drain_node, methods=["POST"]),
+    Route("/api/nodes/{node}/drain", undrain_node, methods=["DELETE"]),
     Route("/api/broadcasts", create_broadcast, methods=["POST"]),
     Route("/api/broadcasts/{bid}", get_broadcast, methods=["GET"]),
     Route("/api/broadcasts/{bid}/tokens", issue_token, methods=["POST"]),

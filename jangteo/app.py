@@ -50,7 +50,7 @@ from core.config import ConfigError, Settings, with_payment_secret
 from core.malloc import trim_heap
 from core.nodes import NodeRegistry, nodes
 from core.origin import renew
-from core.problems import NotFound
+from core.problems import NotFound, Unavailable
 from core.redislimit import RedisBuckets
 from core.redismux import RedisMux
 from core.revocation import Revocations, Verifier
@@ -71,6 +71,7 @@ from . import api, errors, guests, openapi
 from .access import guard
 from .api import NodeOrigins
 from .context import AppContext, ctx_of, require_admin
+from .drain import Drain
 from .overlays import OverlayFeed
 from .pages import NO_CACHE, SecurityHeaders, page
 
@@ -103,6 +104,11 @@ async def openapi_endpoint(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """200 while this node takes new sessions (a load balancer's check); 503 ``draining`` while
+    the operator drains it, ``not_ready`` without Redis."""
+    drain: Drain | None = getattr(request.app.state, "drain", None)
+    if drain is not None and drain.active:
+        raise Unavailable("this node is draining", code="draining", headers={"Retry-After": "5"})
     await ctx_of(request.app).redis.ping()
     return JSONResponse({"ok": True})
 
@@ -268,7 +274,9 @@ async def _start(
     sweeper = Sweeper(redis, orders)
     parts.push_async_callback(sweeper.aclose)
     sweeper.start()
-    node = NodeRegistry(
+    drain = app.state.drain = Drain(hub, chat_hub)
+    parts.push_async_callback(drain.aclose)
+    node = app.state.node = NodeRegistry(
         redis,
         context.node_id,
         settings.node_url or settings.base_url,
@@ -276,14 +284,16 @@ async def _start(
             "broadcasts": len(hub.broadcasts),
             "edges": len(hub.edges),
             "viewers": sum(m.audience() for m in hub.audiences()),
+            **drain.report(),
         },
         # the broadcasts this node is the origin of: their leases live while it does; and the
         # other nodes' URLs, whose pages may send their viewers here (CORS)
         on_beat=lambda: _beat(context, app.state.node_origins),
+        on_drain=drain.set,
     )
     node.relay = lambda: relay_address
     parts.push_async_callback(node.aclose)
-    node.start()
+    await node.start()
     if settings.stats:
         sampler = StatsSampler(redis)
         parts.push_async_callback(sampler.aclose)

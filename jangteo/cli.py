@@ -256,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     from .bench import add_bench_commands
 
     add_bench_commands(bench)
+    from .drain_cli import add_drain_command
+
+    add_drain_command(sub)
     args = parser.parse_args(argv)
-    if args.cmd == "bench":
+    if args.cmd in ("bench", "drain"):
         result: int = args.run(args)
         return result
     logs.setup(args.log_level)

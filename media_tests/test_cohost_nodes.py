@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from jangteo.testkit.clients import Received, SignallingError, WhepClient, WhipClient
+from jangteo.testkit.clients import Received, SignallingError, WhipClient
 from jangteo.testkit.server import RunningServer, eventually
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 

@@ -65,10 +65,17 @@ def _created(kind: str, bid: str, sid: str, answer: str) -> Response:
     )
 
 
+def _open_to_new_sessions(app: MediaApp) -> None:
+    if app.hub.draining:  # the pages go to another node (GET /api/broadcasts/{bid} `nodes`)
+        raise Unavailable("this node is draining: use another node", code="draining",
+                          headers={"Retry-After": "1"})  # fmt: skip
+
+
 async def whip_post(request: Request, app: MediaApp) -> Response:
     bid = request.path_params["bid"]
     c = claims(request, bid)
     c.require_role(Role.HOST, Role.COHOST)
+    _open_to_new_sessions(app)
     broadcast = await app.store.get(bid)
     if broadcast.status is Status.ENDED:
         raise BroadcastEnded("the broadcast has ended")
@@ -113,6 +120,7 @@ async def _to_the_origin(app: MediaApp, bid: str) -> None:
 async def whep_post(request: Request, app: MediaApp) -> Response:
     bid = request.path_params["bid"]
     c = claims(request, bid)
+    _open_to_new_sessions(app)
     broadcast = await app.store.get(bid)
     if broadcast.status is Status.ENDED:
         raise BroadcastEnded("the broadcast has ended")

@@ -71,6 +71,7 @@ class MediaHub:
         self._following = TaskSet()  # the check that this node is still its broadcasts' origin
         self._joining: collections.Counter[str] = collections.Counter()  # WHIP arrivals now
         self._joined: dict[str, float] = {}  # when the last one of each broadcast ended
+        self.draining = False  # the operator takes this node out of service (jangteo/drain.py)
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None

@@ -97,7 +97,7 @@ async def world(server: RunningServer) -> AsyncIterator[World]:
     w.whip_sid = r.headers["location"].rsplit("/", 1)[1]
     w.params = {"bid": bid, "oid": oid, "pid": "p1", "id": "1-0", "uid": "u_nobody",
                 "name": "pages.css", "sid": whep_sid, "rung": "360p", "did": "dnope",
-                "file": "init0.mp4", "mid": f"m_{bid}"}  # fmt: skip
+                "file": "init0.mp4", "mid": f"m_{bid}", "node": "n_nobody"}  # fmt: skip
     yield w
 
 

@@ -66,13 +66,20 @@ def _document() -> dict[str, Any]:
             "origin": {
                 "type": ["object", "null"],
                 "description": "the node carrying the media while a publisher is on (in GET "
-                "/api/broadcasts/{bid}): {node, url}; a WHIP publisher makes its node the origin",
+                "/api/broadcasts/{bid}): {node, url}; the host's WHIP publisher makes its node the "
+                "origin",
             },
             "nodes": {
                 "type": "array",
                 "items": {"type": "string", "format": "uri"},
                 "description": "the live nodes' URLs, the answering node's first (in GET /api/"
-                "broadcasts/{bid}; [] for one node): a player whose node fails tries the next",
+                "broadcasts/{bid}; [] for one node; draining nodes left out): a player whose "
+                "node fails tries the next",
+            },
+            "draining": {
+                "type": "boolean",
+                "description": "the answering node is being drained (in GET /api/broadcasts/"
+                "{bid}): the pages move their calls and chat to one of `nodes`",
             },
             "renditions": {
                 "type": "array",

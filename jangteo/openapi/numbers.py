@@ -1,4 +1,5 @@
-"""The merchant's numbers in the OpenAPI document: live stats and the show report."""
+"""The merchant's numbers in the OpenAPI document: live stats and the show report; and the
+operator's: the nodes and their drains."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ NODES = _obj(
 )
 
 
+DRAIN = _obj(["node", "draining"], node={"type": "string"}, draining={"type": "boolean"})
+
+
 def numbers_paths() -> dict[str, Any]:
     return {
         "/api/nodes": {
@@ -69,12 +73,35 @@ def numbers_paths() -> dict[str, Any]:
                 "responses": {
                     "200": json(
                         "{nodes: [{id, url, broadcasts, viewers, load (this process's cores "
-                        "busy), loadavg (per core), cores, started_at, at, age_ms}]}",
+                        "busy), loadavg (per core), cores, started_at, at, age_ms, draining, "
+                        "drained (draining and nothing left), sessions: {publishers, viewers, "
+                        "chat}}]}",
                         NODES,
                     ),
                     **ERRORS,
                 },
             }
+        },
+        "/api/nodes/{node}/drain": {
+            "parameters": [
+                {"name": "node", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "post": {
+                "summary": "take a node out of service (admin): it takes nobody new and lets "
+                "its viewers, publishers and chat sockets go to the other nodes; GET /api/nodes "
+                "says when it is drained",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "202": json("{node, draining: true}", DRAIN),
+                    **ERRORS,
+                    "404": problem("no live node of that id (node_not_found)"),
+                },
+            },
+            "delete": {
+                "summary": "put a drained node back in service (admin)",
+                "security": [{"bearer": []}],
+                "responses": {"200": json("{node, draining: false}", DRAIN), **ERRORS},
+            },
         },
         "/api/merchants/{mid}/forecast": {
             "parameters": [

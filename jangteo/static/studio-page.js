@@ -1,5 +1,6 @@
 import {
-  MediaSession, broadcastId, broadcastInfo, pageToken, sendableVideoCodecs,
+  MediaSession, broadcastId, broadcastInfo, homeOrigin, leaveDrained, pageToken,
+  sendableVideoCodecs,
 } from "/static/whip-whep.js";
 import {
   ChatForm, ChatSocket, Shop, api, claimsOf, clock, explain, h, priceNow, showChatEvent, t, timeOf,
@@ -155,6 +156,7 @@ goLive.addEventListener("click", () => {
     getToken: async () => token,
     tracks: stream.getTracks(),
     videoCodec: codecSel.value,
+    nodes: () => nodeUrls,
     onState(state, detail) {
       if (state === "connecting") status(t("연결 중…", "Connecting…"));
       else if (state === "connected") {
@@ -251,12 +253,20 @@ function showViewers(n) {
     h("span", { class: "short", "aria-hidden": "true" }, `시청 ${n.toLocaleString("ko-KR")}`));
 }
 
+// the deployment's nodes (GET /api/broadcasts/{bid} `nodes`): where the camera goes when its
+// node is drained
+let nodeUrls = [];
+
 async function refreshInfo() {
   try {
     const info = await broadcastInfo(bid);
     if (!info) return;
     $("title").textContent = info.title || t("장터 스튜디오", "Jangteo Studio");
     document.title = `${info.title || "장터 스튜디오"} · Jangteo Studio`;
+    if (Array.isArray(info.nodes)) nodeUrls = info.nodes;
+    if (leaveDrained(info, publisher?.state === "connected" ? publisher.origin : null)) {
+      chat.restart(); // the page's node is drained: its chat goes where its calls go now
+    }
     orientation = info.orientation || "landscape";
     numbers?.forecastFor(info.merchant_id);
     document.body.dataset.orientation = orientation;
@@ -759,6 +769,8 @@ window.jt = {
   get awake() { return Boolean(wakeLock); },
   get facing() { return facing; },
   get publisher() { return publisher; },
+  get home() { return homeOrigin(); },
+  get nodes() { return nodeUrls; },
   preview,
   chat,
   shop,

@@ -1,5 +1,6 @@
 import {
-  MediaSession, ViewerToken, broadcastId, broadcastInfo, homeOrigin, moveHome, pageToken,
+  MediaSession, ViewerToken, broadcastId, broadcastInfo, homeOrigin, leaveDrained, moveHome,
+  pageToken,
 } from "/static/whip-whep.js";
 import { savedName, store, stored } from "/static/storage.js";
 import {
@@ -186,6 +187,10 @@ async function refreshInfo() {
   }
   if (!info) return;
   if (Array.isArray(info.nodes)) nodeUrls = info.nodes;
+  if (leaveDrained(info, player.state === "connected" ? player.origin : null) &&
+    chat.state !== "stopped") {
+    chat.restart(); // the page's node is drained: its chat goes where its calls go now
+  }
   if (Array.isArray(info.renditions)) showRenditions(info.renditions);
   $("title").textContent = info.title || tr("watch.title");
   document.title = `${info.title || tr("watch.title")} · ${tr("watch.title")}`;

@@ -36,6 +36,18 @@ export function moveHome(origin) {
   home = new URL(origin).origin === location.origin ? null : new URL(origin).origin;
 }
 
+/** When the node that answered `info` (GET /api/broadcasts/{bid}) is being drained, move the
+ * page's API calls and chat to another node: `preferred` (where the page plays or publishes
+ * from) if it is listed, else the first of `info.nodes`. True when the page moved. */
+export function leaveDrained(info, preferred = null) {
+  if (!info?.draining || !Array.isArray(info.nodes) || !info.nodes.length) return false;
+  const origins = info.nodes.map((u) => new URL(u).origin);
+  const next = preferred && origins.includes(preferred) ? preferred : origins[0];
+  if (next === homeOrigin()) return false;
+  moveHome(next);
+  return true;
+}
+
 /** An HTTP error answer, read from application/problem+json when there is one. */
 export class HttpProblem extends Error {
   constructor(status, code, detail, doc = null) {
@@ -153,7 +165,8 @@ const connectedPcs = new WeakSet(); // peer connections that reached 'connected'
  *   tracks (whip: MediaStreamTracks to send), videoCodec (whip: e.g. "video/VP8"),
  *   onStream(MediaStream) (whep), onState(state, detail),
  *   nodes() -> the deployment's node URLs (GET /api/broadcasts/{bid} `nodes`; [] for one node):
- *   with more than one, a failed session moves to the next node (same path, same token).
+ *   with more than one, a failed playback moves to the next node (same path, same token), and
+ *   a session a node refuses because it is at a limit or draining (503) goes to the next one.
  * States: idle, connecting, connected, reconnecting, waiting (the show has not started, or the
  * server is at a limit: it asks again after Retry-After), stopped, failed (fatal: see `error`).
  */
@@ -341,6 +354,13 @@ export class MediaSession {
       const there = err instanceof HttpProblem && err.code === "origin_elsewhere" && err.doc.origin?.url;
       if (there) {
         this._toOrigin(there);
+        return;
+      }
+      const draining = err instanceof HttpProblem && err.code === "draining";
+      if (draining && this.attempt < this._nodes().length - 1 && this._moveOn()) {
+        this.attempt++; // the operator takes this node out of service: the next one, now
+        this._closePc();
+        this._connect(false);
         return;
       }
       const wait = waitFor(err);
