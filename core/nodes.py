@@ -71,7 +71,7 @@ class NodeRegistry:
         ttl_s: int = TTL_S,
         on_beat: Callable[[], Awaitable[object]] | None = None,
         relay: Callable[[], str] = str,
-        on_drain: Callable[[bool], object] | None = None,
+        on_drain: Callable[[bool, float], object] | None = None,
     ) -> None:
         self.redis = redis
         self.node_id = node_id
@@ -81,7 +81,8 @@ class NodeRegistry:
         self.ttl_s = ttl_s
         self.on_beat = on_beat  # more to renew with each heartbeat (the origin leases)
         self.relay = relay  # host:port of this node's relay listener ("" for none)
-        self.on_drain = on_drain  # told at each heartbeat whether the operator drains the node
+        # told at each heartbeat whether the operator drains the node, and when it was read
+        self.on_drain = on_drain
         self.started_at = int(time.time() * 1000)
         self._last = (time.monotonic(), _cpu_s())
         self._task: asyncio.Task[None] | None = None
@@ -100,7 +101,8 @@ class NodeRegistry:
 
     async def beat(self) -> None:
         if self.on_drain is not None:
-            self.on_drain(bool(await self.redis.exists(drain_key(self.node_id))))
+            asked = time.monotonic()
+            self.on_drain(bool(await self.redis.exists(drain_key(self.node_id))), asked)
         raw = json.dumps(self.record(), ensure_ascii=False)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(node_key(self.node_id), raw, ex=self.ttl_s)

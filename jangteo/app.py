@@ -289,7 +289,7 @@ async def _start(
         # the broadcasts this node is the origin of: their leases live while it does; and the
         # other nodes' URLs, whose pages may send their viewers here (CORS)
         on_beat=lambda: _beat(context, app.state.node_origins),
-        on_drain=drain.set,
+        on_drain=drain.heard,
     )
     node.relay = lambda: relay_address
     parts.push_async_callback(node.aclose)

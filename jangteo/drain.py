@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from chat.hub import ChatHub
 from core.tasks import TaskSet
@@ -34,15 +35,28 @@ CLOSE_TRY_LATER = 1013  # a chat socket arriving at a draining node
 
 
 class Drain:
-    """This node's drain: :meth:`set` starts (or stops) it; :meth:`report` for the heartbeat."""
+    """This node's drain: :meth:`set` (asked here) or :meth:`heard` (the heartbeat read the
+    flag) starts or stops it; :meth:`report` for the heartbeat."""
 
     def __init__(self, hub: MediaHub, chat: ChatHub) -> None:
         self.hub = hub
         self.chat = chat
         self.active = False
+        self._set_at = 0.0
         self._tasks = TaskSet()
 
+    def heard(self, on: bool, asked_at: float) -> None:
+        """What the heartbeat read of the flag (asked at ``asked_at``, monotonic): a read older
+        than this node's own last :meth:`set` (asked of this node) is out of date."""
+        if asked_at >= self._set_at:
+            self._apply(on)
+
     def set(self, on: bool) -> None:
+        """Asked of this node itself (its flag is written too)."""
+        self._set_at = time.monotonic()
+        self._apply(on)
+
+    def _apply(self, on: bool) -> None:
         if on == self.active:
             return
         self.active = self.hub.draining = on

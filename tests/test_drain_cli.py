@@ -1,11 +1,13 @@
 """``jangteo drain``: the operator drains a node from the command line and follows it until the
 node is empty; ``--undo`` puts it back. Against a running node (its own Redis), the command run
-in a thread as it runs in a shell."""
+in a thread as it runs in a shell. And the drain's flag read by a heartbeat against a drain
+asked of the node itself."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -54,3 +56,16 @@ async def test_drain_refuses_without_the_key_or_a_live_node(
     assert await asyncio.to_thread(main, ["drain", "node-x", "--url", server.base_url]) == 2
     assert "node_not_found" in capsys.readouterr().err
     assert not server.app.state.drain.active
+
+
+async def test_a_heartbeat_read_older_than_a_drain_asked_here_does_not_undo_it(
+    server: RunningServer,
+) -> None:
+    drain = server.app.state.drain
+    before = time.monotonic()  # a heartbeat reads the flag (not set yet) …
+    r = await server.http.post(f"/api/nodes/{server.ctx.node_id}/drain", headers=server.admin())
+    assert r.status_code == 202 and drain.active  # … the operator asks this node meanwhile …
+    drain.heard(False, before)  # … and the heartbeat's answer arrives: out of date
+    assert drain.active
+    drain.heard(False, time.monotonic())  # a read after it (the flag deleted elsewhere) counts
+    assert not drain.active
