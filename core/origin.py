@@ -23,6 +23,16 @@ if holder == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if not holder then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end
 return 0
 """
+# KEYS: origin; ARGV: node id, lease s, the holder seen before ("" for none). Claims only if the
+# lease still names what was seen (or already this node).
+_CLAIM_IF = """
+local holder = redis.call('GET', KEYS[1]) or ''
+if holder == ARGV[3] or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
 # KEYS: origin; ARGV: node id. Releases only a lease this node holds.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -36,6 +46,17 @@ def origin_key(bid: str) -> str:
 
 async def claim(redis: Redis, bid: str, node_id: str, lease_s: int = LEASE_S) -> None:
     await redis.set(origin_key(bid), node_id, ex=lease_s)
+
+
+async def claim_if(
+    redis: Redis, bid: str, node_id: str, seen: str | None, lease_s: int = LEASE_S
+) -> bool:
+    """Claim the lease unless it moved since it was seen naming ``seen`` (None: nobody): a
+    co-host starting the media where it is must not take the show from a host who just
+    claimed it elsewhere."""
+    script = redis.register_script(_CLAIM_IF)
+    done: Any = await script(keys=[origin_key(bid)], args=[node_id, lease_s, seen or ""])
+    return bool(done)
 
 
 async def renew(redis: Redis, bids: Iterable[str], node_id: str, lease_s: int = LEASE_S) -> int:

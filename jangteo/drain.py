@@ -30,6 +30,7 @@ from stream.hub import MediaHub
 log = logging.getLogger(__name__)
 
 BATCH_PER_S = 200  # viewers let go a second: the other nodes take them without a stampede
+ROUND_S = 1.0
 CLOSE_RESTART = 1012  # the chat socket's close code: "service restart", come back elsewhere
 CLOSE_TRY_LATER = 1013  # a chat socket arriving at a draining node
 
@@ -62,11 +63,10 @@ class Drain:
         self.active = self.hub.draining = on
         if on:
             log.info("draining: letting everyone go, taking nobody new")
-            self._tasks.spawn(self._let_go(), name="drain")
-        else:
+            if not self._tasks:  # one that is still finishing its round goes on
+                self._tasks.spawn(self._let_go(), name="drain")
+        else:  # the round under way ends by itself (a session is never cut half way)
             log.info("back in service")
-            for task in self._tasks:
-                task.cancel()
 
     def sessions(self) -> dict[str, int]:
         return {
@@ -82,20 +82,24 @@ class Drain:
         return {"draining": self.active, "drained": drained, "sessions": sessions}
 
     async def _let_go(self) -> None:
+        """Rounds of ``ROUND_S`` while draining: each lets go of up to ``BATCH_PER_S`` viewers,
+        then (no viewer left) the publishers and the chat sockets. Later rounds catch a session
+        whose request passed the check just before the drain began."""
         while self.active:
             viewers = [(m, sid) for m in self.hub.audiences() for sid in list(m.viewers)]
             for media, sid in viewers[:BATCH_PER_S]:
                 await media.remove_viewer(sid)
             if len(viewers) <= BATCH_PER_S:
-                break
-            await asyncio.sleep(1.0)  # the pace of the move, not a wait for something
+                await self._publishers_and_chat()
+            await asyncio.sleep(ROUND_S)  # the pace of the move, not a wait for something
+
+    async def _publishers_and_chat(self) -> None:
         for media in self.hub.medias():
             for pid in list(media.publishers):
                 await media.remove_publisher(pid)
         for chat in list(self.chat.broadcasts.values()):
             for client in tuple(chat.clients):
                 await client.aclose(CLOSE_RESTART, "node draining: reconnect")
-        log.info("drain: everyone let go (%s left)", self.sessions())
 
     async def aclose(self) -> None:
         await self._tasks.aclose()

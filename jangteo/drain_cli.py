@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print("jangteo drain: set JANGTEO_ADMIN_KEY (the deployment's admin key)", file=sys.stderr)
         return 2
     headers = {"Authorization": f"Bearer {key}"}
-    path = f"/api/nodes/{args.node}/drain"
+    path = f"/api/nodes/{quote(args.node, safe='')}/drain"
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10) as http:
         try:
             r = http.delete(path) if args.undo else http.post(path)

@@ -92,11 +92,10 @@ async def test_cohosts_follow_the_host_to_its_new_origin(redis_url: str) -> None
         again: WhipClient | None = None
         try:
             await wait_for_frame(old, both, 20)
+            media = a.ctx.hub.broadcasts[bid]
             await host.aclose(delete=False)  # the host's phone lost its link to A …
             await moved.publish(PatternTrack(W, H, 30, hue=60), ToneTrack(440))  # … came via B
             await moved.connected()
-            media = a.ctx.hub.broadcasts.get(bid)
-            assert media is not None
             await eventually(lambda: not media.publishers, "A letting its co-host go", 5)
             await eventually(lambda: bid not in a.ctx.hub.broadcasts, "A composing no more", 5)
             assert b.ctx.hub.broadcasts[bid].compositor is not media.compositor

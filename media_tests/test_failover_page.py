@@ -1,11 +1,14 @@
-"""The viewer page moves to another node when its own dies (Chromium through Playwright).
+"""The viewer page and the studio move to another node when their own dies (Chromium through
+Playwright).
 
 Two nodes on one Redis, with relay ports: the host publishes to A (the origin); a guest opens the
 watch page served by B, which plays through B's edge. B stops; the page's WHEP session fails and
 the player moves to the next node GET /api/broadcasts/{bid} named (A) with the same token, and
 plays again within seconds. With the default CORS setting (no configured origins) A accepts B's
 page because it heard of B in the node registry. The page's API calls move to A too (``jt.home``),
-and its chat socket, which A lets in for the same reason. Same network rules as ``test_browser``.
+and its chat socket, which A lets in for the same reason. The studio opened on the origin's own
+URL publishes through the other node when the origin stops (that node becomes the origin), its
+calls and chat with it. Same network rules as ``test_browser``.
 """
 
 from __future__ import annotations
@@ -110,3 +113,38 @@ async def test_the_watch_page_plays_from_another_node_when_its_node_dies(
                 await watch.screenshot(path=tb.screenshot_path("watch-moved-node.png"))
             finally:
                 await pub.aclose()
+
+
+async def test_the_studio_publishes_through_another_node_when_its_node_dies(
+    redis_url: str, context: BrowserContext
+) -> None:
+    from .test_pages import go_live, open_studio
+
+    ports = free_port(), free_port()
+    async with contextlib.AsyncExitStack() as a_alive:
+        a = await a_alive.enter_async_context(node(redis_url, "node-a", ports[0], ()))
+        async with node(redis_url, "node-b", ports[1], ()) as b:
+            await eventually(lambda: a.base_url in b.app.state.node_origins.allowed, "B knows A")
+            doc = await a.create_broadcast("스튜디오 옮기기")
+            bid = doc["id"]
+            studio = await open_studio(context, a.base_url, bid, doc["host_token"])
+            await go_live(studio)
+            await studio.wait_for_function("() => window.jt.nodes.length === 2",
+                                           timeout=tb.WAIT_MS)  # fmt: skip
+            assert await studio.evaluate("window.jt.publisher.origin") == a.base_url
+
+            await a_alive.aclose()  # node A, the origin, stops: publishing again within 8 s
+            await studio.wait_for_function(
+                f"() => window.jt.state === 'connected' && "
+                f"window.jt.publisher.origin === {b.base_url!r}",
+                timeout=BACK_WITHIN_S * 1000,
+            )
+            media = b.ctx.hub.get(bid)
+            assert media is not None and len(media.publishers) == 1  # B composes the show now
+            doc_b = (await b.http.get(f"/api/broadcasts/{bid}")).json()
+            assert doc_b["origin"]["node"] == "node-b" and doc_b["status"] == "live"
+            # the studio's calls and chat follow it to B
+            await studio.wait_for_function(
+                f"() => window.jt.home === {b.base_url!r} && window.jt.chat.state === 'open'",
+                timeout=tb.WAIT_MS,
+            )

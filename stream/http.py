@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import BroadcastStore, Status
-from core.origin import claim
+from core.origin import claim, claim_if, origin_of
 from core.problems import Forbidden, MethodNotAllowed, Unavailable
 from core.tokens import Role
 from core.web import bind, claims, client_address, read_body
@@ -81,13 +81,18 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
         raise BroadcastEnded("the broadcast has ended")
     offer = await _offer(request)
     check_offer(offer, need_send=True)
-    if c.role is not Role.HOST:
-        await _to_the_origin(app, bid)
+    host = c.role is Role.HOST
+    seen = None if host else await _to_the_origin(app, bid)
     with app.hub.publisher_joining(bid):  # the lease may still name where the host came from
         async with app.hub.session_scope(bid, broadcast.portrait) as media:
             publisher, answer = await media.add_publisher(c, offer)
         try:
-            await claim(app.redis, bid, app.node_id)  # this node carries the show's media now
+            if host:
+                await claim(app.redis, bid, app.node_id)  # this node carries the show now
+            elif not await claim_if(app.redis, bid, app.node_id, seen):
+                await _to_the_origin(app, bid)  # the host claimed it elsewhere meanwhile
+                raise Unavailable("the broadcast's origin moved; try again",
+                                  headers={"Retry-After": "1"})  # fmt: skip
             if (edge := app.hub.edges.get(bid)) is not None:  # its viewers here: fed from it now
                 edge.relocate()
             if c.role is Role.HOST:
@@ -98,23 +103,26 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
     return _created("whip", bid, publisher.id, answer)
 
 
-async def _to_the_origin(app: MediaApp, bid: str) -> None:
+async def _to_the_origin(app: MediaApp, bid: str) -> str | None:
     """One compositor per show: a co-host publishes where the host's media is composed. With
     another live node as the origin, the request is refused with where to go (the studio goes
-    there); with none (the host not on air yet, or its node dead), this node may start it."""
+    there); with none (the host not on air yet, or its node dead or draining), this node may
+    start it. Returns the lease's holder as read (for :func:`core.origin.claim_if`)."""
     find = app.hub.find_origin
     if find is None:  # the only node
-        return
+        return None
+    seen = await origin_of(app.redis, bid)
     try:
         route = await find(bid)
     except Ended:
         raise BroadcastEnded("the broadcast has ended") from None
-    if route is not None and route.node != app.node_id and route.url:
+    if route is not None and route.node != app.node_id and route.url and not route.draining:
         raise OriginElsewhere(
             f"the broadcast is composed on node {route.node}: publish there",
             origin={"node": route.node, "url": route.url},
             headers={"Location": f"{route.url}/whip/{bid}"},
         )
+    return seen
 
 
 async def whep_post(request: Request, app: MediaApp) -> Response:

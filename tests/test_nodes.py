@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.nodes import IDS, NodeRegistry, node_key, nodes
-from core.origin import LEASE_S, claim, origin_key, origin_of, release, renew
+from core.origin import LEASE_S, claim, claim_if, origin_key, origin_of, release, renew
 from jangteo.testkit.server import RunningServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -71,3 +71,20 @@ async def test_the_origin_lease_follows_the_publisher(server: RunningServer) -> 
     r = await server.http.post(f"/api/broadcasts/{bid}/end", headers=server.admin())
     assert r.status_code == 200, r.text
     assert await origin_of(redis, bid) is None
+
+
+async def test_a_cohost_claims_the_origin_only_if_it_has_not_moved(server: RunningServer) -> None:
+    """claim_if: what a co-host's node does after reading the lease (nobody, or a dead node) and
+    starting the media: it takes the lease only if nobody took it meanwhile (the host, on
+    another node), else it leaves the show where the host is."""
+    redis = server.ctx.redis
+    bid = (await server.create_broadcast())["id"]
+    assert await claim_if(redis, bid, "node-b", None)  # nobody held it
+    assert await origin_of(redis, bid) == "node-b"
+    assert await claim_if(redis, bid, "node-b", None)  # its own: renewed
+    await claim(redis, bid, "node-a")  # the host arrived on A meanwhile
+    assert not await claim_if(redis, bid, "node-c", None)  # C read "nobody" before: too late
+    assert not await claim_if(redis, bid, "node-c", "node-b")  # … or "B": too late
+    assert await origin_of(redis, bid) == "node-a"
+    assert await claim_if(redis, bid, "node-c", "node-a")  # what C read (A, found dead) holds
+    assert await origin_of(redis, bid) == "node-c"

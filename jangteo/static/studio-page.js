@@ -1,5 +1,5 @@
 import {
-  MediaSession, broadcastId, broadcastInfo, homeOrigin, leaveDrained, pageToken,
+  MediaSession, broadcastId, broadcastInfo, homeOrigin, leaveDrained, moveHome, pageToken,
   sendableVideoCodecs,
 } from "/static/whip-whep.js";
 import {
@@ -218,10 +218,15 @@ $("finish-confirm").addEventListener("click", async () => {
 });
 
 // What viewers see: the composed output, played over WHEP with our own token.
+// the deployment's nodes (GET /api/broadcasts/{bid} `nodes`): where the camera and the preview
+// go when their node is drained or stops
+let nodeUrls = [];
+
 const preview = new MediaSession({
   kind: "whep",
   url: new URL(`/whep/${encodeURIComponent(bid)}`, location.href).href,
   getToken: async () => token,
+  nodes: () => nodeUrls, // a drained or dead node: what viewers see, from the next one
   onStream(s) {
     if (output.srcObject !== s) output.srcObject = s;
     output.play().catch(() => {});
@@ -253,18 +258,23 @@ function showViewers(n) {
     h("span", { class: "short", "aria-hidden": "true" }, `시청 ${n.toLocaleString("ko-KR")}`));
 }
 
-// the deployment's nodes (GET /api/broadcasts/{bid} `nodes`): where the camera goes when its
-// node is drained
-let nodeUrls = [];
-
 async function refreshInfo() {
   try {
-    const info = await broadcastInfo(bid);
+    let info = await broadcastInfo(bid);
+    const sending = publisher?.state === "connected" ? publisher.origin : null;
+    if (!info && sending && sending !== homeOrigin()) {
+      // the page's node does not answer, the one we publish through does: calls and chat too
+      info = await broadcastInfo(bid, sending);
+      if (info) {
+        moveHome(sending);
+        chat.restart();
+      }
+    }
     if (!info) return;
     $("title").textContent = info.title || t("장터 스튜디오", "Jangteo Studio");
     document.title = `${info.title || "장터 스튜디오"} · Jangteo Studio`;
     if (Array.isArray(info.nodes)) nodeUrls = info.nodes;
-    if (leaveDrained(info, publisher?.state === "connected" ? publisher.origin : null)) {
+    if (leaveDrained(info, sending)) {
       chat.restart(); // the page's node is drained: its chat goes where its calls go now
     }
     orientation = info.orientation || "landscape";

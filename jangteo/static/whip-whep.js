@@ -12,6 +12,7 @@ export const GATHER_TIMEOUT_MS = 3000; // gather what we can, then send it anywa
 export const DISCONNECT_GRACE_MS = 4000; // 'disconnected' often heals by itself
 export const STALL_MS = 8000; // playback: no bytes for this long while connected -> reconnect
 export const CONNECT_TIMEOUT_MS = 15000; // answer received but ICE/DTLS never connects -> retry
+const CLOSED_GRACE_MS = 2000; // a publisher whose DTLS the server closed publishes again after
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 // with other nodes to move to: 'disconnected' this long, or bytes that stop this long while
 // connected (a live node sends the picture or its slate all the time), is a node gone; the next
@@ -93,15 +94,26 @@ export function iceGathered(pc, timeoutMs = GATHER_TIMEOUT_MS) {
   });
 }
 
+/** The node did not answer at all (stopped, unreachable, silent): not an HTTP answer. */
+export class NodeUnreachable extends Error {}
+
+const POST_TIMEOUT_MS = 10000; // a node that takes this long to answer an offer counts as gone
+
 /** Offer -> POST -> answer. Returns the absolute session URL (from Location). */
 export async function negotiate(pc, url, token) {
   await pc.setLocalDescription(await pc.createOffer());
   await iceGathered(pc);
-  const resp = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
-    body: pc.localDescription.sdp,
-  });
+  let resp;
+  try {
+    resp = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+      body: pc.localDescription.sdp,
+      signal: AbortSignal.timeout?.(POST_TIMEOUT_MS),
+    });
+  } catch (err) {
+    throw new NodeUnreachable(`${new URL(url).origin}: ${err.message || err}`);
+  }
   if (resp.status !== 201) throw await problemOf(resp);
   const location = resp.headers.get("Location");
   const answer = await resp.text();
@@ -187,11 +199,14 @@ export class MediaSession {
     this.node = null; // the origin the session goes to (null: the one of `url`)
     this._own = null; // the origin of `url` (read once per connect: it may be a getter)
     this.moves = 0; // times the session moved to another node
+    this._silent = 0; // consecutive offers the node did not answer at all
+    this._hops = 0; // nodes tried since the last connect because one was draining
   }
 
   /** The origins to play from: url's own, then the other nodes' (options.nodes), once each. */
   _nodes() {
     const list = [this._own || new URL(this.o.url, location.href).origin];
+    if (this.node && !list.includes(this.node)) list.push(this.node); // where we went (a hop)
     for (const url of this.o.nodes?.() || []) {
       try {
         const origin = new URL(url).origin;
@@ -292,14 +307,22 @@ export class MediaSession {
     this._timer = setTimeout(() => this._connect(false), Math.round(delay * (0.9 + Math.random() * 0.2)));
   }
 
-  _retry(reason) {
+  /** Try again after a backoff; `unreachable`: the node did not answer at all. */
+  _retry(reason, unreachable = false) {
     this._generation++;
     clearTimeout(this._timer);
     clearInterval(this._watch);
     deleteSession(this.sessionUrl, this.token); // best effort: free the server side now
     this.sessionUrl = null;
     this._closePc();
-    if (this.o.kind === "whip" && this.attempt) this.node = null; // ask the page's node again
+    // publishing: a node that twice in a row does not answer while this device is online is
+    // gone: publish through the next one (it becomes the origin; a blip of our own network
+    // does not move the show). Other failures: the same node again.
+    this._silent = unreachable && navigator.onLine !== false ? this._silent + 1 : 0;
+    if (this.o.kind === "whip" && this._silent >= 2) {
+      this._silent = 0;
+      this._moveOn();
+    }
     const moved = this._canMove() && this._moveOn();
     const steps = moved ? FAILOVER_BACKOFF_MS : BACKOFF_MS;
     const base = steps[Math.min(this.attempt, steps.length - 1)];
@@ -351,14 +374,15 @@ export class MediaSession {
         this._closePc();
         return this._connect(true); // expired or bad token: ask for a new one once
       }
-      const there = err instanceof HttpProblem && err.code === "origin_elsewhere" && err.doc.origin?.url;
+      const elsewhere = err instanceof HttpProblem && err.code === "origin_elsewhere";
+      const there = elsewhere && err.doc.origin?.url;
       if (there) {
         this._toOrigin(there);
         return;
       }
       const draining = err instanceof HttpProblem && err.code === "draining";
-      if (draining && this.attempt < this._nodes().length - 1 && this._moveOn()) {
-        this.attempt++; // the operator takes this node out of service: the next one, now
+      if (draining && this._hops < this._nodes().length - 1 && this._moveOn()) {
+        this._hops++; // the operator takes this node out of service: the next one, now
         this._closePc();
         this._connect(false);
         return;
@@ -379,7 +403,7 @@ export class MediaSession {
         this._set("failed", err);
         return;
       }
-      this._retry(err.message || String(err));
+      this._retry(err.message || String(err), err instanceof NodeUnreachable);
     }
   }
 
@@ -401,6 +425,8 @@ export class MediaSession {
     if (s === "connected") {
       clearTimeout(this._timer);
       this.attempt = 0;
+      this._hops = 0;
+      this._silent = 0;
       if (!connectedPcs.has(pc)) {
         connectedPcs.add(pc);
         this.connects++;
@@ -422,15 +448,29 @@ export class MediaSession {
   _startWatchdog(pc, gen) {
     clearInterval(this._watch);
     const whip = this.o.kind === "whip";
-    // a node that stops, or lets a publisher go to the show's new origin, closes its DTLS
-    // (Chromium keeps saying 'connected'): publish again, or play from the next node, at once
+    // a node that stops, drains, or lets a publisher go to the show's new origin closes its
+    // DTLS (Chromium keeps saying 'connected'): the session is gone there (nothing to DELETE);
+    // play from the next node at once, or publish again after a moment (the end of the show
+    // closes it too, and the page stops the session then)
     const dtls = (whip ? pc.getSenders() : pc.getReceivers())[0]?.transport;
     if (dtls) {
       dtls.onstatechange = () => {
         const over = dtls.state === "closed" || dtls.state === "failed";
-        if (over && gen === this._generation && this.pc === pc && (whip || this._canMove())) {
-          this._retry(`transport ${dtls.state}`);
+        if (!over || gen !== this._generation || this.pc !== pc) return;
+        const reason = `transport ${dtls.state}`;
+        if (!whip) {
+          if (this._canMove()) {
+            this.sessionUrl = null;
+            this._retry(reason);
+          }
+          return;
         }
+        this.sessionUrl = null;
+        clearTimeout(this._timer);
+        this._set("reconnecting", { reason });
+        this._timer = setTimeout(() => {
+          if (gen === this._generation && this.pc === pc) this._retry(reason);
+        }, CLOSED_GRACE_MS);
       };
     }
     if (whip) return;

@@ -1,13 +1,14 @@
 """Cutting one rendition's encoded frames into LL-HLS parts and segments (pure: frames in, bytes
 out, time passed in).
 
-Video decides the cuts: a part closes once it holds ``part_s`` of video (or before a frame that
-would take it past that by more than a millisecond), a segment closes at the first keyframe
-after ``segment_s`` (the packager asks the rung's encoder for one in time), so every segment
-starts with a keyframe and its first part is independent. Each part is one fMP4
-fragment with a video run and the audio frames that arrived for the same time; a segment is
-its parts back to back. A frame is held until the next one arrives, which gives its duration.
-A new SPS (the rung's encoder was restarted) starts a new init section: a discontinuity.
+Video decides the cuts: a part closes once it holds ``part_s`` of video, or before a frame that
+would take it past that by more than a millisecond (a late frame; one longer than ``part_s``
+alone is a part of its own), a segment closes at the first keyframe after ``segment_s`` (the
+packager asks the rung's encoder for one in time), so every segment starts with a keyframe and
+its first part is independent. Each part is one fMP4 fragment with a video run and the audio
+frames that arrived for the same time; a segment is its parts back to back. A frame is held
+until the next one arrives, which gives its duration. A new SPS (the rung's encoder was
+restarted) starts a new init section: a discontinuity.
 """
 
 from __future__ import annotations
