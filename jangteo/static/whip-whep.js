@@ -298,7 +298,9 @@ export class MediaSession {
   }
 
   _wait(err, delay) {
-    if (err.status !== 409) this._moveOn(); // at a limit: ask another node next time
+    // playback at a limit: ask another node next time (a publisher stays: moving it moves the
+    // show's origin)
+    if (err.status !== 409 && this.o.kind === "whep") this._moveOn();
     this._generation++;
     clearTimeout(this._timer);
     this._closePc();
@@ -319,11 +321,12 @@ export class MediaSession {
     // gone: publish through the next one (it becomes the origin; a blip of our own network
     // does not move the show). Other failures: the same node again.
     this._silent = unreachable && navigator.onLine !== false ? this._silent + 1 : 0;
+    let moved = false;
     if (this.o.kind === "whip" && this._silent >= 2) {
       this._silent = 0;
-      this._moveOn();
+      moved = this._moveOn();
     }
-    const moved = this._canMove() && this._moveOn();
+    moved = moved || (this._canMove() && this._moveOn());
     const steps = moved ? FAILOVER_BACKOFF_MS : BACKOFF_MS;
     const base = steps[Math.min(this.attempt, steps.length - 1)];
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
