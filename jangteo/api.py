@@ -102,6 +102,18 @@ async def _origin(redis: Redis, bid: str, live: list[dict[str, Any]]) -> dict[st
     return {"node": node_id, "url": url}
 
 
+def _publishers(
+    bid: str, media: Any, origin: dict[str, str] | None, live: list[dict[str, Any]]
+) -> int:
+    """The show's publishers: this node's when it composes the show, else what the origin's
+    last heartbeat said (every publisher of a show is on its origin)."""
+    if media is not None and media.publishers:
+        return len(media.publishers)
+    record = next((r for r in live if origin and r.get("id") == origin["node"]), None)
+    counts = record.get("publishers") if record else None
+    return int(counts.get(bid, 0)) if isinstance(counts, dict) else 0
+
+
 def web_origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL, as browsers send it in ``Origin`` ("" for none)."""
     parts = urlsplit(url)
@@ -156,12 +168,13 @@ async def get_broadcast(request: Request) -> JSONResponse:
     own_url = settings.node_url or settings.base_url
     chat = app.chat.broadcasts.get(bid)
     here = max(len(chat.clients) if chat else 0, app.hub.audience(bid))
+    origin = await _origin(app.redis, bid, live_nodes)
     body = broadcast.public() | {
         "viewers": await watching(app.chat.store, bid, app.chat.process, here),
-        "publishers": len(media.publishers) if media else 0,
+        "publishers": _publishers(bid, media, origin, live_nodes),
         "pinned": await app.catalog.pin(bid),
         "renditions": [r.public() for r in app.hub.ladder_of(broadcast.portrait)],
-        "origin": await _origin(app.redis, bid, live_nodes),
+        "origin": origin,
         "nodes": node_urls(live_nodes, app.node_id, own_url, app.hub.draining),
         "draining": app.hub.draining,  # the answering node: the pages move to one of `nodes`
     }

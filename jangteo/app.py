@@ -284,6 +284,8 @@ async def _start(
             "broadcasts": len(hub.broadcasts),
             "edges": len(hub.edges),
             "viewers": sum(m.audience() for m in hub.audiences()),
+            # the publishers of the shows composed here: other nodes answer them too
+            "publishers": {b: len(m.publishers) for b, m in hub.broadcasts.items() if m.publishers},
             **drain.report(),
         },
         # the broadcasts this node is the origin of: their leases live while it does; and the

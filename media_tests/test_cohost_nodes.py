@@ -71,6 +71,8 @@ async def test_a_cohost_reaching_another_node_is_sent_to_the_origin(redis_url: s
             await here.publish(ColorTrack(GREEN, W, H), ToneTrack(1000))
             await here.connected()
             assert len(a.ctx.hub.broadcasts[bid].publishers) == 2
+            await a.app.state.node.beat()  # A's next heartbeat, now: B answers for the show
+            assert (await b.http.get(f"/api/broadcasts/{bid}")).json()["publishers"] == 2
             await wait_for_frame(v, both, 20)
         finally:
             await v.aclose()

@@ -75,7 +75,7 @@ def numbers_paths() -> dict[str, Any]:
                         "{nodes: [{id, url, broadcasts, viewers, load (this process's cores "
                         "busy), loadavg (per core), cores, started_at, at, age_ms, draining, "
                         "drained (draining and nothing left), sessions: {publishers, viewers, "
-                        "chat}}]}",
+                        "chat}, publishers: {bid: n} of the shows it composes}]}",
                         NODES,
                     ),
                     **ERRORS,
