@@ -248,6 +248,7 @@ async def _start(
     feed = OverlayFeed(chat_hub, catalog, chat_store, settings.base_url)
     parts.push_async_callback(feed.aclose)
     hub.on_started, hub.on_ended = feed.started, feed.ended
+    hub.on_replaced = functools.partial(stream.http.tell_replaced, redis)
     app.state.overlays = feed
     signer = TokenSigner(settings.secret, settings.token_ttl_s)
     revocations = Revocations(redis)

@@ -10,11 +10,13 @@ test_edges.py); the host and the co-host are real aiortc peers.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from core.events import stream_key
 from jangteo.testkit.clients import Received, SignallingError, WhipClient
 from jangteo.testkit.server import RunningServer, eventually
 from stream.ingest.synthetic import PatternTrack, ToneTrack
@@ -144,3 +146,28 @@ async def test_a_cohost_may_start_the_media_on_a_node_when_no_origin_is_alive(
         finally:
             await co.aclose()
             await host.aclose()
+
+
+async def test_the_host_live_from_a_second_device_on_another_node_replaces_the_first(
+    redis_url: str,
+) -> None:
+    """The host's first device stays connected to A; a second goes live through B. A lets the
+    first go and tells the host (``session_replaced``, to them only) so that studio stops
+    instead of taking the show back (media_tests/test_studio_takeover.py: the page's side)."""
+    async with node(redis_url, "node-a") as a, node(redis_url, "node-b") as b:
+        bid, first = await go_live(a)
+        (old,) = a.ctx.hub.broadcasts[bid].publishers
+        user = a.ctx.hub.broadcasts[bid].publishers[old].claims.user_id
+        second = WhipClient(b.base_url, bid, first.token)
+        try:
+            await second.publish(PatternTrack(W, H, 30, hue=60), ToneTrack(440))
+            await second.connected()
+            await eventually(lambda: bid not in a.ctx.hub.broadcasts, "A letting it go", 5)
+            raw: Any = await a.ctx.redis.xrange(stream_key(bid))
+            told = [json.loads(fields[b"e"]) for _, fields in raw]
+            replaced = [e for e in told if e["type"] == "session_replaced"]
+            assert [(e["session"], e["to"], e["kind"]) for e in replaced] == [(old, user, "whip")]
+            assert len(b.ctx.hub.broadcasts[bid].publishers) == 1
+        finally:
+            await first.aclose()
+            await second.aclose()

@@ -7,15 +7,19 @@ and ``Location`` of the session; ``DELETE`` on the session ends it (same token o
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.broadcasts import BroadcastStore, Status
+from core.events import publish
 from core.origin import claim, claim_if, origin_of
 from core.problems import Forbidden, MethodNotAllowed, Unavailable
 from core.tokens import Role
@@ -27,6 +31,8 @@ from .edge import Ended
 from .errors import BroadcastEnded, NotLive, OriginElsewhere
 from .hub import MediaHub
 from .media import BroadcastMedia
+
+log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 
@@ -85,6 +91,7 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
     seen = None if host else await _to_the_origin(app, bid)
     with app.hub.publisher_joining(bid):  # the lease may still name where the host came from
         async with app.hub.session_scope(bid, broadcast.portrait) as media:
+            mine = {p.id for p in media.publishers.values() if p.claims.user_id == c.user_id}
             publisher, answer = await media.add_publisher(c, offer)
         try:
             if host:
@@ -100,7 +107,21 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
         except BaseException:
             await media.remove_publisher(publisher.id)
             raise
+    for sid in mine - media.publishers.keys():  # the same person's older session, replaced
+        await tell_replaced(app.redis, bid, c.user_id, sid)
     return _created("whip", bid, publisher.id, answer)
+
+
+async def tell_replaced(redis: Redis, bid: str, user_id: str, sid: str) -> None:
+    """Tell the person (on their chat) that WHIP session ``sid`` was replaced by a newer one of
+    theirs: a studio still holding it (another tab, another device) stops instead of taking the
+    show back. Best effort: the replacement stands either way."""
+    event = {"type": "session_replaced", "kind": "whip", "session": sid, "to": user_id,
+             "ts": int(time.time() * 1000)}  # fmt: skip
+    try:
+        await publish(redis, bid, event)
+    except (RedisError, OSError) as exc:
+        log.warning("could not tell %s its session %s was replaced: %s", user_id, sid, exc)
 
 
 async def _to_the_origin(app: MediaApp, bid: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from core import metrics
 from core.config import Settings
 from core.tasks import TaskSet
+from core.tokens import Role
 from stream.encode.ladder import Rung, ladder_for
 
 from .deliver.record.vod import finish as finish_recording
@@ -75,6 +76,9 @@ class MediaHub:
         # awaited when a broadcast's media starts / ends on this process (the overlay feed)
         self.on_started: Callable[[BroadcastMedia], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
+        # awaited with (bid, user id, session id) when a host's session here was replaced by
+        # one on another node (stream/http.py tell_replaced)
+        self.on_replaced: Callable[[str, str, str], Awaitable[None]] | None = None
 
     @property
     def ladder(self) -> tuple[Rung, ...]:
@@ -214,8 +218,10 @@ class MediaHub:
         if media.publishers:  # the host went to another node: its co-hosts follow it there
             log.info("%s is composed on %s now: its %d publishers here go there",
                      bid, route.node, len(media.publishers), extra={"bid": bid})  # fmt: skip
-            for pid in list(media.publishers):
+            for pid, publisher in list(media.publishers.items()):
                 await media.remove_publisher(pid)
+                if publisher.claims.role is Role.HOST and self.on_replaced is not None:
+                    await self.on_replaced(bid, publisher.claims.user_id, pid)
         await self._hand_over(bid, media)
 
     async def _hand_over(self, bid: str, media: BroadcastMedia) -> None:

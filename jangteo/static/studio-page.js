@@ -592,6 +592,14 @@ function onEvent(e) {
         `${e.buyer_name_masked}: ${e.qty} × ${shop.products.get(e.product_id)?.name || e.product_id}`));
       ordersSoon();
       break;
+    case "session_replaced": // this identity went live elsewhere (another tab or device)
+      if (e.kind === "whip" && publisher?.sessionUrl?.endsWith(`/${e.session}`)) {
+        publisher.stop({ ended: true }); // replaced there: nothing to delete, no taking it back
+        publisher = null;
+        setLiveUi(false);
+        status(t("다른 기기에서 방송을 이어갑니다", "Live continues on another device"), "error");
+      }
+      break;
     case "hearts":
       $("hearts-total").textContent = `♥ ${Number(e.total).toLocaleString("ko-KR")}`;
       break;

@@ -201,6 +201,7 @@ export class MediaSession {
     this.moves = 0; // times the session moved to another node
     this._silent = 0; // consecutive offers the node did not answer at all
     this._hops = 0; // nodes tried since the last connect because one was draining
+    this._closedThere = false; // the server closed the current session (its DTLS closed)
   }
 
   /** The origins to play from: url's own, then the other nodes' (options.nodes), once each. */
@@ -314,7 +315,8 @@ export class MediaSession {
     this._generation++;
     clearTimeout(this._timer);
     clearInterval(this._watch);
-    deleteSession(this.sessionUrl, this.token); // best effort: free the server side now
+    if (!this._closedThere) deleteSession(this.sessionUrl, this.token); // free it there now
+    this._closedThere = false;
     this.sessionUrl = null;
     this._closePc();
     // publishing: a node that twice in a row does not answer while this device is online is
@@ -461,14 +463,11 @@ export class MediaSession {
         const over = dtls.state === "closed" || dtls.state === "failed";
         if (!over || gen !== this._generation || this.pc !== pc) return;
         const reason = `transport ${dtls.state}`;
+        this._closedThere = true; // the session is gone on the server: nothing to DELETE
         if (!whip) {
-          if (this._canMove()) {
-            this.sessionUrl = null;
-            this._retry(reason);
-          }
+          if (this._canMove()) this._retry(reason);
           return;
         }
-        this.sessionUrl = null;
         clearTimeout(this._timer);
         this._set("reconnecting", { reason });
         this._timer = setTimeout(() => {
