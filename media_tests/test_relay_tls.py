@@ -52,12 +52,13 @@ async def test_an_edge_pulls_over_tls_and_only_with_the_ca(redis_url: str, tmp_p
             await wait_for_frame(trusted, lambda f: f.image is not None and is_pattern(f.image), 15)
             assert b.ctx.hub.edges[bid].pulls == 1
             # C does not trust A's certificate: it never pulls, and keeps trying, less and less
-            # often (the third failure in a row waits backoff_s(3) = 2 s)
+            # often: the third failure in a row waits backoff_s(3) = 2 s (without a backoff,
+            # 0.25 s); seen from here a little late, so judged against half of it
             edge_c = c.ctx.hub.edges[bid]
             await eventually(lambda: edge_c.attempts >= 3, "C trying three times", 10)
             third = time.monotonic()
             await eventually(lambda: edge_c.attempts >= 4, "C trying a fourth time", 10)
-            assert time.monotonic() - third > backoff_s(3) - 0.5
+            assert time.monotonic() - third > backoff_s(3) / 2
             assert edge_c.pulls == 0 and not stranger.frames
             # plain TCP to a TLS relay: refused, nothing sent
             before = RELAY_REFUSED.value()
