@@ -42,9 +42,12 @@ class Drain:
     def __init__(self, hub: MediaHub, chat: ChatHub) -> None:
         self.hub = hub
         self.chat = chat
-        self.active = False
         self._set_at = 0.0
         self._tasks = TaskSet()
+
+    @property
+    def active(self) -> bool:
+        return self.hub.draining  # the media routes read it there
 
     def heard(self, on: bool, asked_at: float) -> None:
         """What the heartbeat read of the flag (asked at ``asked_at``, monotonic): a read older
@@ -60,7 +63,7 @@ class Drain:
     def _apply(self, on: bool) -> None:
         if on == self.active:
             return
-        self.active = self.hub.draining = on
+        self.hub.draining = on
         if on:
             log.info("draining: letting everyone go, taking nobody new")
             if not self._tasks:  # one that is still finishing its round goes on

@@ -64,7 +64,6 @@ class Route:
     local: Origin | None = None
     url: str = ""  # the node's base URL (HTTP)
     tls: bool = False  # the relay speaks TLS
-    draining: bool = False  # the operator takes that node out of service (jangteo/drain.py)
 
 
 class Ended(Exception):
@@ -316,5 +315,4 @@ async def find_origin(
     if not record or not relay:
         return None
     tls = relay.startswith(TLS_SCHEME)
-    return Route(node, relay.removeprefix(TLS_SCHEME), url=str(record.get("url") or ""), tls=tls,
-                 draining=bool(record.get("draining")))  # fmt: skip
+    return Route(node, relay.removeprefix(TLS_SCHEME), url=str(record.get("url") or ""), tls=tls)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from core import nodes
 from core.broadcasts import BroadcastStore, Status
 from core.events import publish
 from core.origin import claim, claim_if, origin_of
@@ -27,7 +28,6 @@ from core.web import bind, claims, client_address, read_body
 from stream.deliver.rtc import MAX_SDP_BYTES, check_offer
 
 from .audience import Audience
-from .edge import Ended
 from .errors import BroadcastEnded, NotLive, OriginElsewhere
 from .hub import MediaHub
 from .media import BroadcastMedia
@@ -102,7 +102,7 @@ async def whip_post(request: Request, app: MediaApp) -> Response:
                                   headers={"Retry-After": "1"})  # fmt: skip
             if (edge := app.hub.edges.get(bid)) is not None:  # its viewers here: fed from it now
                 edge.relocate()
-            if c.role is Role.HOST:
+            if host:
                 await app.store.ensure_live(bid)
         except BaseException:
             await media.remove_publisher(publisher.id)
@@ -129,19 +129,18 @@ async def _to_the_origin(app: MediaApp, bid: str) -> str | None:
     another live node as the origin, the request is refused with where to go (the studio goes
     there); with none (the host not on air yet, or its node dead or draining), this node may
     start it. Returns the lease's holder as read (for :func:`core.origin.claim_if`)."""
-    find = app.hub.find_origin
-    if find is None:  # the only node
+    if app.hub.relay is None:  # the only node
         return None
     seen = await origin_of(app.redis, bid)
-    try:
-        route = await find(bid)
-    except Ended:
-        raise BroadcastEnded("the broadcast has ended") from None
-    if route is not None and route.node != app.node_id and route.url and not route.draining:
+    if seen is None or seen == app.node_id:
+        return seen
+    record = await nodes.node(app.redis, seen)  # None: that node is dead
+    url = str(record.get("url") or "") if record else ""
+    if record and url and not record.get("draining"):
         raise OriginElsewhere(
-            f"the broadcast is composed on node {route.node}: publish there",
-            origin={"node": route.node, "url": route.url},
-            headers={"Location": f"{route.url}/whip/{bid}"},
+            f"the broadcast is composed on node {seen}: publish there",
+            origin={"node": seen, "url": url},
+            headers={"Location": f"{url}/whip/{bid}"},
         )
     return seen
 
