@@ -1,6 +1,5 @@
 import {
-  MediaSession, broadcastId, broadcastInfo, homeOrigin, leaveDrained, moveHome, pageToken,
-  sendableVideoCodecs,
+  MediaSession, broadcastId, followedInfo, homeOrigin, pageToken, sendableVideoCodecs,
 } from "/static/whip-whep.js";
 import {
   ChatForm, ChatSocket, Shop, api, claimsOf, clock, explain, h, priceNow, showChatEvent, t, timeOf,
@@ -217,11 +216,11 @@ $("finish-confirm").addEventListener("click", async () => {
   refreshInfo();
 });
 
-// What viewers see: the composed output, played over WHEP with our own token.
 // the deployment's nodes (GET /api/broadcasts/{bid} `nodes`): where the camera and the preview
 // go when their node is drained or stops
 let nodeUrls = [];
 
+// What viewers see: the composed output, played over WHEP with our own token.
 const preview = new MediaSession({
   kind: "whep",
   url: new URL(`/whep/${encodeURIComponent(bid)}`, location.href).href,
@@ -260,23 +259,11 @@ function showViewers(n) {
 
 async function refreshInfo() {
   try {
-    let info = await broadcastInfo(bid);
-    const sending = publisher?.state === "connected" ? publisher.origin : null;
-    if (!info && sending && sending !== homeOrigin()) {
-      // the page's node does not answer, the one we publish through does: calls and chat too
-      info = await broadcastInfo(bid, sending);
-      if (info) {
-        moveHome(sending);
-        chat.restart();
-      }
-    }
+    const info = await followedInfo(bid, publisher, () => chat.restart());
     if (!info) return;
     $("title").textContent = info.title || t("장터 스튜디오", "Jangteo Studio");
     document.title = `${info.title || "장터 스튜디오"} · Jangteo Studio`;
     if (Array.isArray(info.nodes)) nodeUrls = info.nodes;
-    if (leaveDrained(info, sending)) {
-      chat.restart(); // the page's node is drained: its chat goes where its calls go now
-    }
     orientation = info.orientation || "landscape";
     numbers?.forecastFor(info.merchant_id);
     document.body.dataset.orientation = orientation;
@@ -643,7 +630,6 @@ const chat = new ChatSocket({
     showChatState();
   },
 });
-
 
 async function putSettings(change) {
   try {

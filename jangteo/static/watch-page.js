@@ -1,6 +1,5 @@
 import {
-  MediaSession, ViewerToken, broadcastId, broadcastInfo, homeOrigin, leaveDrained, moveHome,
-  pageToken,
+  MediaSession, ViewerToken, broadcastId, followedInfo, homeOrigin, pageToken,
 } from "/static/whip-whep.js";
 import { savedName, store, stored } from "/static/storage.js";
 import {
@@ -168,16 +167,7 @@ function showViewers(n) {
 async function refreshInfo() {
   let info;
   try {
-    info = await broadcastInfo(bid);
-    const playing = player.state === "connected" ? player.origin : homeOrigin();
-    if (!info && playing !== homeOrigin()) {
-      // the page's node does not answer, the one we play from does: API calls and chat move there
-      info = await broadcastInfo(bid, playing);
-      if (info) {
-        moveHome(playing);
-        if (chat.state !== "stopped") chat.restart();
-      }
-    }
+    info = await followedInfo(bid, player, () => chat.state !== "stopped" && chat.restart());
   } catch (err) {
     if (err.status === 404) {
       chat.stop();
@@ -187,10 +177,6 @@ async function refreshInfo() {
   }
   if (!info) return;
   if (Array.isArray(info.nodes)) nodeUrls = info.nodes;
-  if (leaveDrained(info, player.state === "connected" ? player.origin : null) &&
-    chat.state !== "stopped") {
-    chat.restart(); // the page's node is drained: its chat goes where its calls go now
-  }
   if (Array.isArray(info.renditions)) showRenditions(info.renditions);
   $("title").textContent = info.title || tr("watch.title");
   document.title = `${info.title || tr("watch.title")} · ${tr("watch.title")}`;
@@ -502,7 +488,6 @@ const chat = new ChatSocket({
     showChatState();
   },
 });
-
 
 // hearts: taps are counted locally and sent at most every 250 ms
 let taps = 0;

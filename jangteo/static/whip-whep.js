@@ -40,7 +40,7 @@ export function moveHome(origin) {
 /** When the node that answered `info` (GET /api/broadcasts/{bid}) is being drained, move the
  * page's API calls and chat to another node: `preferred` (where the page plays or publishes
  * from) if it is listed, else the first of `info.nodes`. True when the page moved. */
-export function leaveDrained(info, preferred = null) {
+function leaveDrained(info, preferred = null) {
   if (!info?.draining || !Array.isArray(info.nodes) || !info.nodes.length) return false;
   const origins = info.nodes.map((u) => new URL(u).origin);
   const next = preferred && origins.includes(preferred) ? preferred : origins[0];
@@ -604,6 +604,23 @@ export async function broadcastInfo(bid, origin = null) {
   }
   if (!resp.ok) throw await problemOf(resp);
   return resp.json();
+}
+
+/** GET /api/broadcasts/{bid} from the page's home, which moves to the node `session` (the
+ * page's player or camera) goes through when home does not answer, or to another node when home
+ * is drained; `onMoved()` then (the page's chat follows its calls). */
+export async function followedInfo(bid, session, onMoved) {
+  const via = session?.state === "connected" ? session.origin : null;
+  let info = await broadcastInfo(bid);
+  if (!info && via && via !== homeOrigin()) {
+    info = await broadcastInfo(bid, via); // home does not answer, the node we go through does
+    if (info) {
+      moveHome(via);
+      onMoved();
+    }
+  }
+  if (info && leaveDrained(info, via)) onMoved();
+  return info;
 }
 
 /** Two-language label helper: "한국어 · English". */
