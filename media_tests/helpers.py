@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 
 from jangteo.testkit.clients import Received, WhepClient
 from stream.compose.slate import slate_bgr
@@ -33,6 +35,10 @@ CHROMIUM_FLAGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--allow-loopback-in-peer-connection",
 ]
+# the browser tests' mark: skipped on a machine without that Chromium
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"
+)
 # makes a browser context (options as Playwright's new_context takes them): the ``contexts``
 # fixture
 Contexts = Callable[..., Awaitable["BrowserContext"]]

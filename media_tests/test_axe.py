@@ -7,7 +7,6 @@ engine is the vendored axe-core (media_tests/axe.py, media_tests/vendor/VENDORED
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from jangteo.testkit.server import RunningServer
 
 from .axe import axe_violations, describe
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_pages import (
     DESKTOP,
     PHONE,
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 # axe-core goes in as an inline script and compiles its messages with `new Function`: the pages'

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from conftest import ICE_ADDRESS
 from jangteo.testkit.server import RunningServer
 from stream.ingest.publisher import Source
 
-from .helpers import CHROMIUM, is_slate
+from .helpers import NEEDS_CHROMIUM, is_slate
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
@@ -54,7 +53,7 @@ WAIT_MS = 20_000  # for any one thing to happen in the browser
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(60),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 # Draws a <video> into a canvas and returns it as a PNG data URL (what is on screen, decoded).

@@ -9,7 +9,6 @@ composed again. Same network rules as ``test_browser``.
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,7 +19,7 @@ from jangteo.testkit.server import eventually
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from . import test_browser as tb
-from .helpers import CHROMIUM
+from .helpers import NEEDS_CHROMIUM
 from .test_failover_page import node
 from .test_pages import go_live, open_studio
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 

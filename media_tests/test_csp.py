@@ -11,7 +11,6 @@ collector hears them. Same browser, server, contexts and waits as ``test_pages``
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +19,7 @@ from jangteo.testkit.server import RunningServer
 
 from . import test_browser as tb
 from . import test_pages as tp
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_record import replay_ready
 from .test_replay_pages import end, wait_advancing
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 WAIT_MS = tb.WAIT_MS

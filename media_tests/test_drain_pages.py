@@ -10,7 +10,6 @@ move to B, where a chat line still goes from the viewer to the studio. Same netw
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +18,7 @@ from core.redisproc import free_port
 from jangteo.testkit.server import eventually
 
 from . import test_browser as tb
-from .helpers import CHROMIUM
+from .helpers import NEEDS_CHROMIUM
 from .test_failover_page import node
 from .test_pages import chat_line, go_live, open_studio, open_watch, send_chat
 
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 MOVED_WITHIN_MS = 15_000

@@ -14,7 +14,6 @@ calls and chat with it. Same network rules as ``test_browser``.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from jangteo.testkit.server import RunningServer, eventually, running_server
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from . import test_browser as tb
-from .helpers import CHROMIUM
+from .helpers import NEEDS_CHROMIUM
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 BACK_WITHIN_S = 8  # from node B gone to the page playing from A again

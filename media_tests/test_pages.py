@@ -10,7 +10,6 @@ Screenshots go to artifacts/ (git-ignored).
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from jangteo.testkit.server import RunningServer, bearer
 from stream.deliver.whep import Viewer
 
 from . import test_browser as tb
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page, ViewportSize
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(60),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 WAIT_MS = tb.WAIT_MS

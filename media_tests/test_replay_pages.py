@@ -10,7 +10,6 @@ go to artifacts/ (git-ignored).
 from __future__ import annotations
 
 import asyncio
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +18,7 @@ from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
 from . import test_pages as tp
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_record import publish, replay_ready
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 WAIT_MS = tb.WAIT_MS

@@ -5,7 +5,6 @@ A4 sheet. Same browser, server and helpers as ``test_pages``."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from typing import Any
 
@@ -18,13 +17,13 @@ from core.pins import Pin, pins_key, record_pin
 from jangteo.testkit.server import RunningServer, bearer
 
 from . import test_browser as tb
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_pages import DESKTOP, WAIT_MS, put_product
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 # How many pixels of a canvas are near an RGB colour (the series' stroke or fill).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,14 @@ from jangteo.testkit.server import running_server
 from stream.ingest.synthetic import PatternTrack, ToneTrack
 
 from . import test_browser as tb
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_pages import DESKTOP, open_studio, save
 from .test_restream import in_order, pull
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(90),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(rtmp.available() is not None, reason=str(rtmp.available())),
 ]
 

@@ -9,20 +9,18 @@ stops. Same network rules as ``test_browser``.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from jangteo.testkit.server import RunningServer
 
 from . import test_browser as tb
-from .helpers import CHROMIUM, Contexts
+from .helpers import NEEDS_CHROMIUM, Contexts
 from .test_pages import DESKTOP, go_live, open_studio
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}"),
+    NEEDS_CHROMIUM,
 ]
 
 
